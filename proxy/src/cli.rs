@@ -1,0 +1,197 @@
+//! Command-line entry points: `caplab serve`, `caplab sim`, `caplab run`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+
+use crate::engine::Engine;
+use crate::runs::Registry;
+use crate::server::{app, AppState};
+use crate::sim::{self, SimConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "caplab", version, about = "LLM-serving capacity lab: load, measure and compare vLLM servers")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Serve the dashboard and API. Without --target, runs against the built-in simulated vLLM.
+    Serve {
+        /// Base URL of the OpenAI-compatible server to load, e.g. http://127.0.0.1:8000
+        #[arg(long)]
+        target: Option<String>,
+        /// Address to listen on (use 0.0.0.0:PORT on a pod to reach it through the pod's proxy)
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Folder where finished runs are saved (and loaded from at start)
+        #[arg(long, default_value = "caplab-runs")]
+        data_dir: PathBuf,
+        #[command(flatten)]
+        sim: SimArgs,
+    },
+    /// Run the built-in simulated vLLM server on its own.
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        listen: SocketAddr,
+        #[command(flatten)]
+        sim: SimArgs,
+    },
+    /// Run an experiment file headless: progress bar, results table, CSV/JSON files.
+    Run {
+        /// Experiment file (TOML, the same fields as the dashboard's form; see data/experiments/)
+        experiment: PathBuf,
+        /// Base URL of the server to load; overrides the file's `target`. Neither: the built-in simulator
+        #[arg(long)]
+        target: Option<String>,
+        /// Folder for the results (one sub-folder per run)
+        #[arg(long, default_value = "caplab-runs")]
+        out: PathBuf,
+    },
+}
+
+/// The simulator's knobs (used by `sim`, and by `serve` without --target).
+#[derive(Args, Debug, Clone)]
+pub struct SimArgs {
+    /// Model name the simulator serves
+    #[arg(long = "sim-model", default_value = "sim-qwen2.5-1.5b")]
+    pub model: String,
+    /// Sequences decoded at once; more requests wait
+    #[arg(long = "sim-max-num-seqs", default_value_t = 64)]
+    pub max_num_seqs: u32,
+    /// Context length in tokens
+    #[arg(long = "sim-max-model-len", default_value_t = 4096)]
+    pub max_model_len: u32,
+    /// Decode step in ms with no other sequence running
+    #[arg(long = "sim-itl-ms", default_value_t = 12.0)]
+    pub itl_ms: f64,
+    /// Extra decode ms per running sequence
+    #[arg(long = "sim-itl-ms-per-seq", default_value_t = 0.35)]
+    pub itl_ms_per_seq: f64,
+    /// Fixed prefill ms
+    #[arg(long = "sim-prefill-ms", default_value_t = 20.0)]
+    pub prefill_ms: f64,
+}
+
+impl SimArgs {
+    pub fn config(&self) -> SimConfig {
+        SimConfig {
+            model: self.model.clone(),
+            max_num_seqs: self.max_num_seqs.max(1),
+            max_model_len: self.max_model_len.max(16),
+            itl_ms: self.itl_ms.max(0.0),
+            itl_ms_per_seq: self.itl_ms_per_seq.max(0.0),
+            prefill_ms: self.prefill_ms.max(0.0),
+            ..SimConfig::default()
+        }
+    }
+}
+
+pub fn main(cli: Cli) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAPLAB_LOG").unwrap_or_else(|_| "caplab=info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("caplab: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve { target, listen, data_dir, sim } => serve(target, listen, data_dir, sim).await,
+            Command::Sim { listen, sim } => run_sim(listen, sim).await,
+            Command::Run { experiment, target, out } => crate::headless::run(&experiment, target, &out).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("caplab: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))
+}
+
+/// The address to print for a listener: 0.0.0.0 is shown as 127.0.0.1.
+fn shown(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// Starts the simulator on a loopback port of its own; returns its base URL.
+pub async fn spawn_sim(config: SimConfig) -> anyhow::Result<String> {
+    let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, sim::router(config)).await });
+    Ok(url)
+}
+
+async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, sim: SimArgs) -> anyhow::Result<ExitCode> {
+    let (target, simulated) = match target {
+        Some(t) => (t.trim_end_matches('/').to_string(), false),
+        None => (spawn_sim(sim.config()).await?, true),
+    };
+    let (registry, unreadable) = Registry::open(Some(data_dir.clone()));
+    for u in unreadable {
+        eprintln!("caplab: skipped a saved run that could not be read: {u}");
+    }
+    let listener = bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let state = Arc::new(AppState { registry: Arc::new(registry), engine: Engine::new(), default_target: target.clone() });
+    println!("caplab dashboard: http://{}/", shown(addr));
+    if simulated {
+        println!("target: built-in SIMULATED vLLM at {target} (its numbers are simulated, not a GPU's)");
+    } else {
+        println!("target: {target}");
+    }
+    println!("runs are saved under {}", data_dir.display());
+    if !crate::server::assets::dashboard_built() {
+        println!("note: this build has no dashboard; run scripts/build-frontend.sh and rebuild");
+    }
+    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_sim(listen: SocketAddr, sim: SimArgs) -> anyhow::Result<ExitCode> {
+    let listener = bind(listen).await?;
+    let config = sim.config();
+    println!("caplab SIMULATED vLLM: http://{} (model {})", shown(listener.local_addr()?), config.model);
+    axum::serve(listener, sim::router(config)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,130 @@
+//! The load engine: runs an experiment's cells one after another. Per cell, a
+//! scheduler's workers produce one `RequestSample` per request into a channel;
+//! the aggregator drains it on a fixed tick, publishes live ticks, and computes
+//! the cell's result. Workers know nothing of display; only the aggregator
+//! touches the run's shared state, once per tick.
+
+mod aggregate;
+pub mod request;
+mod schedule;
+pub mod sse;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use caplab_shared::{CellResult, CellSpec, ExperimentSpec, RunStatus, ServerMsg, TargetInfo};
+use tokio::time::Instant;
+
+use crate::runs::Run;
+use crate::target::accepts_vllm_fields;
+use crate::workload::{request_set, Inputs, RequestSet};
+use aggregate::Aggregator;
+pub use request::LiveCounters;
+
+/// How often live ticks are published (the dashboard redraws on each).
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// What every run shares: one pooled HTTP client and the workload inputs.
+#[derive(Clone)]
+pub struct Engine {
+    pub client: reqwest::Client,
+    pub inputs: Arc<Inputs>,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder()
+            .tcp_nodelay(true)
+            .pool_max_idle_per_host(usize::MAX)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .connect_timeout(Duration::from_secs(10))
+            .build()
+            .unwrap_or_default();
+        Engine { client, inputs: Arc::new(Inputs::default()) }
+    }
+
+    /// Measured requests per cell for this spec.
+    pub fn measured_requests(&self, spec: &ExperimentSpec) -> u32 {
+        spec.measured_requests(self.inputs.documents.len())
+    }
+
+    /// Runs every cell of `run`'s spec, publishing as it goes, and sets the final status.
+    pub async fn run(&self, run: Arc<Run>) {
+        let info = run.info();
+        let spec = info.spec.clone();
+        let run_start = Instant::now();
+        let live = Arc::new(LiveCounters::default());
+        let total = u64::from(self.measured_requests(&spec) + spec.warmup) * spec.cells().len() as u64;
+        let mut agg = Aggregator::new(&run, live.clone(), run_start, total);
+        for cell in spec.cells() {
+            if run.cancel.is_cancelled() {
+                break;
+            }
+            let result = self.run_cell(&run, &info.target, &spec, &cell, &live, &mut agg).await;
+            run.publish(ServerMsg::CellDone { result });
+        }
+        let (status, message) = if run.cancel.is_cancelled() {
+            (RunStatus::Stopped, Some("stopped before the end; finished cells are kept".to_string()))
+        } else {
+            (RunStatus::Finished, None)
+        };
+        run.publish(ServerMsg::Status { status, message });
+    }
+
+    async fn run_cell(
+        &self,
+        run: &Arc<Run>,
+        target: &TargetInfo,
+        spec: &ExperimentSpec,
+        cell: &CellSpec,
+        live: &Arc<LiveCounters>,
+        agg: &mut Aggregator<'_>,
+    ) -> CellResult {
+        let ignore_eos = spec.ignore_eos && accepts_vllm_fields(target);
+        let set: RequestSet = request_set(&self.inputs, spec.workload, &spec.model, cell.max_new_tokens, ignore_eos);
+        let url = format!("{}{}", target.url, set.path);
+        let ctx = Arc::new(schedule::CellCtx {
+            client: self.client.clone(),
+            url,
+            set,
+            timeout: Duration::from_secs_f64(spec.timeout_s),
+            live: live.clone(),
+            cancel: run.cancel.clone(),
+            cell: cell.index,
+            warmup: spec.warmup,
+            total: spec.warmup + self.measured_requests(spec),
+            start: Instant::now(),
+        });
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let first_sample = run.sample_count();
+        let mut load = tokio::spawn(schedule::drive(ctx, spec.clone(), cell.clone(), tx));
+        let mut ticker = tokio::time::interval(TICK);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => agg.tick(cell.index, &mut rx),
+                _ = &mut load => break,
+            }
+        }
+        agg.tick(cell.index, &mut rx);
+        let slo = spec.slo.effective(spec.workload);
+        run.with_samples(|all| CellResult::compute(cell, &all[first_sample..], &slo))
+    }
+}
+
+/// Resolves the spec's model against the target: an empty model takes the first one listed.
+pub fn resolve_model(spec: &mut ExperimentSpec, target: &TargetInfo) -> Result<(), String> {
+    if spec.model.is_empty() {
+        match target.models.first() {
+            Some(m) => spec.model = m.clone(),
+            None => return Err("the target lists no models (GET /v1/models); name the model".into()),
+        }
+    }
+    Ok(())
+}

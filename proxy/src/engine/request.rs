@@ -1,0 +1,252 @@
+//! Sends one request and measures it: the only code that touches a response.
+
+use std::sync::atomic::{AtomicI64, AtomicU32, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use caplab_shared::{ErrorClass, RequestSample};
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::sse::{error_message, parse_chunk, SseParser, Usage};
+use crate::target::root_cause;
+
+/// Counters every in-flight request updates; read by the aggregator on its tick.
+#[derive(Default)]
+pub struct LiveCounters {
+    pub in_flight: AtomicU32,
+    /// Output tokens so far: +1 per text event as it arrives, corrected to `usage` at the end.
+    pub output_tokens: AtomicI64,
+}
+
+/// Largest error body kept (bytes).
+const MAX_ERROR_BODY: usize = 16 * 1024;
+
+/// What a request needs besides its body.
+pub struct Call<'a> {
+    pub client: &'a reqwest::Client,
+    pub url: &'a str,
+    pub timeout: Duration,
+    pub live: &'a LiveCounters,
+    pub cancel: &'a CancellationToken,
+}
+
+struct InFlight<'a>(&'a AtomicU32);
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends `body` now and measures it against `scheduled` (the time it was due).
+/// Never fails: a fault of the server becomes the sample's error class.
+pub async fn execute(call: &Call<'_>, body: Bytes, scheduled: Instant) -> RequestSample {
+    let sent = Instant::now();
+    call.live.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _guard = InFlight(&call.live.in_flight);
+    let mut m = Measure::new(scheduled, sent);
+    let outcome = tokio::select! {
+        biased;
+        _ = call.cancel.cancelled() => Err((ErrorClass::Cancelled, "the run was stopped".to_string())),
+        _ = tokio::time::sleep_until(sent + call.timeout) => {
+            Err((ErrorClass::Timeout, format!("no complete response within {:.0} s", call.timeout.as_secs_f64())))
+        }
+        r = stream(call, body, &mut m) => r,
+    };
+    m.finish(outcome, call.live)
+}
+
+/// Per-request measurement state.
+struct Measure {
+    scheduled: Instant,
+    sent: Instant,
+    first: Option<Instant>,
+    last: Option<Instant>,
+    gaps: Vec<f32>,
+    events: u32,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    status: Option<u16>,
+}
+
+impl Measure {
+    fn new(scheduled: Instant, sent: Instant) -> Self {
+        Measure { scheduled, sent, first: None, last: None, gaps: Vec::new(), events: 0, usage: None, finish_reason: None, status: None }
+    }
+
+    fn on_text(&mut self, now: Instant, live: &LiveCounters) {
+        match self.last {
+            None => self.first = Some(now),
+            Some(prev) => self.gaps.push(ms(now - prev) as f32),
+        }
+        self.last = Some(now);
+        self.events += 1;
+        live.output_tokens.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn finish(mut self, outcome: Result<(), (ErrorClass, String)>, live: &LiveCounters) -> RequestSample {
+        let end = Instant::now();
+        // The live token estimate counted events; replace them by the server's count.
+        let counted = self.usage.map_or(0, |u| i64::from(u.completion_tokens));
+        live.output_tokens.fetch_add(counted - i64::from(self.events), Ordering::Relaxed);
+        let (error, error_message) = match outcome {
+            Ok(()) => (None, None),
+            Err((class, msg)) => (Some(class), Some(msg)),
+        };
+        let ttft_ms = self.first.map(|f| ms(f - self.scheduled));
+        let e2e_ms = ms(end - self.scheduled);
+        let completion = self.usage.map(|u| u.completion_tokens);
+        let tpot_ms = match (ttft_ms, completion) {
+            (Some(t), Some(n)) if n > 1 && error.is_none() => Some((e2e_ms - t) / f64::from(n - 1)),
+            _ => None,
+        };
+        let itl_mean_ms = (!self.gaps.is_empty()).then(|| self.gaps.iter().map(|&g| f64::from(g)).sum::<f64>() / self.gaps.len() as f64);
+        let itl_max_ms = self.gaps.iter().copied().reduce(f32::max).map(f64::from);
+        RequestSample {
+            queue_ms: ms(self.sent - self.scheduled),
+            ttft_ms,
+            e2e_ms,
+            tpot_ms,
+            itl_mean_ms,
+            itl_max_ms,
+            events: self.events,
+            prompt_tokens: self.usage.map(|u| u.prompt_tokens),
+            completion_tokens: completion,
+            finish_reason: self.finish_reason.take(),
+            http_status: self.status,
+            error,
+            error_message,
+            itl_gaps_ms: std::mem::take(&mut self.gaps),
+            ..Default::default()
+        }
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (ErrorClass, String)> {
+    let resp = call
+        .client
+        .post(call.url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| (ErrorClass::Connect, root_cause(&e)))?;
+    let status = resp.status();
+    m.status = Some(status.as_u16());
+    if !status.is_success() {
+        return Err(classify_status(status.as_u16(), &read_error_body(resp).await));
+    }
+    let mut parser = SseParser::default();
+    let mut body = resp.bytes_stream();
+    let mut done = false;
+    let mut fault: Option<(ErrorClass, String)> = None;
+    let mut on_data = |data: &[u8], m: &mut Measure| {
+        if fault.is_some() {
+            return;
+        }
+        if data == b"[DONE]" {
+            done = true;
+            return;
+        }
+        match parse_chunk(data) {
+            Ok(info) => {
+                if let Some(msg) = info.error {
+                    fault = Some((ErrorClass::Stream, format!("error event in stream: {msg}")));
+                    return;
+                }
+                if info.has_text {
+                    m.on_text(Instant::now(), call.live);
+                }
+                if info.finish_reason.is_some() {
+                    m.finish_reason = info.finish_reason;
+                }
+                if info.usage.is_some() {
+                    m.usage = info.usage;
+                }
+            }
+            Err(e) => {
+                let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
+                fault = Some((ErrorClass::Protocol, format!("unreadable stream chunk ({e}): {shown}")));
+            }
+        }
+    };
+    while let Some(piece) = body.next().await {
+        match piece {
+            Ok(bytes) => parser.push(&bytes, |d| on_data(d, m)),
+            Err(e) => return Err((ErrorClass::Stream, format!("response broke off: {}", root_cause(&e)))),
+        }
+    }
+    parser.finish(|d| on_data(d, m));
+    if let Some(f) = fault {
+        return Err(f);
+    }
+    if !done {
+        return Err((ErrorClass::Protocol, "stream ended without data: [DONE]".into()));
+    }
+    if m.usage.is_none() {
+        return Err((ErrorClass::Protocol, "no usage in the stream (server ignored stream_options.include_usage); tokens unknown".into()));
+    }
+    Ok(())
+}
+
+async fn read_error_body(resp: reqwest::Response) -> String {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(Ok(piece)) = body.next().await {
+        out.extend_from_slice(&piece);
+        if out.len() >= MAX_ERROR_BODY {
+            out.truncate(MAX_ERROR_BODY);
+            break;
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(&out) {
+        Ok(v) => error_message(&v),
+        Err(_) => String::from_utf8_lossy(&out).trim().to_string(),
+    }
+}
+
+/// Maps an error status and the server's message to a class.
+pub fn classify_status(status: u16, message: &str) -> (ErrorClass, String) {
+    let lower = message.to_ascii_lowercase();
+    let class = match status {
+        404 if lower.contains("model") => ErrorClass::UnknownModel,
+        400 | 413 | 422
+            if lower.contains("context length")
+                || lower.contains("maximum context")
+                || lower.contains("max_model_len")
+                || lower.contains("too long")
+                || (lower.contains("max_tokens") && lower.contains("too large")) =>
+        {
+            ErrorClass::ContextLength
+        }
+        400..=499 => ErrorClass::BadRequest,
+        _ => ErrorClass::Server,
+    };
+    let shown = if message.is_empty() { "(empty body)" } else { message };
+    (class, format!("HTTP {status}: {shown}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_classes() {
+        let c = |s, m: &str| classify_status(s, m).0;
+        assert_eq!(c(404, "The model `x` does not exist."), ErrorClass::UnknownModel);
+        assert_eq!(
+            c(400, "This model's maximum context length is 2048 tokens. However, you requested 3000 tokens"),
+            ErrorClass::ContextLength
+        );
+        assert_eq!(c(400, "'max_tokens' (5000) is too large: larger than max_model_len"), ErrorClass::ContextLength);
+        assert_eq!(c(422, "Unexpected fields in the request: {'ignore_eos'}"), ErrorClass::BadRequest);
+        assert_eq!(c(404, "Not Found"), ErrorClass::BadRequest);
+        assert_eq!(c(503, ""), ErrorClass::Server);
+        assert_eq!(classify_status(503, "").1, "HTTP 503: (empty body)");
+    }
+}

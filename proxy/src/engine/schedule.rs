@@ -1,0 +1,155 @@
+//! Issuing a cell's requests: closed loop (N workers) or open loop (timed arrivals).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use caplab_shared::{CellSpec, ExperimentSpec, LoadMode, RequestSample};
+use rand::SeedableRng;
+use rand_distr::{Distribution, Gamma};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::request::{execute, Call, LiveCounters};
+use crate::workload::RequestSet;
+
+/// Everything a cell's workers share.
+pub struct CellCtx {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub set: RequestSet,
+    pub timeout: Duration,
+    pub live: Arc<LiveCounters>,
+    pub cancel: CancellationToken,
+    pub cell: u32,
+    pub warmup: u32,
+    /// Requests in the cell, warm-ups included.
+    pub total: u32,
+    pub start: Instant,
+}
+
+impl CellCtx {
+    async fn one(&self, i: u32, scheduled: Instant) -> RequestSample {
+        let call = Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel };
+        let mut s = execute(&call, self.set.body(i), scheduled).await;
+        s.cell = self.cell;
+        s.index = i;
+        s.warmup = i < self.warmup;
+        s.scheduled_s = (scheduled - self.start).as_secs_f64();
+        s
+    }
+}
+
+/// Sends the cell's requests and returns when all have ended (or the run was stopped).
+pub async fn drive(ctx: Arc<CellCtx>, spec: ExperimentSpec, cell: CellSpec, tx: UnboundedSender<RequestSample>) {
+    match spec.mode {
+        LoadMode::Closed => closed_loop(ctx, cell.concurrency, tx).await,
+        LoadMode::Rate => {
+            let rate = cell.rate.unwrap_or(1.0);
+            let offsets = arrival_offsets(rate, spec.burstiness, ctx.total, spec.seed.wrapping_add(u64::from(cell.index)));
+            open_loop(ctx, offsets, spec.max_in_flight, tx).await
+        }
+    }
+}
+
+/// `concurrency` workers; each sends its next request as soon as its last one ends.
+/// A request's scheduled time is the moment its worker became free.
+async fn closed_loop(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<RequestSample>) {
+    let next = Arc::new(AtomicU32::new(0));
+    let workers: Vec<_> = (0..concurrency.min(ctx.total))
+        .map(|_| {
+            let (ctx, next, tx) = (ctx.clone(), next.clone(), tx.clone());
+            tokio::spawn(async move {
+                while !ctx.cancel.is_cancelled() {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= ctx.total {
+                        break;
+                    }
+                    let sample = ctx.one(i, Instant::now()).await;
+                    if tx.send(sample).is_err() {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+}
+
+/// Requests start at `offsets` (s from cell start) whatever the server's pace; with a cap,
+/// arrivals beyond it wait client-side, and that wait counts in their latency.
+async fn open_loop(ctx: Arc<CellCtx>, offsets: Vec<f64>, max_in_flight: u32, tx: UnboundedSender<RequestSample>) {
+    let cap = (max_in_flight > 0).then(|| Arc::new(Semaphore::new(max_in_flight as usize)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, off) in offsets.into_iter().enumerate() {
+        let due = ctx.start + Duration::from_secs_f64(off);
+        tokio::select! {
+            _ = tokio::time::sleep_until(due) => {}
+            _ = ctx.cancel.cancelled() => break,
+        }
+        let (ctx, cap, tx) = (ctx.clone(), cap.clone(), tx.clone());
+        tasks.spawn(async move {
+            let _permit = match cap {
+                Some(sem) => tokio::select! {
+                    p = sem.acquire_owned() => p.ok(),
+                    _ = ctx.cancel.cancelled() => None,
+                },
+                None => None,
+            };
+            let _ = tx.send(ctx.one(i as u32, due).await);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// Arrival times of `n` requests at `rate`/s: the first at 0, then gaps drawn from
+/// gamma(shape = burstiness, scale = 1 / (rate · burstiness)), as `vllm bench serve` does.
+pub fn arrival_offsets(rate: f64, burstiness: f64, n: u32, seed: u64) -> Vec<f64> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let gamma = Gamma::new(burstiness, 1.0 / (rate * burstiness)).ok();
+    let mut t = 0.0;
+    (0..n)
+        .map(|i| {
+            if i > 0 {
+                t += gamma.map_or(1.0 / rate, |g| g.sample(&mut rng));
+            }
+            t
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arrivals_have_the_asked_mean_rate() {
+        let offs = arrival_offsets(50.0, 1.0, 20_001, 7);
+        assert_eq!(offs[0], 0.0);
+        assert!(offs.windows(2).all(|w| w[1] >= w[0]));
+        let mean_gap = offs[20_000] / 20_000.0;
+        assert!((mean_gap - 0.02).abs() < 0.0006, "mean gap {mean_gap}");
+        assert_eq!(arrival_offsets(50.0, 1.0, 10, 7), arrival_offsets(50.0, 1.0, 10, 7), "seeded");
+    }
+
+    #[test]
+    fn burstiness_changes_spread_not_mean() {
+        let cv = |b: f64| {
+            let o = arrival_offsets(10.0, b, 20_001, 3);
+            let gaps: Vec<f64> = o.windows(2).map(|w| w[1] - w[0]).collect();
+            let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
+            let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
+            (mean, var.sqrt() / mean)
+        };
+        let (m1, cv1) = cv(1.0);
+        let (m2, cv2) = cv(0.25);
+        assert!((m1 - 0.1).abs() < 0.005 && (m2 - 0.1).abs() < 0.01);
+        // gamma coefficient of variation = 1/sqrt(shape): 1 for Poisson, 2 for shape 0.25
+        assert!((cv1 - 1.0).abs() < 0.05, "{cv1}");
+        assert!((cv2 - 2.0).abs() < 0.15, "{cv2}");
+    }
+}

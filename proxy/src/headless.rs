@@ -1,0 +1,119 @@
+//! `caplab run EXPERIMENT.toml`: the same engine and files as the dashboard, in a terminal.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use caplab_shared::{ExperimentSpec, RunStatus, ServerMsg};
+
+use crate::engine::{resolve_model, Engine};
+use crate::runs::{Registry, Run};
+use crate::server::AppState;
+use crate::target::probe;
+
+pub async fn run(file: &Path, target: Option<String>, out: &Path) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut spec: ExperimentSpec = toml::from_str(&text).with_context(|| format!("{} is not a valid experiment", file.display()))?;
+    let errors = spec.validate();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!("{} is not a valid experiment:\n  {}", file.display(), list.join("\n  "));
+    }
+    if let Some(t) = target {
+        spec.target = t;
+    }
+    if spec.target.is_empty() {
+        spec.target = crate::cli::spawn_sim(Default::default()).await?;
+    }
+    let engine = Engine::new();
+    let info = probe(&engine.client, &spec.target).await?;
+    resolve_model(&mut spec, &info).map_err(anyhow::Error::msg)?;
+    let (registry, _) = Registry::open(Some(out.to_path_buf()));
+    let state = AppState { registry: Arc::new(registry), engine: engine.clone(), default_target: spec.target.clone() };
+    let run_info = crate::server::api_new_run_info(&state, spec, info);
+    let run = Run::new(run_info.clone(), Vec::new());
+    let sim_note = if run_info.target.simulated { " — SIMULATED target" } else { "" };
+    eprintln!(
+        "caplab run {}: {} {} cells, {} requests against {} ({}){sim_note}",
+        run.id,
+        run_info.spec.workload.as_str(),
+        run_info.cells_total,
+        run_info.requests_total,
+        run_info.target.url,
+        run_info.spec.model
+    );
+    let (_, mut rx) = run.subscribe();
+    let task = tokio::spawn({
+        let (engine, run) = (engine.clone(), run.clone());
+        async move { engine.run(run).await }
+    });
+    let stop = run.cancel.clone();
+    tokio::spawn(async move {
+        crate::cli::shutdown_signal().await;
+        stop.cancel();
+    });
+    while let Ok(msg) = rx.recv().await {
+        match msg {
+            ServerMsg::Tick { tick } => {
+                let frac = tick.requests_done as f64 / run_info.requests_total.max(1) as f64;
+                let bar: String = (0..30).map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' }).collect();
+                let eta = tick.eta_s.map_or("?".into(), |e| format!("{e:.0}s"));
+                eprint!(
+                    "\r[{bar}] {:>3.0}%  cell {}/{}  in flight {:>4}  {:>8.1} tok/s  errors {}  eta {eta}   ",
+                    frac * 100.0,
+                    tick.cell + 1,
+                    run_info.cells_total,
+                    tick.in_flight,
+                    tick.output_tok_s,
+                    tick.errors
+                );
+            }
+            ServerMsg::Status { status, .. } if status.is_terminal() => break,
+            _ => {}
+        }
+    }
+    eprintln!();
+    let _ = task.await;
+    let view = run.view();
+    print!("{}", table(&view));
+    match state.registry.persist(&run)? {
+        Some(path) => eprintln!("results: {}/summary.csv, requests.csv, run.json", path.display()),
+        None => eprintln!("results were not saved"),
+    }
+    Ok(if view.info.status == RunStatus::Finished { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// The results as an aligned text table, one row per cell.
+pub fn table(view: &caplab_shared::RunView) -> String {
+    let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0}"));
+    let mut out = String::new();
+    if view.info.target.simulated {
+        out.push_str("SIMULATED target: these numbers come from caplab's simulator, not a GPU.\n");
+    }
+    out.push_str(&format!(
+        "{:<16} {:>7} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>9}\n",
+        "cell", "ok", "failed", "out tok/s", "req/s", "ttft p50", "ttft p95", "e2e p50", "e2e p95", "tpot95", "slo", "goodput"
+    ));
+    let cells = view.info.spec.cells();
+    for c in &view.cells {
+        let label = cells.get(c.cell as usize).map_or(c.cell.to_string(), |s| s.label());
+        out.push_str(&format!(
+            "{:<16} {:>7} {:>7} {:>10.1} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>9.2}\n",
+            label,
+            c.requests_ok,
+            c.requests_failed,
+            c.output_tok_s,
+            c.requests_per_s,
+            f(c.ttft.p50),
+            f(c.ttft.p95),
+            f(c.e2e.p50),
+            f(c.e2e.p95),
+            f(c.tpot.p95),
+            if c.slo_pass { "pass" } else { "FAIL" },
+            c.goodput_rps
+        ));
+    }
+    out.push_str("latencies in ms from each request's scheduled time; percentiles interpolate linearly (numpy's default).\n");
+    out
+}

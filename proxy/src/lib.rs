@@ -1,0 +1,15 @@
+//! caplab: an LLM-serving capacity lab that runs next to vLLM on a GPU pod.
+//!
+//! Data flows one way: spec (form, API or TOML) → `engine` (scheduler → workers →
+//! samples → aggregator) → `runs` (view, samples, files) → `server` (WebSocket,
+//! downloads) and `headless` (terminal). `sim` is the built-in simulated vLLM.
+
+pub mod cli;
+pub mod engine;
+pub mod export;
+pub mod headless;
+pub mod runs;
+pub mod server;
+pub mod sim;
+pub mod target;
+pub mod workload;

@@ -1,0 +1,191 @@
+//! Runs: each run's live view, samples and fan-out, the registry of all runs, and
+//! their files on disk (`<data-dir>/<id>/run.json`, `requests.csv`, `summary.csv`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use caplab_shared::{RequestSample, RunInfo, RunStatus, RunView, ServerMsg};
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::export;
+
+/// Messages a slow viewer may fall behind by before it is resent a snapshot.
+const FANOUT_CAPACITY: usize = 1024;
+
+/// One run: its view (changed only through `publish`), its samples, and its stop switch.
+pub struct Run {
+    pub id: String,
+    view: Mutex<RunView>,
+    tx: broadcast::Sender<ServerMsg>,
+    samples: Mutex<Vec<RequestSample>>,
+    pub cancel: CancellationToken,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Run {
+    pub fn new(info: RunInfo, samples: Vec<RequestSample>) -> Arc<Run> {
+        let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
+        Arc::new(Run {
+            id: info.id.clone(),
+            view: Mutex::new(RunView::new(info)),
+            tx,
+            samples: Mutex::new(samples),
+            cancel: CancellationToken::new(),
+        })
+    }
+
+    fn from_view(view: RunView, samples: Vec<RequestSample>) -> Arc<Run> {
+        let run = Run::new(view.info.clone(), samples);
+        *lock(&run.view) = view;
+        run
+    }
+
+    /// Applies `msg` to the view and sends it to every viewer, atomically with `subscribe`.
+    pub fn publish(&self, msg: ServerMsg) {
+        let mut view = lock(&self.view);
+        view.apply(&msg);
+        let _ = self.tx.send(msg);
+    }
+
+    /// The current view and a receiver of every message after it (no gap, no duplicate).
+    pub fn subscribe(&self) -> (RunView, broadcast::Receiver<ServerMsg>) {
+        let view = lock(&self.view);
+        (view.clone(), self.tx.subscribe())
+    }
+
+    pub fn view(&self) -> RunView {
+        lock(&self.view).clone()
+    }
+
+    pub fn info(&self) -> RunInfo {
+        lock(&self.view).info.clone()
+    }
+
+    pub fn append_samples(&self, batch: &mut Vec<RequestSample>) {
+        if !batch.is_empty() {
+            lock(&self.samples).append(batch);
+        }
+    }
+
+    pub fn sample_count(&self) -> usize {
+        lock(&self.samples).len()
+    }
+
+    pub fn with_samples<R>(&self, f: impl FnOnce(&[RequestSample]) -> R) -> R {
+        f(&lock(&self.samples))
+    }
+}
+
+/// All runs of this process, plus those found on disk at start.
+pub struct Registry {
+    runs: RwLock<BTreeMap<String, Arc<Run>>>,
+    dir: Option<PathBuf>,
+    seq: AtomicU64,
+}
+
+impl Registry {
+    /// A registry persisting under `dir` (None: memory only). Loads the runs already there;
+    /// returns the names of run folders it could not read, so the caller can say so.
+    pub fn open(dir: Option<PathBuf>) -> (Registry, Vec<String>) {
+        let mut runs = BTreeMap::new();
+        let mut unreadable = Vec::new();
+        if let Some(dir) = &dir {
+            if let Ok(entries) = std::fs::read_dir(dir) {
+                for entry in entries.flatten() {
+                    match load_run(&entry.path()) {
+                        Ok(run) => {
+                            runs.insert(run.id.clone(), run);
+                        }
+                        Err(e) => unreadable.push(format!("{}: {e}", entry.path().display())),
+                    }
+                }
+            }
+        }
+        (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0) }, unreadable)
+    }
+
+    /// A new id, sortable by creation time: `YYYYMMDD-HHMMSS-N`.
+    pub fn next_id(&self, unix_ms: u64) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{n}", utc_stamp(unix_ms / 1000))
+    }
+
+    pub fn insert(&self, run: Arc<Run>) {
+        self.runs.write().unwrap_or_else(|p| p.into_inner()).insert(run.id.clone(), run);
+    }
+
+    pub fn get(&self, id: &str) -> Option<Arc<Run>> {
+        self.runs.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    }
+
+    /// Every run, newest first.
+    pub fn list(&self) -> Vec<RunInfo> {
+        let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
+        let mut infos: Vec<RunInfo> = runs.values().map(|r| r.info()).collect();
+        infos.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms).then(b.id.cmp(&a.id)));
+        infos
+    }
+
+    /// Writes a finished run's files. Errors are returned, never fatal: the run stays in memory.
+    pub fn persist(&self, run: &Run) -> std::io::Result<Option<PathBuf>> {
+        let Some(dir) = &self.dir else { return Ok(None) };
+        let path = dir.join(&run.id);
+        std::fs::create_dir_all(&path)?;
+        let view = run.view();
+        let requests = run.with_samples(|s| export::requests_csv(&view.info, s));
+        write_atomic(&path.join("requests.csv"), &requests?)?;
+        write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
+        write_atomic(&path.join("run.json"), &serde_json::to_vec_pretty(&view)?)?;
+        Ok(Some(path))
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(tmp, path)
+}
+
+fn load_run(path: &Path) -> anyhow::Result<Arc<Run>> {
+    let mut view: RunView = serde_json::from_slice(&std::fs::read(path.join("run.json"))?)?;
+    let samples = export::read_requests_csv(&std::fs::read(path.join("requests.csv"))?)?;
+    if view.info.status == RunStatus::Running {
+        view.info.status = RunStatus::Failed;
+        view.info.message = Some("caplab stopped while this run was in progress".into());
+    }
+    Ok(Run::from_view(view, samples))
+}
+
+/// `YYYYMMDD-HHMMSS` in UTC for a Unix time (days-from-civil inverse, Howard Hinnant's algorithm).
+pub fn utc_stamp(unix_s: u64) -> String {
+    let days = (unix_s / 86_400) as i64;
+    let secs = unix_s % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}{m:02}{d:02}-{:02}{:02}{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamps_are_utc_calendar_times() {
+        assert_eq!(utc_stamp(0), "19700101-000000");
+        assert_eq!(utc_stamp(1_795_894_517), "20261128-193517");
+        assert_eq!(utc_stamp(951_782_400), "20000229-000000");
+    }
+}

@@ -1,0 +1,175 @@
+//! JSON API handlers: start, stop, list and read experiments; downloads.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use caplab_shared::{ExperimentSpec, RunInfo, RunStatus, RunView, TargetInfo};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::engine::resolve_model;
+use crate::export;
+use crate::runs::Run;
+use crate::target::probe;
+
+#[derive(Deserialize)]
+pub struct TargetQuery {
+    url: Option<String>,
+}
+
+/// What the target (the default one, or `?url=`) is and which models it serves.
+pub async fn target(State(st): State<Arc<AppState>>, Query(q): Query<TargetQuery>) -> Result<Json<TargetInfo>, ApiError> {
+    let url = q.url.filter(|u| !u.is_empty()).unwrap_or_else(|| st.default_target.clone());
+    probe(&st.engine.client, &url).await.map(Json).map_err(|e| ApiError::field("target", e.to_string()))
+}
+
+/// A spec to start the form from, and what the built-in workloads hold.
+pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!({
+        "spec": ExperimentSpec::default(),
+        "documents": st.engine.inputs.documents.len(),
+        "chat_prompts": st.engine.inputs.chat_prompts.len(),
+        "default_target": st.default_target,
+    }))
+}
+
+pub async fn list_runs(State(st): State<Arc<AppState>>) -> Json<Vec<RunInfo>> {
+    Json(st.registry.list())
+}
+
+/// Parses a spec, naming the field that is wrong when it does not fit.
+pub fn parse_spec(body: &[u8]) -> Result<ExperimentSpec, ApiError> {
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path == "." { "spec".to_string() } else { strip_index(&path) };
+        ApiError::field(&field, e.into_inner().to_string())
+    })
+}
+
+/// `concurrency[2]` → `concurrency`: the form shows errors per field, not per list item.
+fn strip_index(path: &str) -> String {
+    path.split('[').next().unwrap_or(path).to_string()
+}
+
+/// Validates, checks the target, and starts the run in the background.
+pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
+    let mut spec = parse_spec(&body)?;
+    let errors = spec.validate();
+    if !errors.is_empty() {
+        return Err(ApiError::Invalid(errors));
+    }
+    if spec.target.is_empty() {
+        spec.target = st.default_target.clone();
+    }
+    let target = probe(&st.engine.client, &spec.target).await.map_err(|e| ApiError::field("target", e.to_string()))?;
+    resolve_model(&mut spec, &target).map_err(|m| ApiError::field("model", m))?;
+    if !target.models.is_empty() && !target.models.contains(&spec.model) {
+        return Err(ApiError::field("model", format!("the target serves {}, not {:?}", target.models.join(", "), spec.model)));
+    }
+    let info = new_run_info(&st, spec, target);
+    let run = Run::new(info.clone(), Vec::new());
+    st.registry.insert(run.clone());
+    let (engine, registry) = (st.engine.clone(), st.registry.clone());
+    tokio::spawn(async move {
+        engine.run(run.clone()).await;
+        if let Err(e) = registry.persist(&run) {
+            tracing::error!("could not save run {}: {e}", run.id);
+        }
+    });
+    Ok((StatusCode::CREATED, Json(info)).into_response())
+}
+
+pub fn new_run_info(st: &AppState, spec: ExperimentSpec, target: TargetInfo) -> RunInfo {
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let cells = spec.cells().len() as u32;
+    let per_cell = u64::from(st.engine.measured_requests(&spec) + spec.warmup);
+    RunInfo {
+        id: st.registry.next_id(now_ms),
+        cells_total: cells,
+        requests_total: per_cell * u64::from(cells),
+        spec,
+        target,
+        status: RunStatus::Running,
+        started_unix_ms: now_ms,
+        message: None,
+    }
+}
+
+fn find(st: &AppState, id: &str) -> Result<Arc<Run>, ApiError> {
+    st.registry.get(id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))
+}
+
+pub async fn get_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<RunView>, ApiError> {
+    Ok(Json(find(&st, &id)?.view()))
+}
+
+pub async fn stop_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let run = find(&st, &id)?;
+    run.cancel.cancel();
+    Ok((StatusCode::ACCEPTED, Json(run.info())).into_response())
+}
+
+fn download(name: String, mime: &'static str, bytes: Vec<u8>) -> Response {
+    let disposition = format!("attachment; filename=\"{name}\"");
+    ([(header::CONTENT_TYPE, mime.to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+}
+
+fn file_stem(info: &RunInfo) -> String {
+    let gpu: String = info.spec.gpu.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let sim = if info.target.simulated { "_simulated" } else { "" };
+    format!("caplab_{}_{}_{gpu}{sim}_{}", info.spec.workload.as_str(), info.spec.mode.as_str(), info.id)
+}
+
+pub async fn requests_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let run = find(&st, &id)?;
+    let info = run.info();
+    let bytes = run.with_samples(|s| export::requests_csv(&info, s)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(download(format!("{}_requests.csv", file_stem(&info)), "text/csv; charset=utf-8", bytes))
+}
+
+pub async fn summary_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let view = find(&st, &id)?.view();
+    let bytes = export::summary_csv(&view.info, &view.cells).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(download(format!("{}_summary.csv", file_stem(&view.info)), "text/csv; charset=utf-8", bytes))
+}
+
+pub async fn results_json(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let view = find(&st, &id)?.view();
+    let bytes = serde_json::to_vec_pretty(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(download(format!("{}_results.json", file_stem(&view.info)), "application/json", bytes))
+}
+
+pub async fn no_such_api() -> ApiError {
+    ApiError::NotFound("no such API endpoint".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(body: &str) -> String {
+        match parse_spec(body.as_bytes()) {
+            Err(ApiError::Invalid(f)) => f[0].field.clone(),
+            Err(ApiError::BadJson(_)) => "<json>".into(),
+            other => format!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_field() {
+        assert_eq!(field_of(r#"{"workload":"video"}"#), "workload");
+        assert_eq!(field_of(r#"{"concurrency":[8,-1]}"#), "concurrency");
+        assert_eq!(field_of(r#"{"max_new_tokens":"lots"}"#), "max_new_tokens");
+        assert_eq!(field_of(r#"{"slo":{"e2e_ms":"x"}}"#), "slo.e2e_ms");
+        assert_eq!(field_of(r#"{"bogus":1}"#), "bogus");
+        assert_eq!(field_of(r#"{"concurrency": [8"#), "<json>");
+        assert!(parse_spec(br#"{"workload":"chat","concurrency":[4]}"#).is_ok());
+    }
+}

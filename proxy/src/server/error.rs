@@ -1,0 +1,52 @@
+//! The one error type of the HTTP edge: every failure becomes a status and a JSON
+//! body `{"error": "...", "fields": [{"field", "message"}]}` the form can show.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use caplab_shared::FieldError;
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("malformed JSON: {0}")]
+    BadJson(String),
+    #[error("the experiment is not valid")]
+    Invalid(Vec<FieldError>),
+    #[error("{0}")]
+    Internal(String),
+}
+
+#[derive(Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+    pub fields: Vec<FieldError>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadJson(_) => StatusCode::BAD_REQUEST,
+            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        let fields = match &self {
+            ApiError::Invalid(f) => f.clone(),
+            _ => vec![],
+        };
+        let error = match &self {
+            ApiError::Invalid(f) => f.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            other => other.to_string(),
+        };
+        (status, Json(ErrorBody { error, fields })).into_response()
+    }
+}
+
+impl ApiError {
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        ApiError::Invalid(vec![FieldError::new(field, message)])
+    }
+}

@@ -1,0 +1,221 @@
+//! The built-in simulated vLLM: the OpenAI-compatible endpoints with vLLM's exact
+//! chunk format, errors and `/metrics` names, driven by a simple timing model
+//! (`model`). Everything it reports is labelled simulated (`owned_by: caplab-sim`).
+
+mod metrics;
+mod model;
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+
+pub use model::SimConfig;
+use model::{Admission, Sim};
+
+use crate::target::SIM_OWNER;
+
+/// The simulator's router, ready to serve.
+pub fn router(config: SimConfig) -> Router {
+    let sim = Arc::new(Sim::new(config));
+    Router::new()
+        .route("/health", get(|| async { StatusCode::OK }))
+        .route("/v1/models", get(models))
+        .route("/metrics", get(prometheus))
+        .route("/v1/completions", post(|s, b| generate(s, b, Endpoint::Completions)))
+        .route("/v1/chat/completions", post(|s, b| generate(s, b, Endpoint::Chat)))
+        .with_state(sim)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Endpoint {
+    Completions,
+    Chat,
+}
+
+async fn models(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
+    let c = &sim.config;
+    Json(json!({"object": "list", "data": [{
+        "id": c.model, "object": "model", "created": model::unix_s(), "owned_by": SIM_OWNER,
+        "root": c.model, "parent": null, "max_model_len": c.max_model_len, "permission": []
+    }]}))
+}
+
+async fn prometheus(State(sim): State<Arc<Sim>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], sim.render_metrics())
+}
+
+#[derive(Deserialize)]
+struct GenRequest {
+    model: Option<String>,
+    prompt: Option<serde_json::Value>,
+    messages: Option<Vec<serde_json::Value>>,
+    max_tokens: Option<i64>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// vLLM's error body.
+fn error(status: StatusCode, kind: &str, message: impl Into<String>, param: Option<&str>) -> Response {
+    let body = json!({"error": {"message": message.into(), "type": kind, "param": param, "code": status.as_u16()}});
+    (status, Json(body)).into_response()
+}
+
+async fn generate(State(sim): State<Arc<Sim>>, body: Bytes, endpoint: Endpoint) -> Response {
+    let req: GenRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequestError", format!("invalid request body: {e}"), None),
+    };
+    let model = req.model.unwrap_or_default();
+    if model != sim.config.model {
+        return error(StatusCode::NOT_FOUND, "NotFoundError", format!("The model `{model}` does not exist."), Some("model"));
+    }
+    let prompt_tokens = match endpoint {
+        Endpoint::Completions => match &req.prompt {
+            Some(serde_json::Value::String(p)) => model::count_tokens(p),
+            _ => return error(StatusCode::BAD_REQUEST, "BadRequestError", "prompt must be a string", Some("prompt")),
+        },
+        Endpoint::Chat => match &req.messages {
+            Some(msgs) if !msgs.is_empty() => model::chat_tokens(msgs),
+            _ => return error(StatusCode::BAD_REQUEST, "BadRequestError", "messages must be a non-empty list", Some("messages")),
+        },
+    };
+    let ctx = sim.config.max_model_len;
+    let max_tokens = req.max_tokens.unwrap_or(16);
+    if max_tokens < 1 {
+        return error(StatusCode::BAD_REQUEST, "BadRequestError", format!("max_tokens must be at least 1, got {max_tokens}."), Some("max_tokens"));
+    }
+    if max_tokens > i64::from(ctx) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            format!("'max_tokens' ({max_tokens}) is too large: it exceeds max_model_len ({ctx})."),
+            Some("max_tokens"),
+        );
+    }
+    if prompt_tokens >= ctx {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "BadRequestError",
+            format!("This model's maximum context length is {ctx} tokens. However, your request has {prompt_tokens} input tokens."),
+            Some("input_tokens"),
+        );
+    }
+    // Like vLLM: prompt + max_tokens beyond the context is clamped, finishing with "length".
+    let out_tokens = (max_tokens as u32).min(ctx - prompt_tokens);
+    let job = model::Job { prompt_tokens, out_tokens };
+    let usage = req.stream_options.is_some_and(|o| o.include_usage);
+    if req.stream {
+        stream_response(sim, job, endpoint, usage, model)
+    } else {
+        whole_response(sim, job, endpoint, model).await
+    }
+}
+
+fn stream_response(sim: Arc<Sim>, job: model::Job, endpoint: Endpoint, include_usage: bool, model: String) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    tokio::spawn(async move {
+        let ids = model::ids(endpoint == Endpoint::Chat);
+        let fmt = ChunkFormat { endpoint, id: ids, model, created: model::unix_s() };
+        let mut admission = Admission::wait(&sim, job).await;
+        if endpoint == Endpoint::Chat && tx.send(fmt.role_chunk()).await.is_err() {
+            return;
+        }
+        let mut i = 0;
+        while let Some(piece) = admission.next_token(&sim).await {
+            let finish = (i + 1 == job.out_tokens).then_some("length");
+            if tx.send(fmt.text_chunk(piece, finish)).await.is_err() {
+                return; // client went away; dropping the admission frees the slot
+            }
+            i += 1;
+        }
+        if include_usage && tx.send(fmt.usage_chunk(job)).await.is_err() {
+            return;
+        }
+        let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
+        admission.complete(&sim);
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream; charset=utf-8")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn whole_response(sim: Arc<Sim>, job: model::Job, endpoint: Endpoint, model: String) -> Response {
+    let mut admission = Admission::wait(&sim, job).await;
+    let mut text = String::new();
+    while let Some(piece) = admission.next_token(&sim).await {
+        text.push_str(piece);
+    }
+    admission.complete(&sim);
+    let usage = json!({"prompt_tokens": job.prompt_tokens, "total_tokens": job.prompt_tokens + job.out_tokens, "completion_tokens": job.out_tokens});
+    let (id, created) = (model::ids(endpoint == Endpoint::Chat), model::unix_s());
+    let body = match endpoint {
+        Endpoint::Completions => json!({"id": id, "object": "text_completion", "created": created, "model": model,
+            "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": "length", "stop_reason": null}], "usage": usage}),
+        Endpoint::Chat => json!({"id": id, "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": null, "finish_reason": "length", "stop_reason": null}],
+            "usage": usage}),
+    };
+    Json(body).into_response()
+}
+
+/// vLLM's chunk layouts (see shared/vllm-cpu/samples), written without a JSON tree per token.
+struct ChunkFormat {
+    endpoint: Endpoint,
+    id: String,
+    model: String,
+    created: u64,
+}
+
+impl ChunkFormat {
+    fn head(&self) -> String {
+        let object = if self.endpoint == Endpoint::Chat { "chat.completion.chunk" } else { "text_completion" };
+        format!(r#"data: {{"id":"{}","object":"{object}","created":{},"model":{}"#, self.id, self.created, json!(self.model))
+    }
+
+    fn role_chunk(&self) -> Bytes {
+        Bytes::from(format!(
+            r#"{},"choices":[{{"index":0,"delta":{{"role":"assistant","content":""}},"logprobs":null,"finish_reason":null}}]}}{}"#,
+            self.head(),
+            "\n\n"
+        ))
+    }
+
+    fn text_chunk(&self, piece: &str, finish: Option<&str>) -> Bytes {
+        let finish = finish.map_or("null".to_string(), |f| format!("\"{f}\""));
+        let choice = match self.endpoint {
+            Endpoint::Chat => format!(r#"{{"index":0,"delta":{{"content":"{piece}"}},"logprobs":null,"finish_reason":{finish},"token_ids":null}}"#),
+            Endpoint::Completions => format!(
+                r#"{{"index":0,"text":"{piece}","logprobs":null,"finish_reason":{finish},"stop_reason":null,"prompt_token_ids":null,"token_ids":null}}"#
+            ),
+        };
+        Bytes::from(format!("{},\"choices\":[{choice}]}}\n\n", self.head()))
+    }
+
+    fn usage_chunk(&self, job: model::Job) -> Bytes {
+        Bytes::from(format!(
+            r#"{},"choices":[],"usage":{{"prompt_tokens":{},"total_tokens":{},"completion_tokens":{}}},"system_fingerprint":"caplab-sim"}}{}"#,
+            self.head(),
+            job.prompt_tokens,
+            job.prompt_tokens + job.out_tokens,
+            job.out_tokens,
+            "\n\n"
+        ))
+    }
+}

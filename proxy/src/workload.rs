@@ -1,0 +1,117 @@
+//! The workloads' inputs (embedded from `data/`, so the binary alone suffices) and
+//! the request bodies built from them.
+
+use bytes::Bytes;
+use caplab_shared::Workload;
+use serde_json::json;
+
+const DOCS: &str = include_str!("../../data/docs_sample.txt");
+const SUMMARIZE_TEMPLATE: &str = include_str!("../../data/summarize_prompt.txt");
+const CHAT_PROMPTS: &str = include_str!("../../data/chat_prompts.txt");
+
+/// Splits a `[DOC]`-delimited file into its documents (trimmed, empty ones dropped).
+pub fn parse_documents(text: &str) -> Vec<String> {
+    text.split("[DOC]").map(str::trim).filter(|d| !d.is_empty()).map(String::from).collect()
+}
+
+/// One prompt per non-empty line; `#` starts a comment line.
+pub fn parse_prompts(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(String::from).collect()
+}
+
+/// The notes' summarization prompt for one document.
+pub fn summarize_prompt(doc: &str) -> String {
+    SUMMARIZE_TEMPLATE.replace("{doc}", doc)
+}
+
+/// The built-in inputs of each workload.
+#[derive(Clone, Debug)]
+pub struct Inputs {
+    pub documents: Vec<String>,
+    pub chat_prompts: Vec<String>,
+}
+
+impl Default for Inputs {
+    fn default() -> Self {
+        Inputs { documents: parse_documents(DOCS), chat_prompts: parse_prompts(CHAT_PROMPTS) }
+    }
+}
+
+/// What each request of a cell needs: the endpoint path and one pre-serialized body per prompt.
+#[derive(Clone, Debug)]
+pub struct RequestSet {
+    pub path: &'static str,
+    pub bodies: Vec<Bytes>,
+}
+
+impl RequestSet {
+    /// Body for the i-th request (prompts cycle in order, like the notes' `docs * repeat`).
+    pub fn body(&self, i: u32) -> Bytes {
+        self.bodies[i as usize % self.bodies.len()].clone()
+    }
+}
+
+/// Builds the bodies once per cell so no request serializes JSON while the clock runs.
+pub fn request_set(inputs: &Inputs, workload: Workload, model: &str, max_tokens: u32, ignore_eos: bool) -> RequestSet {
+    let extra = |mut v: serde_json::Value| {
+        v["model"] = json!(model);
+        v["max_tokens"] = json!(max_tokens);
+        v["stream"] = json!(true);
+        v["stream_options"] = json!({ "include_usage": true });
+        if ignore_eos {
+            v["ignore_eos"] = json!(true);
+        }
+        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+    };
+    match workload {
+        Workload::Batch => RequestSet {
+            path: "/v1/completions",
+            bodies: inputs.documents.iter().map(|d| extra(json!({ "prompt": summarize_prompt(d) }))).collect(),
+        },
+        Workload::Chat => RequestSet {
+            path: "/v1/chat/completions",
+            bodies: inputs
+                .chat_prompts
+                .iter()
+                .map(|p| extra(json!({ "messages": [{ "role": "user", "content": p }] })))
+                .collect(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_inputs_parse() {
+        let inputs = Inputs::default();
+        assert_eq!(inputs.documents.len(), 5);
+        assert!(inputs.documents[0].starts_with("Large language models for finance"));
+        assert!(inputs.chat_prompts.len() >= 8);
+        assert!(inputs.chat_prompts.iter().all(|p| !p.starts_with('#')));
+    }
+
+    #[test]
+    fn documents_split_on_markers() {
+        assert_eq!(parse_documents("[DOC]\na\n\n[DOC]\n\n[DOC] b "), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn bodies_carry_the_notes_prompt_and_stream_usage() {
+        let set = request_set(&Inputs::default(), Workload::Batch, "m", 256, false);
+        assert_eq!(set.path, "/v1/completions");
+        let v: serde_json::Value = serde_json::from_slice(&set.body(6)).unwrap();
+        let prompt = v["prompt"].as_str().unwrap();
+        assert!(prompt.starts_with("Summarize the following technical document in 5 bullet points."));
+        assert!(prompt.contains("Document:\nInference engineering in practice"), "request 6 cycles to doc 1");
+        assert!(prompt.ends_with("\n\nSummary:"));
+        assert_eq!(v["max_tokens"], 256);
+        assert_eq!(v["stream_options"]["include_usage"], true);
+        assert!(v.get("ignore_eos").is_none());
+        let chat = request_set(&Inputs::default(), Workload::Chat, "m", 8, true);
+        let v: serde_json::Value = serde_json::from_slice(&chat.body(0)).unwrap();
+        assert_eq!(v["messages"][0]["role"], "user");
+        assert_eq!(v["ignore_eos"], true);
+    }
+}

@@ -1,0 +1,16 @@
+//! Types and pure maths shared by the caplab proxy (native) and dashboard (wasm).
+//!
+//! Everything that crosses the wire or lands in a file is defined here, so both
+//! sides agree by construction. Nothing in this crate does I/O.
+
+pub mod live;
+pub mod plot;
+pub mod result;
+pub mod sample;
+pub mod spec;
+pub mod stats;
+
+pub use live::{LiveTick, RunInfo, RunStatus, RunView, ServerMsg, TargetInfo};
+pub use result::{CellResult, Dist};
+pub use sample::{ErrorClass, RequestSample};
+pub use spec::{CellSpec, ExperimentSpec, FieldError, LoadMode, Slo, Workload};

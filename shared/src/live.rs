@@ -1,0 +1,193 @@
+//! The live view of a run: what the WebSocket carries and how a viewer folds it.
+//!
+//! The server keeps a `RunView` and changes it only by `apply`ing the same
+//! `ServerMsg`s it broadcasts; a new viewer gets `Snapshot(view)` first and then
+//! applies the increments, so every viewer's state equals the server's.
+
+use serde::{Deserialize, Serialize};
+
+use crate::result::CellResult;
+use crate::spec::ExperimentSpec;
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    /// Every cell ran to its end.
+    Finished,
+    /// Stopped by a user before its end; finished cells are kept.
+    Stopped,
+    /// Could not run (the message says why).
+    Failed,
+}
+
+impl RunStatus {
+    pub fn is_terminal(self) -> bool {
+        self != RunStatus::Running
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Finished => "finished",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+/// The server a run measures.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TargetInfo {
+    /// Base URL (without `/v1`).
+    pub url: String,
+    /// True when this is caplab's built-in simulator: its numbers are not a GPU's.
+    pub simulated: bool,
+    /// What the target looks like: `caplab-sim`, `vllm`, or `openai-compatible`.
+    pub server: String,
+    /// Model ids from `GET /v1/models` (empty when the server does not list them).
+    pub models: Vec<String>,
+}
+
+/// A run's identity and state, without its data.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunInfo {
+    pub id: String,
+    /// The spec as run: `model` and `target` resolved.
+    pub spec: ExperimentSpec,
+    pub target: TargetInfo,
+    pub status: RunStatus,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Why it failed or stopped, when it did.
+    pub message: Option<String>,
+    pub cells_total: u32,
+    /// Requests the whole run will send, warm-ups included.
+    pub requests_total: u64,
+}
+
+/// One sample of the run's live state, taken on a fixed interval.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct LiveTick {
+    /// Seconds since the run started.
+    pub t_s: f64,
+    /// The cell running at this moment.
+    pub cell: u32,
+    /// Requests sent and not yet finished.
+    pub in_flight: u32,
+    /// Requests finished so far in the whole run (ok, failed and warm-up).
+    pub requests_done: u64,
+    /// Requests failed so far in the whole run.
+    pub errors: u64,
+    /// Output tokens per second over the last interval. Live estimate: streamed text events
+    /// are counted as they arrive and corrected to the server's `usage` when each request ends.
+    pub output_tok_s: f64,
+    /// TTFT / end-to-end percentiles of the successful requests that ended in the last 5 s (ms).
+    pub ttft_p50_ms: Option<f64>,
+    pub ttft_p95_ms: Option<f64>,
+    pub e2e_p50_ms: Option<f64>,
+    pub e2e_p95_ms: Option<f64>,
+    /// Estimated seconds left, from the pace so far.
+    pub eta_s: Option<f64>,
+}
+
+/// Everything a viewer shows for one run.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct RunView {
+    pub info: RunInfo,
+    pub ticks: Vec<LiveTick>,
+    /// Finished cells, in cell order.
+    pub cells: Vec<CellResult>,
+}
+
+/// Server → viewer messages on a run's WebSocket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// The whole current state; sent first, and again if a viewer fell behind.
+    Snapshot { view: RunView },
+    Tick { tick: LiveTick },
+    CellDone { result: CellResult },
+    Status { status: RunStatus, message: Option<String> },
+}
+
+impl RunView {
+    pub fn new(info: RunInfo) -> Self {
+        RunView { info, ticks: Vec::new(), cells: Vec::new() }
+    }
+
+    /// Folds one message into the view.
+    pub fn apply(&mut self, msg: &ServerMsg) {
+        match msg {
+            ServerMsg::Snapshot { view } => *self = view.clone(),
+            ServerMsg::Tick { tick } => self.ticks.push(tick.clone()),
+            ServerMsg::CellDone { result } => {
+                match self.cells.iter_mut().find(|c| c.cell == result.cell) {
+                    Some(existing) => *existing = result.clone(),
+                    None => self.cells.push(result.clone()),
+                }
+                self.cells.sort_by_key(|c| c.cell);
+            }
+            ServerMsg::Status { status, message } => {
+                self.info.status = *status;
+                self.info.message.clone_from(message);
+            }
+        }
+    }
+
+    /// Fraction of the run's requests finished, 0..=1.
+    pub fn progress(&self) -> f64 {
+        if self.info.status == RunStatus::Finished {
+            return 1.0;
+        }
+        let done = self.ticks.last().map_or(0, |t| t.requests_done);
+        if self.info.requests_total == 0 {
+            0.0
+        } else {
+            (done as f64 / self.info.requests_total as f64).min(1.0)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> RunInfo {
+        RunInfo {
+            id: "r1".into(),
+            spec: ExperimentSpec::default(),
+            target: TargetInfo::default(),
+            status: RunStatus::Running,
+            started_unix_ms: 0,
+            message: None,
+            cells_total: 2,
+            requests_total: 40,
+        }
+    }
+
+    #[test]
+    fn apply_folds_messages_in_order() {
+        let mut v = RunView::new(info());
+        v.apply(&ServerMsg::Tick { tick: LiveTick { requests_done: 10, ..Default::default() } });
+        assert_eq!(v.progress(), 0.25);
+        v.apply(&ServerMsg::CellDone { result: CellResult { cell: 1, ..Default::default() } });
+        v.apply(&ServerMsg::CellDone { result: CellResult { cell: 0, ..Default::default() } });
+        v.apply(&ServerMsg::CellDone { result: CellResult { cell: 1, requests_ok: 7, ..Default::default() } });
+        assert_eq!(v.cells.iter().map(|c| (c.cell, c.requests_ok)).collect::<Vec<_>>(), vec![(0, 0), (1, 7)]);
+        v.apply(&ServerMsg::Status { status: RunStatus::Stopped, message: Some("stopped by user".into()) });
+        assert_eq!(v.info.status, RunStatus::Stopped);
+        assert!(v.info.status.is_terminal());
+
+        let mut viewer = RunView::new(info());
+        viewer.apply(&ServerMsg::Snapshot { view: v.clone() });
+        assert_eq!(viewer, v);
+    }
+
+    #[test]
+    fn messages_round_trip_as_tagged_json() {
+        let msg = ServerMsg::Status { status: RunStatus::Finished, message: None };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"type":"status","status":"finished","message":null}"#);
+        assert_eq!(serde_json::from_str::<ServerMsg>(&json).unwrap(), msg);
+    }
+}

@@ -1,0 +1,130 @@
+//! Scale and axis maths for the dashboard's SVG charts (pure, tested natively).
+
+/// Maps a data interval linearly onto a pixel interval.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scale {
+    pub domain: (f64, f64),
+    pub range: (f64, f64),
+}
+
+impl Scale {
+    pub fn new(domain: (f64, f64), range: (f64, f64)) -> Self {
+        Scale { domain, range }
+    }
+
+    pub fn map(&self, v: f64) -> f64 {
+        let (d0, d1) = self.domain;
+        let (r0, r1) = self.range;
+        if (d1 - d0).abs() < f64::EPSILON {
+            return r0;
+        }
+        r0 + (v - d0) / (d1 - d0) * (r1 - r0)
+    }
+}
+
+/// A round step (1, 2 or 5 × 10^k) that splits `span` into about `count` parts.
+pub fn nice_step(span: f64, count: usize) -> f64 {
+    if !(span.is_finite() && span > 0.0) || count == 0 {
+        return 1.0;
+    }
+    let raw = span / count as f64;
+    let mag = 10f64.powf(raw.log10().floor());
+    let norm = raw / mag;
+    let nice = if norm <= 1.0 {
+        1.0
+    } else if norm <= 2.0 {
+        2.0
+    } else if norm <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * mag
+}
+
+/// The smallest multiple of a nice step at or above `max` (at least `step`), for a y axis from 0.
+pub fn nice_max(max: f64, count: usize) -> f64 {
+    if !(max.is_finite() && max > 0.0) {
+        return 1.0;
+    }
+    let step = nice_step(max, count);
+    (max / step).ceil() * step
+}
+
+/// Tick values from 0 to `max` inclusive at nice steps.
+pub fn ticks(max: f64, count: usize) -> Vec<f64> {
+    let top = nice_max(max, count);
+    let step = nice_step(top, count);
+    let n = (top / step).round() as usize;
+    (0..=n).map(|i| i as f64 * step).collect()
+}
+
+/// An SVG path through the points; a `None` value breaks the line.
+pub fn line_path(points: &[(f64, Option<f64>)], x: &Scale, y: &Scale) -> String {
+    let mut d = String::new();
+    let mut pen_down = false;
+    for &(px, py) in points {
+        match py {
+            Some(v) if v.is_finite() => {
+                let cmd = if pen_down { 'L' } else { 'M' };
+                d.push_str(&format!("{cmd}{:.1},{:.1} ", x.map(px), y.map(v)));
+                pen_down = true;
+            }
+            _ => pen_down = false,
+        }
+    }
+    d.trim_end().to_string()
+}
+
+/// A compact label for an axis value: 1200 → "1.2k", 0.5 → "0.5".
+pub fn short_label(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{}M", trim(v / 1e6))
+    } else if a >= 1e3 {
+        format!("{}k", trim(v / 1e3))
+    } else {
+        trim(v)
+    }
+}
+
+fn trim(v: f64) -> String {
+    let s = format!("{v:.2}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" { "0".into() } else { s.into() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_maps_and_inverts_axes() {
+        let y = Scale::new((0.0, 100.0), (200.0, 0.0));
+        assert_eq!(y.map(0.0), 200.0);
+        assert_eq!(y.map(25.0), 150.0);
+        assert_eq!(Scale::new((5.0, 5.0), (0.0, 10.0)).map(5.0), 0.0);
+    }
+
+    #[test]
+    fn nice_axes() {
+        assert_eq!(nice_step(100.0, 5), 20.0);
+        assert_eq!(nice_step(7.0, 5), 2.0);
+        assert_eq!(nice_max(93.0, 5), 100.0);
+        assert_eq!(nice_max(0.0, 5), 1.0);
+        assert_eq!(ticks(93.0, 5), vec![0.0, 20.0, 40.0, 60.0, 80.0, 100.0]);
+        assert_eq!(short_label(1200.0), "1.2k");
+        assert_eq!(short_label(0.5), "0.5");
+        assert_eq!(short_label(40.0), "40");
+    }
+
+    #[test]
+    fn path_breaks_on_missing_values() {
+        let x = Scale::new((0.0, 2.0), (0.0, 20.0));
+        let y = Scale::new((0.0, 10.0), (10.0, 0.0));
+        let d = line_path(&[(0.0, Some(0.0)), (1.0, None), (2.0, Some(10.0))], &x, &y);
+        assert_eq!(d, "M0.0,10.0 M20.0,0.0");
+        let d = line_path(&[(0.0, Some(0.0)), (2.0, Some(10.0))], &x, &y);
+        assert_eq!(d, "M0.0,10.0 L20.0,0.0");
+    }
+}

@@ -1,0 +1,237 @@
+//! A grid cell's result row and how it is computed from its request samples.
+//! This is the only place the summary statistics are defined.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sample::{ErrorClass, RequestSample};
+use crate::spec::{CellSpec, Slo};
+pub use crate::stats::Dist;
+
+/// One row of the results: everything measured for one grid cell.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct CellResult {
+    pub cell: u32,
+    /// Closed loop: workers; rate mode: 0.
+    pub concurrency: u32,
+    pub max_new_tokens: u32,
+    /// Rate mode: offered requests/s.
+    pub rate: Option<f64>,
+    /// Measurement window: first measured request's scheduled time → last measured response's end (s).
+    pub total_time_s: f64,
+    /// Measured requests that completed without error.
+    pub requests_ok: u32,
+    /// Measured requests that failed (any class), kept out of latency and throughput.
+    pub requests_failed: u32,
+    /// Warm-up requests sent before the measured ones (not in any statistic).
+    pub warmup_requests: u32,
+    /// Failed measured requests per error class.
+    pub errors: BTreeMap<ErrorClass, u32>,
+    /// Sum of the server's `usage.prompt_tokens` over successful measured requests.
+    pub prompt_tokens: u64,
+    /// Sum of the server's `usage.completion_tokens` over successful measured requests.
+    pub completion_tokens: u64,
+    /// Output tokens/s: completion_tokens / total_time_s (the notes' `throughput_tok_s`).
+    pub output_tok_s: f64,
+    /// (prompt + completion tokens) / total_time_s.
+    pub total_tok_s: f64,
+    /// Successful measured requests / total_time_s.
+    pub requests_per_s: f64,
+    /// Time to first token (ms, from the scheduled time).
+    pub ttft: Dist,
+    /// Inter-token latency: every gap between text-bearing events after the first (ms).
+    pub itl: Dist,
+    /// Time per output token after the first, per request (ms).
+    pub tpot: Dist,
+    /// End-to-end latency (ms, from the scheduled time).
+    pub e2e: Dist,
+    /// Client-side queueing: scheduled → actually sent (ms).
+    pub queue: Dist,
+    /// Most requests in flight at once (from send/end times of all requests of the cell).
+    pub peak_concurrency: u32,
+    /// Steady state: from when in-flight first reached its peak to when it last left it (s since cell start).
+    pub steady_start_s: f64,
+    pub steady_end_s: f64,
+    /// The objectives checked (defaults filled in).
+    pub slo: Slo,
+    /// Every set objective holds at p95 and no measured request failed.
+    pub slo_pass: bool,
+    /// Measured requests that succeeded and met every objective.
+    pub good_requests: u32,
+    /// good_requests / total_time_s.
+    pub goodput_rps: f64,
+}
+
+impl CellResult {
+    /// Computes the row from all samples of one cell (warm-up ones included; they are skipped).
+    pub fn compute(cell: &CellSpec, samples: &[RequestSample], slo: &Slo) -> CellResult {
+        let measured: Vec<&RequestSample> = samples.iter().filter(|s| !s.warmup).collect();
+        let ok: Vec<&RequestSample> = measured.iter().copied().filter(|s| s.error.is_none()).collect();
+        let mut errors = BTreeMap::new();
+        for s in &measured {
+            if let Some(class) = s.error {
+                *errors.entry(class).or_insert(0u32) += 1;
+            }
+        }
+        let window_start = measured.iter().map(|s| s.scheduled_s).fold(f64::INFINITY, f64::min);
+        let window_end = measured.iter().map(|s| s.end_s()).fold(f64::NEG_INFINITY, f64::max);
+        let total_time_s = if measured.is_empty() { 0.0 } else { (window_end - window_start).max(0.0) };
+        let per_s = |x: f64| if total_time_s > 0.0 { x / total_time_s } else { 0.0 };
+
+        let prompt_tokens: u64 = ok.iter().map(|s| u64::from(s.prompt_tokens.unwrap_or(0))).sum();
+        let completion_tokens: u64 = ok.iter().map(|s| u64::from(s.completion_tokens.unwrap_or(0))).sum();
+        let collect = |f: &dyn Fn(&RequestSample) -> Option<f64>| -> Vec<f64> { ok.iter().filter_map(|s| f(s)).collect() };
+        let mut itl: Vec<f64> = ok.iter().flat_map(|s| s.itl_gaps_ms.iter().map(|&g| f64::from(g))).collect();
+        let e2e = Dist::of(&mut collect(&|s| Some(s.e2e_ms)));
+        let ttft = Dist::of(&mut collect(&|s| s.ttft_ms));
+        let tpot = Dist::of(&mut collect(&|s| s.tpot_ms));
+
+        let slo_ok = |bound: Option<f64>, p95: Option<f64>| match (bound, p95) {
+            (None, _) => true,
+            (Some(b), Some(v)) => v <= b,
+            (Some(_), None) => false,
+        };
+        let slo_pass = !ok.is_empty()
+            && errors.is_empty()
+            && slo_ok(slo.e2e_ms, e2e.p95)
+            && slo_ok(slo.ttft_ms, ttft.p95)
+            && slo_ok(slo.tpot_ms, tpot.p95);
+        let meets = |bound: Option<f64>, v: Option<f64>| bound.is_none_or(|b| v.is_some_and(|v| v <= b));
+        let good_requests = ok
+            .iter()
+            .filter(|s| meets(slo.e2e_ms, Some(s.e2e_ms)) && meets(slo.ttft_ms, s.ttft_ms) && meets(slo.tpot_ms, s.tpot_ms))
+            .count() as u32;
+        let (peak_concurrency, steady_start_s, steady_end_s) = steady_state(samples);
+
+        CellResult {
+            cell: cell.index,
+            concurrency: cell.concurrency,
+            max_new_tokens: cell.max_new_tokens,
+            rate: cell.rate,
+            total_time_s,
+            requests_ok: ok.len() as u32,
+            requests_failed: (measured.len() - ok.len()) as u32,
+            warmup_requests: (samples.len() - measured.len()) as u32,
+            errors,
+            prompt_tokens,
+            completion_tokens,
+            output_tok_s: per_s(completion_tokens as f64),
+            total_tok_s: per_s((prompt_tokens + completion_tokens) as f64),
+            requests_per_s: per_s(ok.len() as f64),
+            ttft,
+            itl: Dist::of(&mut itl),
+            tpot,
+            e2e,
+            queue: Dist::of(&mut measured.iter().map(|s| s.queue_ms).collect::<Vec<_>>()),
+            peak_concurrency,
+            steady_start_s,
+            steady_end_s,
+            slo: slo.clone(),
+            slo_pass,
+            good_requests,
+            goodput_rps: per_s(f64::from(good_requests)),
+        }
+    }
+
+    /// The notes' `p50_latency_ms` / `p95_latency_ms`: end-to-end percentiles.
+    pub fn p50_latency_ms(&self) -> Option<f64> {
+        self.e2e.p50
+    }
+    pub fn p95_latency_ms(&self) -> Option<f64> {
+        self.e2e.p95
+    }
+}
+
+/// Peak in-flight count over all requests (send → end) and the span during which it held.
+fn steady_state(samples: &[RequestSample]) -> (u32, f64, f64) {
+    let mut edges: Vec<(f64, i32)> = Vec::with_capacity(samples.len() * 2);
+    for s in samples {
+        edges.push((s.sent_s(), 1));
+        edges.push((s.end_s(), -1));
+    }
+    // Ends before starts at equal times: a worker's next request is not double-counted.
+    edges.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    let (mut cur, mut peak, mut first, mut last) = (0i32, 0i32, 0.0, 0.0);
+    for &(t, d) in &edges {
+        if d < 0 && cur == peak {
+            last = t;
+        }
+        cur += d;
+        if cur > peak {
+            peak = cur;
+            first = t;
+            last = t;
+        }
+    }
+    (peak.max(0) as u32, first, last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(scheduled_s: f64, ttft: f64, e2e: f64, tokens: u32) -> RequestSample {
+        RequestSample {
+            scheduled_s,
+            ttft_ms: Some(ttft),
+            e2e_ms: e2e,
+            tpot_ms: Some((e2e - ttft) / f64::from(tokens - 1)),
+            prompt_tokens: Some(10),
+            completion_tokens: Some(tokens),
+            itl_gaps_ms: vec![10.0; (tokens - 1) as usize],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn cell_result_by_hand() {
+        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None };
+        let mut samples = vec![
+            RequestSample { warmup: true, e2e_ms: 99_999.0, ..Default::default() },
+            sample(0.0, 100.0, 1000.0, 5),
+            sample(0.0, 200.0, 2000.0, 5),
+            sample(1.0, 100.0, 1000.0, 5),
+            RequestSample { scheduled_s: 2.0, e2e_ms: 500.0, error: Some(ErrorClass::Server), ..Default::default() },
+        ];
+        samples[0].warmup = true;
+        let slo = Slo { e2e_ms: Some(1500.0), ..Default::default() };
+        let r = CellResult::compute(&cell, &samples, &slo);
+        // window: scheduled 0.0 → latest end max(1.0, 2.0, 2.0, 2.5) = 2.5 s
+        assert_eq!(r.total_time_s, 2.5);
+        assert_eq!((r.requests_ok, r.requests_failed, r.warmup_requests), (3, 1, 1));
+        assert_eq!(r.errors.get(&ErrorClass::Server), Some(&1));
+        assert_eq!(r.completion_tokens, 15);
+        assert_eq!(r.prompt_tokens, 30);
+        assert_eq!(r.output_tok_s, 6.0);
+        assert_eq!(r.total_tok_s, 18.0);
+        assert_eq!(r.requests_per_s, 1.2);
+        assert_eq!(r.e2e.p50, Some(1000.0));
+        // e2e sorted [1000, 1000, 2000]: rank 0.95*2 = 1.9 → 1000 + 0.9*1000
+        assert!((r.e2e.p95.unwrap() - 1900.0).abs() < 1e-9);
+        assert_eq!(r.itl.count, 12);
+        assert_eq!(r.itl.p99, Some(10.0));
+        // tpot: (1000-100)/4 = 225, (2000-200)/4 = 450
+        assert_eq!(r.tpot.max, Some(450.0));
+        assert!(!r.slo_pass, "p95 1900 > 1500 and one failure");
+        assert_eq!(r.good_requests, 2);
+        assert_eq!(r.goodput_rps, 0.8);
+    }
+
+    #[test]
+    fn steady_state_of_two_workers() {
+        // worker A: 0-1, 1-2 ; worker B: 0.5-2.5 → two in flight from 0.5 to 2.0
+        let s = |sch: f64, e2e: f64| RequestSample { scheduled_s: sch, e2e_ms: e2e * 1000.0, ..Default::default() };
+        let samples = vec![s(0.0, 1.0), s(1.0, 1.0), s(0.5, 2.0)];
+        assert_eq!(steady_state(&samples), (2, 0.5, 2.0));
+    }
+
+    #[test]
+    fn empty_cell_is_zero_and_fails_slo() {
+        let cell = CellSpec { index: 3, concurrency: 1, max_new_tokens: 1, rate: None };
+        let r = CellResult::compute(&cell, &[], &Slo::default());
+        assert_eq!(r.total_time_s, 0.0);
+        assert!(!r.slo_pass);
+        assert_eq!(r.cell, 3);
+    }
+}

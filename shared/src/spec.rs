@@ -1,0 +1,359 @@
+//! The experiment specification: what the form, the API, the CLI's TOML files and
+//! the engine all speak, and its validation (one error per offending field).
+
+use serde::{Deserialize, Serialize};
+
+/// Which workload from the user's notes a run executes.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Workload {
+    /// Streaming chat completions (`/v1/chat/completions`) over the chat prompts.
+    Chat,
+    /// Batch summarization (`/v1/completions`) of the `[DOC]` documents with the notes' prompt.
+    Batch,
+}
+
+impl Workload {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Workload::Chat => "chat",
+            Workload::Batch => "batch",
+        }
+    }
+
+    /// The notes' default SLO: chat p95 end-to-end < 3 s, batch < 30 s.
+    pub fn default_e2e_slo_ms(self) -> f64 {
+        match self {
+            Workload::Chat => 3_000.0,
+            Workload::Batch => 30_000.0,
+        }
+    }
+}
+
+/// How requests are issued.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum LoadMode {
+    /// Closed loop: `concurrency` workers, each sends its next request when the last one ends.
+    #[default]
+    Closed,
+    /// Open loop: arrivals at `rate` requests/s with gamma-distributed gaps
+    /// (`burstiness` = shape; 1 = Poisson), optionally capped at `max_in_flight`.
+    Rate,
+}
+
+impl LoadMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LoadMode::Closed => "closed",
+            LoadMode::Rate => "rate",
+        }
+    }
+}
+
+/// Service-level objectives. A cell passes when every set objective holds at p95;
+/// a request is "good" (counts toward goodput) when it meets every set objective.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct Slo {
+    /// End-to-end latency bound in ms; absent = the workload's default (chat 3 000, batch 30 000).
+    pub e2e_ms: Option<f64>,
+    /// Time-to-first-token bound in ms (optional).
+    pub ttft_ms: Option<f64>,
+    /// Time-per-output-token bound in ms (optional).
+    pub tpot_ms: Option<f64>,
+}
+
+impl Slo {
+    /// The objectives in force for `workload`, with the default end-to-end bound filled in.
+    pub fn effective(&self, workload: Workload) -> Slo {
+        Slo {
+            e2e_ms: Some(self.e2e_ms.unwrap_or_else(|| workload.default_e2e_slo_ms())),
+            ttft_ms: self.ttft_ms,
+            tpot_ms: self.tpot_ms,
+        }
+    }
+}
+
+/// A whole experiment: one cell, or a grid of cells (every combination of the lists).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// Free label shown in lists and files.
+    pub name: String,
+    pub workload: Workload,
+    /// Base URL of the OpenAI-compatible server; empty = the server's default target.
+    pub target: String,
+    /// Model id sent in requests; empty = the first model the target lists.
+    pub model: String,
+    /// GPU label written into results (the notes' `gpu` column).
+    pub gpu: String,
+    pub mode: LoadMode,
+    /// Closed loop: one cell per value. Rate mode: ignored.
+    pub concurrency: Vec<u32>,
+    /// One cell per value (`max_tokens` of each request).
+    pub max_new_tokens: Vec<u32>,
+    /// Rate mode: one cell per value, in requests/s.
+    pub rate: Vec<f64>,
+    /// Rate mode: gamma shape of the inter-arrival gaps (1 = Poisson; lower = burstier).
+    pub burstiness: f64,
+    /// Rate mode: most requests in flight at once (0 = unbounded); extra arrivals wait client-side.
+    pub max_in_flight: u32,
+    /// Measured requests per cell; 0 = the workload's default (chat 64, batch documents × repeat).
+    pub requests: u32,
+    /// Batch: how many times the document set is repeated when `requests` is 0.
+    pub repeat: u32,
+    /// Requests per cell sent first and left out of every statistic.
+    pub warmup: u32,
+    /// A request that has not finished after this many seconds is ended as a `timeout` error.
+    pub timeout_s: f64,
+    /// Ask for exactly `max_new_tokens` (vLLM's `ignore_eos`); sent only to servers known to accept it.
+    pub ignore_eos: bool,
+    pub slo: Slo,
+    /// Seed for arrival times in rate mode.
+    pub seed: u64,
+}
+
+impl Default for ExperimentSpec {
+    fn default() -> Self {
+        ExperimentSpec {
+            name: String::new(),
+            workload: Workload::Batch,
+            target: String::new(),
+            model: String::new(),
+            gpu: "unlabelled".into(),
+            mode: LoadMode::Closed,
+            concurrency: vec![16],
+            max_new_tokens: vec![256],
+            rate: vec![],
+            burstiness: 1.0,
+            max_in_flight: 0,
+            requests: 0,
+            repeat: 4,
+            warmup: 0,
+            timeout_s: 300.0,
+            ignore_eos: true,
+            slo: Slo::default(),
+            seed: 0,
+        }
+    }
+}
+
+/// One cell of a grid: the parameters a single measured run uses.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct CellSpec {
+    pub index: u32,
+    /// Closed loop: workers. Rate mode: 0.
+    pub concurrency: u32,
+    pub max_new_tokens: u32,
+    /// Rate mode: requests/s. Closed loop: None.
+    pub rate: Option<f64>,
+}
+
+impl CellSpec {
+    /// A short human label, e.g. `c16 × 256` or `2.5 req/s × 256`.
+    pub fn label(&self) -> String {
+        match self.rate {
+            Some(r) => format!("{r} req/s × {}", self.max_new_tokens),
+            None => format!("c{} × {}", self.concurrency, self.max_new_tokens),
+        }
+    }
+}
+
+/// A validation failure tied to the spec field (JSON key) it concerns.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: &str, message: impl Into<String>) -> Self {
+        FieldError { field: field.into(), message: message.into() }
+    }
+}
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// Upper bounds that reject absurd input before any request is sent.
+pub mod limits {
+    pub const MAX_CONCURRENCY: u32 = 10_000;
+    pub const MAX_NEW_TOKENS: u32 = 131_072;
+    pub const MAX_REQUESTS: u32 = 1_000_000;
+    pub const MAX_REPEAT: u32 = 10_000;
+    pub const MAX_RATE: f64 = 100_000.0;
+    pub const MAX_CELLS: usize = 256;
+    pub const MAX_TIMEOUT_S: f64 = 24.0 * 3600.0;
+    pub const MAX_LABEL: usize = 200;
+}
+
+impl ExperimentSpec {
+    /// Every problem with the spec, one entry per field; empty when it can run.
+    pub fn validate(&self) -> Vec<FieldError> {
+        use limits::*;
+        let mut errs = Vec::new();
+        let mut check = |ok: bool, field: &str, msg: String| {
+            if !ok {
+                errs.push(FieldError::new(field, msg));
+            }
+        };
+        check(self.name.len() <= MAX_LABEL, "name", format!("at most {MAX_LABEL} characters"));
+        check(self.gpu.len() <= MAX_LABEL, "gpu", format!("at most {MAX_LABEL} characters"));
+        check(self.model.len() <= MAX_LABEL, "model", format!("at most {MAX_LABEL} characters"));
+        check(
+            self.target.is_empty() || self.target.starts_with("http://") || self.target.starts_with("https://"),
+            "target",
+            "must be an http:// or https:// URL".into(),
+        );
+        match self.mode {
+            LoadMode::Closed => {
+                check(!self.concurrency.is_empty(), "concurrency", "give at least one concurrency".into());
+                check(
+                    self.concurrency.iter().all(|&c| (1..=MAX_CONCURRENCY).contains(&c)),
+                    "concurrency",
+                    format!("each concurrency must be between 1 and {MAX_CONCURRENCY}"),
+                );
+            }
+            LoadMode::Rate => {
+                check(!self.rate.is_empty(), "rate", "give at least one rate (requests/s)".into());
+                check(
+                    self.rate.iter().all(|&r| r.is_finite() && r > 0.0 && r <= MAX_RATE),
+                    "rate",
+                    format!("each rate must be above 0 and at most {MAX_RATE} requests/s"),
+                );
+                check(
+                    self.burstiness.is_finite() && self.burstiness > 0.0 && self.burstiness <= 100.0,
+                    "burstiness",
+                    "must be above 0 and at most 100 (1 = Poisson)".into(),
+                );
+                check(
+                    self.max_in_flight <= MAX_CONCURRENCY,
+                    "max_in_flight",
+                    format!("at most {MAX_CONCURRENCY} (0 = unbounded)"),
+                );
+            }
+        }
+        check(!self.max_new_tokens.is_empty(), "max_new_tokens", "give at least one max_new_tokens".into());
+        check(
+            self.max_new_tokens.iter().all(|&m| (1..=MAX_NEW_TOKENS).contains(&m)),
+            "max_new_tokens",
+            format!("each max_new_tokens must be between 1 and {MAX_NEW_TOKENS}"),
+        );
+        check(self.requests <= MAX_REQUESTS, "requests", format!("at most {MAX_REQUESTS} per cell"));
+        check(
+            (1..=MAX_REPEAT).contains(&self.repeat),
+            "repeat",
+            format!("must be between 1 and {MAX_REPEAT}"),
+        );
+        check(self.warmup <= MAX_REQUESTS, "warmup", format!("at most {MAX_REQUESTS}"));
+        check(
+            self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s <= MAX_TIMEOUT_S,
+            "timeout_s",
+            format!("must be above 0 and at most {MAX_TIMEOUT_S} s"),
+        );
+        for (field, v) in [("slo.e2e_ms", self.slo.e2e_ms), ("slo.ttft_ms", self.slo.ttft_ms), ("slo.tpot_ms", self.slo.tpot_ms)] {
+            if let Some(v) = v {
+                check(v.is_finite() && v > 0.0, field, "must be a positive number of milliseconds".into());
+            }
+        }
+        let cells = self.axis_len() * self.max_new_tokens.len();
+        check(cells <= MAX_CELLS, "max_new_tokens", format!("the grid has {cells} cells; at most {MAX_CELLS}"));
+        errs
+    }
+
+    fn axis_len(&self) -> usize {
+        match self.mode {
+            LoadMode::Closed => self.concurrency.len(),
+            LoadMode::Rate => self.rate.len(),
+        }
+    }
+
+    /// The grid's cells in run order: outer loop over concurrency (or rate), inner over max_new_tokens,
+    /// as the notes' grid script does.
+    pub fn cells(&self) -> Vec<CellSpec> {
+        let mut out = Vec::new();
+        let axis: Vec<(u32, Option<f64>)> = match self.mode {
+            LoadMode::Closed => self.concurrency.iter().map(|&c| (c, None)).collect(),
+            LoadMode::Rate => self.rate.iter().map(|&r| (0, Some(r))).collect(),
+        };
+        for (concurrency, rate) in axis {
+            for &max_new_tokens in &self.max_new_tokens {
+                out.push(CellSpec { index: out.len() as u32, concurrency, max_new_tokens, rate });
+            }
+        }
+        out
+    }
+
+    /// Measured requests per cell, given how many documents (batch) the workload has.
+    pub fn measured_requests(&self, documents: usize) -> u32 {
+        if self.requests > 0 {
+            return self.requests;
+        }
+        match self.workload {
+            Workload::Chat => 64,
+            Workload::Batch => (documents as u32).saturating_mul(self.repeat).max(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_spec_is_valid_and_one_cell() {
+        let s = ExperimentSpec::default();
+        assert!(s.validate().is_empty());
+        assert_eq!(s.cells().len(), 1);
+        assert_eq!(s.measured_requests(5), 20);
+    }
+
+    #[test]
+    fn grid_order_matches_the_notes_script() {
+        let s = ExperimentSpec { concurrency: vec![8, 16, 32], max_new_tokens: vec![256, 512], ..Default::default() };
+        let cells: Vec<(u32, u32)> = s.cells().iter().map(|c| (c.concurrency, c.max_new_tokens)).collect();
+        assert_eq!(cells, vec![(8, 256), (8, 512), (16, 256), (16, 512), (32, 256), (32, 512)]);
+        assert_eq!(s.cells()[5].index, 5);
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        let s = ExperimentSpec {
+            concurrency: vec![0],
+            max_new_tokens: vec![10_000_000],
+            timeout_s: -1.0,
+            target: "ftp://x".into(),
+            ..Default::default()
+        };
+        let fields: Vec<String> = s.validate().into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, vec!["target", "concurrency", "max_new_tokens", "timeout_s"]);
+    }
+
+    #[test]
+    fn rate_mode_needs_rates() {
+        let s = ExperimentSpec { mode: LoadMode::Rate, ..Default::default() };
+        assert_eq!(s.validate()[0].field, "rate");
+        let s = ExperimentSpec { mode: LoadMode::Rate, rate: vec![1.5, 3.0], ..Default::default() };
+        assert!(s.validate().is_empty());
+        assert_eq!(s.cells()[1].rate, Some(3.0));
+        assert_eq!(s.cells()[1].label(), "3 req/s × 256");
+    }
+
+    #[test]
+    fn slo_defaults_come_from_the_workload() {
+        let slo = Slo { ttft_ms: Some(500.0), ..Default::default() };
+        assert_eq!(slo.effective(Workload::Chat).e2e_ms, Some(3_000.0));
+        assert_eq!(slo.effective(Workload::Batch).e2e_ms, Some(30_000.0));
+        assert_eq!(slo.effective(Workload::Batch).ttft_ms, Some(500.0));
+    }
+
+    #[test]
+    fn unknown_workload_is_a_deserialize_error() {
+        let err = serde_json::from_str::<ExperimentSpec>(r#"{"workload":"video"}"#).unwrap_err();
+        assert!(err.to_string().contains("unknown variant"), "{err}");
+    }
+}
