@@ -1,0 +1,104 @@
+//! The caplab dashboard: compose an experiment, watch it live, compare and download results.
+//!
+//! State lives in one `Ctx` provided to every component. A run's view changes only by
+//! applying the server's messages (`caplab_shared::RunView::apply`), the same function
+//! the server uses, so the page always shows what the server holds.
+
+mod api;
+mod charts;
+mod form;
+mod live;
+mod run_panel;
+mod runs_list;
+
+use caplab_shared::{RunInfo, RunView, TargetInfo};
+use leptos::prelude::*;
+use wasm_bindgen::prelude::*;
+
+/// State shared by all components.
+#[derive(Clone, Copy)]
+pub struct Ctx {
+    /// The default target, as the server sees it.
+    pub target: RwSignal<Option<TargetInfo>>,
+    /// Why the target could not be read, if it could not.
+    pub target_error: RwSignal<Option<String>>,
+    /// The run being shown.
+    pub current: RwSignal<Option<RunView>>,
+    /// All runs the server knows, newest first.
+    pub runs: RwSignal<Vec<RunInfo>>,
+    /// Bumped whenever another run is shown, which ends the previous run's socket loop.
+    pub watch_gen: RwSignal<u64>,
+    /// Whether the live socket is connected.
+    pub connected: RwSignal<bool>,
+}
+
+#[wasm_bindgen(start)]
+pub fn start() {
+    leptos::mount::mount_to_body(App);
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    let ctx = Ctx {
+        target: RwSignal::new(None),
+        target_error: RwSignal::new(None),
+        current: RwSignal::new(None),
+        runs: RwSignal::new(Vec::new()),
+        watch_gen: RwSignal::new(0),
+        connected: RwSignal::new(false),
+    };
+    provide_context(ctx);
+    leptos::task::spawn_local(async move {
+        match api::get_json::<TargetInfo>("api/target").await {
+            Ok(t) => ctx.target.set(Some(t)),
+            Err(e) => ctx.target_error.set(Some(e)),
+        }
+        runs_list::refresh(ctx).await;
+        // Show the newest run, if any, so a reload keeps watching.
+        let newest = ctx.runs.with_untracked(|r| r.first().map(|i| i.id.clone()));
+        if let Some(id) = newest {
+            live::watch(ctx, id);
+        }
+    });
+    view! {
+        <header>
+            <h1>"caplab"</h1>
+            <span class="tagline">"LLM-serving capacity lab"</span>
+            <TargetBadge/>
+        </header>
+        <main>
+            <section class="left">
+                <form::ExperimentForm/>
+                <runs_list::RunsList/>
+            </section>
+            <section class="right">
+                <run_panel::RunPanel/>
+            </section>
+        </main>
+    }
+}
+
+/// Says what the numbers come from; a simulated target is flagged loudly.
+#[component]
+fn TargetBadge() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    move || match (ctx.target.get(), ctx.target_error.get()) {
+        (Some(t), _) if t.simulated => view! {
+            <span class="badge simulated" title="caplab's built-in simulator: every number it produces is simulated, not measured on a GPU">
+                "SIMULATED vLLM · " {t.models.first().cloned().unwrap_or_default()}
+            </span>
+        }
+        .into_any(),
+        (Some(t), _) => view! {
+            <span class="badge real">{t.server.clone()} " · " {t.url.clone()} " · " {t.models.join(", ")}</span>
+        }
+        .into_any(),
+        (None, Some(e)) => view! { <span class="badge error">"target unreachable: " {e}</span> }.into_any(),
+        (None, None) => view! { <span class="badge">"reading target…"</span> }.into_any(),
+    }
+}
+
+/// Formats an optional number with `digits` decimals, or a dash.
+pub fn fmt_opt(v: Option<f64>, digits: usize) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+}

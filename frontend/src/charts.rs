@@ -1,0 +1,75 @@
+//! Live line charts drawn as plain SVG; scale and axis maths live in `caplab_shared::plot`.
+
+use caplab_shared::plot::{line_path, nice_max, short_label, ticks, Scale};
+use leptos::prelude::*;
+
+/// One line of a chart.
+#[derive(Clone, PartialEq)]
+pub struct Series {
+    pub name: &'static str,
+    /// CSS class giving the line its colour.
+    pub class: &'static str,
+    /// (seconds since run start, value); None breaks the line.
+    pub points: Vec<(f64, Option<f64>)>,
+}
+
+const W: f64 = 560.0;
+const H: f64 = 180.0;
+const LEFT: f64 = 46.0;
+const BOTTOM: f64 = 22.0;
+const TOP: f64 = 8.0;
+const RIGHT: f64 = 10.0;
+/// Most points drawn per line; longer series are thinned evenly.
+const MAX_POINTS: usize = 600;
+
+fn thin(points: &[(f64, Option<f64>)]) -> Vec<(f64, Option<f64>)> {
+    if points.len() <= MAX_POINTS {
+        return points.to_vec();
+    }
+    let step = points.len().div_ceil(MAX_POINTS);
+    points.iter().step_by(step).copied().chain(points.last().copied()).collect()
+}
+
+#[component]
+pub fn LineChart(id: &'static str, title: &'static str, unit: &'static str, help: &'static str, series: Signal<Vec<Series>>) -> impl IntoView {
+    let geometry = Memo::new(move |_| {
+        series.with(|all| {
+            let x_max = all.iter().flat_map(|s| s.points.last().map(|p| p.0)).fold(1.0_f64, f64::max);
+            let y_max = all.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).fold(0.0_f64, f64::max);
+            let y_top = nice_max(y_max, 4);
+            let x = Scale::new((0.0, x_max), (LEFT, W - RIGHT));
+            let y = Scale::new((0.0, y_top), (H - BOTTOM, TOP));
+            let paths: Vec<(&'static str, String)> = all.iter().map(|s| (s.class, line_path(&thin(&s.points), &x, &y))).collect();
+            let y_ticks: Vec<(f64, String)> = ticks(y_top, 4).into_iter().map(|v| (y.map(v), short_label(v))).collect();
+            let x_ticks: Vec<(f64, String)> = ticks(x_max, 5).into_iter().filter(|v| *v <= x_max).map(|v| (x.map(v), format!("{}s", short_label(v)))).collect();
+            (paths, y_ticks, x_ticks)
+        })
+    });
+    let legend = move || series.with(|all| all.iter().map(|s| (s.name, s.class)).collect::<Vec<_>>());
+    view! {
+        <figure class="chart" id=id title=help>
+            <figcaption>
+                <span class="chart-title">{title}</span>
+                <span class="unit">{unit}</span>
+                <span class="legend">
+                    {move || legend().into_iter().map(|(name, class)| view! { <span class=format!("key {class}")>{name}</span> }).collect_view()}
+                </span>
+            </figcaption>
+            <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=title>
+                {move || geometry.with(|(_, y_ticks, x_ticks)| {
+                    let ys = y_ticks.iter().map(|(py, label)| view! {
+                        <line class="grid" x1=LEFT x2=W - RIGHT y1=*py y2=*py/>
+                        <text class="tick" x=LEFT - 4.0 y=*py + 3.0 text-anchor="end">{label.clone()}</text>
+                    }).collect_view();
+                    let xs = x_ticks.iter().map(|(px, label)| view! {
+                        <text class="tick" x=*px y=H - 6.0 text-anchor="middle">{label.clone()}</text>
+                    }).collect_view();
+                    (ys, xs)
+                })}
+                {move || geometry.with(|(paths, _, _)| paths.iter().map(|(class, d)| view! {
+                    <path class=format!("line {class}") d=d.clone()/>
+                }).collect_view())}
+            </svg>
+        </figure>
+    }
+}

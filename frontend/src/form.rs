@@ -1,0 +1,295 @@
+//! The experiment form. Values are kept as typed text; the server validates the
+//! spec and its field errors are shown next to the fields they concern.
+
+use caplab_shared::{FieldError, RunInfo};
+use leptos::prelude::*;
+use serde_json::{json, Map, Value};
+
+use crate::{api, live, runs_list, Ctx};
+
+/// One text input per spec field.
+#[derive(Clone, Copy)]
+struct Fields {
+    name: RwSignal<String>,
+    target: RwSignal<String>,
+    workload: RwSignal<String>,
+    model: RwSignal<String>,
+    gpu: RwSignal<String>,
+    mode: RwSignal<String>,
+    concurrency: RwSignal<String>,
+    rate: RwSignal<String>,
+    burstiness: RwSignal<String>,
+    max_in_flight: RwSignal<String>,
+    max_new_tokens: RwSignal<String>,
+    requests: RwSignal<String>,
+    repeat: RwSignal<String>,
+    warmup: RwSignal<String>,
+    timeout_s: RwSignal<String>,
+    slo_e2e: RwSignal<String>,
+    slo_ttft: RwSignal<String>,
+    slo_tpot: RwSignal<String>,
+}
+
+impl Fields {
+    fn new() -> Self {
+        let s = |v: &str| RwSignal::new(v.to_string());
+        Fields {
+            name: s(""),
+            target: s(""),
+            workload: s("batch"),
+            model: s(""),
+            gpu: s("RunPod-RTX2000-16GB"),
+            mode: s("closed"),
+            concurrency: s("16"),
+            rate: s("4"),
+            burstiness: s("1"),
+            max_in_flight: s("0"),
+            max_new_tokens: s("256"),
+            requests: s("0"),
+            repeat: s("4"),
+            warmup: s("0"),
+            timeout_s: s("300"),
+            slo_e2e: s(""),
+            slo_ttft: s(""),
+            slo_tpot: s(""),
+        }
+    }
+
+    /// The spec as JSON, or the fields that cannot even be read as numbers.
+    fn to_spec(self) -> Result<Value, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut spec = Map::new();
+        let mut put = |key: &str, v: Value| {
+            spec.insert(key.to_string(), v);
+        };
+        put("name", json!(self.name.get_untracked().trim()));
+        put("workload", json!(self.workload.get_untracked()));
+        put("model", json!(self.model.get_untracked().trim()));
+        put("target", json!(self.target.get_untracked().trim()));
+        put("gpu", json!(self.gpu.get_untracked().trim()));
+        put("mode", json!(self.mode.get_untracked()));
+        let rate_mode = self.mode.get_untracked() == "rate";
+        let list = |key: &str, sig: RwSignal<String>, integers: bool, errors: &mut Vec<FieldError>| -> Option<Value> {
+            let text = sig.get_untracked();
+            let parts: Vec<&str> = text.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()).collect();
+            let mut out = Vec::new();
+            for p in parts {
+                match (integers, p.parse::<i64>(), p.parse::<f64>()) {
+                    (true, Ok(i), _) => out.push(json!(i)),
+                    (false, _, Ok(f)) if f.is_finite() => out.push(json!(f)),
+                    _ => {
+                        let what = if integers { "whole numbers" } else { "numbers" };
+                        errors.push(FieldError::new(key, format!("{p:?} is not a number: give {what} separated by commas")));
+                        return None;
+                    }
+                }
+            }
+            Some(Value::Array(out))
+        };
+        let concurrency = list("concurrency", self.concurrency, true, &mut errors);
+        let max_new_tokens = list("max_new_tokens", self.max_new_tokens, true, &mut errors);
+        let rate = if rate_mode { list("rate", self.rate, false, &mut errors) } else { Some(json!([])) };
+        let number = |key: &str, sig: RwSignal<String>, integer: bool, errors: &mut Vec<FieldError>| -> Option<Value> {
+            let text = sig.get_untracked();
+            let text = text.trim();
+            if text.is_empty() {
+                return None;
+            }
+            let parsed = if integer { text.parse::<i64>().ok().map(|i| json!(i)) } else { text.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| json!(f)) };
+            if parsed.is_none() {
+                errors.push(FieldError::new(key, format!("{text:?} is not a {}", if integer { "whole number" } else { "number" })));
+            }
+            parsed
+        };
+        let mut optional = Vec::new();
+        for (key, sig, integer) in [
+            ("requests", self.requests, true),
+            ("repeat", self.repeat, true),
+            ("warmup", self.warmup, true),
+            ("timeout_s", self.timeout_s, false),
+            ("burstiness", self.burstiness, false),
+            ("max_in_flight", self.max_in_flight, true),
+        ] {
+            if let Some(v) = number(key, sig, integer, &mut errors) {
+                optional.push((key, v));
+            }
+        }
+        let mut slo = Map::new();
+        for (key, sig) in [("e2e_ms", self.slo_e2e), ("ttft_ms", self.slo_ttft), ("tpot_ms", self.slo_tpot)] {
+            if let Some(v) = number(&format!("slo.{key}"), sig, false, &mut errors) {
+                slo.insert(key.into(), v);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        if let Some(c) = concurrency {
+            put("concurrency", c);
+        }
+        if let Some(m) = max_new_tokens {
+            put("max_new_tokens", m);
+        }
+        if let Some(r) = rate {
+            put("rate", r);
+        }
+        for (k, v) in optional {
+            put(k, v);
+        }
+        put("slo", Value::Object(slo));
+        Ok(Value::Object(spec))
+    }
+}
+
+#[component]
+pub fn ExperimentForm() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let f = Fields::new();
+    let errors = RwSignal::new(Vec::<FieldError>::new());
+    let general_error = RwSignal::new(None::<String>);
+    let busy = RwSignal::new(false);
+
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        general_error.set(None);
+        let spec = match f.to_spec() {
+            Ok(s) => s,
+            Err(e) => {
+                errors.set(e);
+                return;
+            }
+        };
+        errors.set(vec![]);
+        busy.set(true);
+        leptos::task::spawn_local(async move {
+            match api::post_json::<RunInfo>("api/runs", &spec).await {
+                Ok(info) => {
+                    live::watch(ctx, info.id.clone());
+                    runs_list::refresh(ctx).await;
+                }
+                Err(e) if !e.fields.is_empty() => errors.set(e.fields),
+                Err(e) => general_error.set(Some(e.error)),
+            }
+            busy.set(false);
+        });
+    };
+    let rate_mode = move || f.mode.get() == "rate";
+    let other_errors = move || errors.with(|all| all.iter().filter(|e| !KNOWN.contains(&e.field.as_str())).cloned().collect::<Vec<_>>());
+    let models = move || ctx.target.with(|t| t.as_ref().map(|t| t.models.clone()).unwrap_or_default());
+    let default_slo = move || if f.workload.get() == "chat" { "3000 (chat default)" } else { "30000 (batch default)" };
+
+    view! {
+        <form class="card" id="experiment-form" on:submit=submit novalidate>
+            <h2>"New experiment"</h2>
+            <div class="grid2">
+                <Field label="Workload" key="workload" errors hint="chat: streaming /v1/chat/completions over the chat prompts; batch: /v1/completions summarizing the [DOC] file">
+                    <select id="f-workload" on:change=move |ev| {
+                        let w = event_target_value(&ev);
+                        f.max_new_tokens.set(if w == "chat" { "128".into() } else { "256".into() });
+                        f.workload.set(w);
+                    } prop:value=move || f.workload.get()>
+                        <option value="batch">"batch summarization"</option>
+                        <option value="chat">"chat"</option>
+                    </select>
+                </Field>
+                <Field label="Model" key="model" errors hint="from the target's /v1/models">
+                    <select id="f-model" on:change=move |ev| f.model.set(event_target_value(&ev)) prop:value=move || f.model.get()>
+                        <option value="">"(first listed)"</option>
+                        <For each=models key=|m| m.clone() let:m>
+                            <option value=m.clone()>{m.clone()}</option>
+                        </For>
+                    </select>
+                </Field>
+                <Field label="Load mode" key="mode" errors hint="closed: N workers back to back; rate: timed arrivals (Poisson when burstiness is 1)">
+                    <select id="f-mode" on:change=move |ev| f.mode.set(event_target_value(&ev)) prop:value=move || f.mode.get()>
+                        <option value="closed">"closed loop (concurrency)"</option>
+                        <option value="rate">"open loop (request rate)"</option>
+                    </select>
+                </Field>
+                <Show when=move || !rate_mode()>
+                    <Field label="Concurrency" key="concurrency" errors hint="one value, or a list for a grid: 8, 16, 32">
+                        <TextInput id="f-concurrency" sig=f.concurrency/>
+                    </Field>
+                </Show>
+                <Show when=rate_mode>
+                    <Field label="Rate (req/s)" key="rate" errors hint="one value or a list: 1, 2, 4">
+                        <TextInput id="f-rate" sig=f.rate/>
+                    </Field>
+                    <Field label="Burstiness" key="burstiness" errors hint="gamma shape of arrival gaps; 1 = Poisson, lower = burstier">
+                        <TextInput id="f-burstiness" sig=f.burstiness/>
+                    </Field>
+                    <Field label="Max in flight" key="max_in_flight" errors hint="0 = unbounded; extra arrivals wait client-side (counted in latency)">
+                        <TextInput id="f-max_in_flight" sig=f.max_in_flight/>
+                    </Field>
+                </Show>
+                <Field label="max_new_tokens" key="max_new_tokens" errors hint="one value or a list: 256, 512">
+                    <TextInput id="f-max_new_tokens" sig=f.max_new_tokens/>
+                </Field>
+                <Field label="Requests per cell" key="requests" errors hint="0 = default: chat 64, batch documents × repeat">
+                    <TextInput id="f-requests" sig=f.requests/>
+                </Field>
+                <Field label="Repeat (batch)" key="repeat" errors hint="batch: the document set is sent this many times">
+                    <TextInput id="f-repeat" sig=f.repeat/>
+                </Field>
+                <Field label="Warm-up requests" key="warmup" errors hint="sent first in each cell and left out of all statistics">
+                    <TextInput id="f-warmup" sig=f.warmup/>
+                </Field>
+                <Field label="GPU label" key="gpu" errors hint="written into every result row">
+                    <TextInput id="f-gpu" sig=f.gpu/>
+                </Field>
+                <Field label="SLO p95 end-to-end (ms)" key="slo.e2e_ms" errors hint="empty = the workload's default">
+                    <input id="f-slo-e2e" type="text" placeholder=default_slo
+                        prop:value=move || f.slo_e2e.get() on:input=move |ev| f.slo_e2e.set(event_target_value(&ev))/>
+                </Field>
+                <Field label="SLO p95 TTFT (ms)" key="slo.ttft_ms" errors hint="optional">
+                    <TextInput id="f-slo-ttft" sig=f.slo_ttft/>
+                </Field>
+                <Field label="SLO p95 TPOT (ms)" key="slo.tpot_ms" errors hint="optional">
+                    <TextInput id="f-slo-tpot" sig=f.slo_tpot/>
+                </Field>
+                <Field label="Timeout per request (s)" key="timeout_s" errors hint="a request still running then is ended as a timeout error">
+                    <TextInput id="f-timeout" sig=f.timeout_s/>
+                </Field>
+                <Field label="Target URL" key="target" errors hint="empty = the server's target; else e.g. http://127.0.0.1:8000">
+                    <TextInput id="f-target" sig=f.target/>
+                </Field>
+                <Field label="Name" key="name" errors hint="optional label">
+                    <TextInput id="f-name" sig=f.name/>
+                </Field>
+            </div>
+            <Show when=move || general_error.get().is_some()>
+                <p class="form-error" id="form-error">{move || general_error.get().unwrap_or_default()}</p>
+            </Show>
+            <For each=other_errors key=|e| e.field.clone() let:e>
+                <p class="form-error">{e.field.clone()} ": " {e.message.clone()}</p>
+            </For>
+            <button id="start" type="submit" disabled=move || busy.get()>
+                {move || if busy.get() { "Starting…" } else { "Start" }}
+            </button>
+        </form>
+    }
+}
+
+/// Fields that show their own errors; any other field's error is listed under the form.
+const KNOWN: &[&str] = &[
+    "workload", "model", "mode", "concurrency", "rate", "burstiness", "max_in_flight", "max_new_tokens", "requests",
+    "repeat", "warmup", "gpu", "slo.e2e_ms", "slo.ttft_ms", "slo.tpot_ms", "timeout_s", "name", "target",
+];
+
+#[component]
+fn TextInput(id: &'static str, sig: RwSignal<String>) -> impl IntoView {
+    view! { <input id=id type="text" prop:value=move || sig.get() on:input=move |ev| sig.set(event_target_value(&ev))/> }
+}
+
+#[component]
+fn Field(label: &'static str, key: &'static str, errors: RwSignal<Vec<FieldError>>, hint: &'static str, children: Children) -> impl IntoView {
+    let message = move || errors.with(|e| e.iter().find(|e| e.field == key).map(|e| e.message.clone()));
+    view! {
+        <label class="field" title=hint>
+            <span class="label">{label}</span>
+            {children()}
+            <Show when=move || message().is_some()>
+                <span class="field-error" data-field=key>{move || message().unwrap_or_default()}</span>
+            </Show>
+        </label>
+    }
+}

@@ -1,0 +1,239 @@
+//! The shown run: progress, live charts, the results table filling in cell by cell,
+//! the summary, and downloads.
+
+use caplab_shared::{CellResult, RunStatus, RunView};
+use leptos::prelude::*;
+
+use crate::charts::{LineChart, Series};
+use crate::{api, fmt_opt, Ctx};
+
+#[component]
+pub fn RunPanel() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    view! {
+        <Show when=move || ctx.current.with(|c| c.is_some())
+            fallback=|| view! { <div class="card empty"><p>"Compose an experiment and press Start, or pick an earlier run."</p></div> }>
+            <RunHeader/>
+            <Charts/>
+            <ResultsTable/>
+            <Summary/>
+        </Show>
+    }
+}
+
+fn with_view<T>(ctx: Ctx, f: impl FnOnce(&RunView) -> T) -> Option<T> {
+    ctx.current.with(|c| c.as_ref().map(f))
+}
+
+#[component]
+fn RunHeader() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let id = move || with_view(ctx, |v| v.info.id.clone()).unwrap_or_default();
+    let status = move || with_view(ctx, |v| v.info.status).unwrap_or(RunStatus::Running);
+    let progress = move || with_view(ctx, |v| v.progress()).unwrap_or(0.0);
+    let line = move || {
+        with_view(ctx, |v| {
+            let last = v.ticks.last();
+            let done = last.map_or(0, |t| t.requests_done);
+            let eta = match (v.info.status, last.and_then(|t| t.eta_s)) {
+                (RunStatus::Running, Some(e)) => format!(" · ETA {e:.0} s"),
+                _ => String::new(),
+            };
+            let cells = v.info.cells_total;
+            let cell = last.map_or(0, |t| t.cell + 1).min(cells);
+            format!("{done} / {} requests · cell {cell} of {cells}{eta}", v.info.requests_total)
+        })
+        .unwrap_or_default()
+    };
+    let what = move || {
+        with_view(ctx, |v| {
+            let s = &v.info.spec;
+            format!("{} · {} · {} · {} · target {}", s.workload.as_str(), s.mode.as_str(), s.model, s.gpu, v.info.target.url)
+        })
+        .unwrap_or_default()
+    };
+    let simulated = move || with_view(ctx, |v| v.info.target.simulated).unwrap_or(false);
+    let message = move || with_view(ctx, |v| v.info.message.clone()).flatten();
+    let stop = move |_| {
+        let id = id();
+        leptos::task::spawn_local(async move {
+            let _ = api::post_json::<serde_json::Value>(&format!("api/runs/{id}/stop"), &serde_json::json!({})).await;
+        });
+    };
+    view! {
+        <div class="card run-header">
+            <div class="row">
+                <h2>"Run " <span id="run-id">{id}</span></h2>
+                <span id="run-status" class=move || format!("status {}", status().as_str())>{move || status().as_str()}</span>
+                <Show when=simulated>
+                    <span class="badge simulated" title="numbers from caplab's built-in simulator, not a GPU">"SIMULATED"</span>
+                </Show>
+                <span class="conn" title="live connection">{move || if ctx.connected.get() { "● live" } else { "○ offline" }}</span>
+                <Show when=move || status() == RunStatus::Running>
+                    <button id="stop" class="danger" on:click=stop>"Stop"</button>
+                </Show>
+            </div>
+            <p class="muted">{what}</p>
+            <div class="progress" title="requests finished / requests planned">
+                <div class="bar" id="progress-bar" style:width=move || format!("{:.1}%", progress() * 100.0)></div>
+                <span class="progress-text" id="progress-text">{move || format!("{:.0}% · ", progress() * 100.0)}{line}</span>
+            </div>
+            {move || message().map(|m| view! { <p class="muted">{m}</p> })}
+            <div class="downloads">
+                <a id="download-csv" class="button" href=move || format!("api/runs/{}/requests.csv", id()) download="">"Download CSV (one row per request)"</a>
+                <a id="download-summary" class="button" href=move || format!("api/runs/{}/summary.csv", id()) download="">"Summary CSV (one row per cell)"</a>
+                <a id="download-json" class="button" href=move || format!("api/runs/{}/results.json", id()) download="">"JSON"</a>
+            </div>
+        </div>
+    }
+}
+
+#[component]
+fn Charts() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let series = move |f: fn(&caplab_shared::LiveTick) -> Option<f64>| -> Vec<(f64, Option<f64>)> {
+        with_view(ctx, |v| v.ticks.iter().map(|t| (t.t_s, f(t))).collect()).unwrap_or_default()
+    };
+    let tokens = Signal::derive(move || vec![Series { name: "output tok/s", class: "c1", points: series(|t| Some(t.output_tok_s)) }]);
+    let latency = Signal::derive(move || {
+        vec![
+            Series { name: "TTFT p50", class: "c2", points: series(|t| t.ttft_p50_ms) },
+            Series { name: "TTFT p95", class: "c3", points: series(|t| t.ttft_p95_ms) },
+            Series { name: "E2E p50", class: "c4", points: series(|t| t.e2e_p50_ms) },
+            Series { name: "E2E p95", class: "c5", points: series(|t| t.e2e_p95_ms) },
+        ]
+    });
+    let in_flight = Signal::derive(move || vec![Series { name: "in flight", class: "c1", points: series(|t| Some(f64::from(t.in_flight))) }]);
+    let errors = Signal::derive(move || vec![Series { name: "failed requests", class: "c5", points: series(|t| Some(t.errors as f64)) }]);
+    view! {
+        <div class="charts">
+            <LineChart id="chart-tokens" title="Output tokens/s" unit="tok/s" series=tokens
+                help="Output tokens per second over each 250 ms tick: streamed text events counted live, corrected to the server's usage when each request ends"/>
+            <LineChart id="chart-latency" title="Latency" unit="ms" series=latency
+                help="TTFT and end-to-end percentiles of the requests that ended in the last 5 s, measured from each request's scheduled time"/>
+            <LineChart id="chart-inflight" title="Requests in flight" unit="requests" series=in_flight
+                help="Requests sent and not yet finished"/>
+            <LineChart id="chart-errors" title="Errors" unit="failed requests" series=errors
+                help="Failed requests so far (any class); they are excluded from latency and throughput"/>
+        </div>
+    }
+}
+
+#[component]
+fn ResultsTable() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let rows = move || {
+        with_view(ctx, |v| {
+            let running = v.ticks.last().map(|t| t.cell);
+            v.info
+                .spec
+                .cells()
+                .into_iter()
+                .map(|cell| {
+                    let result = v.cells.iter().find(|c| c.cell == cell.index).cloned();
+                    let state = match (&result, v.info.status) {
+                        (Some(_), _) => "done",
+                        (None, RunStatus::Running) if running == Some(cell.index) => "running…",
+                        (None, RunStatus::Running) => "queued",
+                        (None, _) => "not run",
+                    };
+                    (cell.label(), state, result)
+                })
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+    };
+    view! {
+        <div class="card">
+            <h2>"Results by cell"</h2>
+            <table id="results-table">
+                <thead><tr>
+                    <th title="closed loop: concurrency × max_new_tokens; open loop: rate × max_new_tokens">"cell"</th>
+                    <th title="measured requests that succeeded / failed">"ok / failed"</th>
+                    <th title="completion tokens (from the server's usage) / measurement window">"output tok/s"</th>
+                    <th title="successful requests / measurement window">"req/s"</th>
+                    <th title="time to first token, p50 / p95, ms from the scheduled send time">"TTFT p50 / p95"</th>
+                    <th title="end-to-end latency, p50 / p95, ms from the scheduled send time">"E2E p50 / p95"</th>
+                    <th title="time per output token after the first, p95, ms">"TPOT p95"</th>
+                    <th title="every SLO holds at p95 and no request failed">"SLO"</th>
+                    <th title="requests/s that met every SLO">"goodput"</th>
+                </tr></thead>
+                <tbody>
+                    {move || rows().into_iter().map(|(label, state, r)| match r {
+                        Some(r) => result_row(label, &r).into_any(),
+                        None => view! { <tr class="pending"><td>{label}</td><td colspan="8">{state}</td></tr> }.into_any(),
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <p class="muted small">"Latencies count from each request's scheduled send time. Percentiles interpolate linearly between ranks (numpy's default). Token counts come from the server's usage, never from counting events."</p>
+        </div>
+    }
+}
+
+fn result_row(label: String, r: &CellResult) -> impl IntoView {
+    let pair = |a: Option<f64>, b: Option<f64>| format!("{} / {}", fmt_opt(a, 0), fmt_opt(b, 0));
+    view! {
+        <tr class="done">
+            <td>{label}</td>
+            <td>{format!("{} / {}", r.requests_ok, r.requests_failed)}</td>
+            <td class="num">{format!("{:.1}", r.output_tok_s)}</td>
+            <td class="num">{format!("{:.2}", r.requests_per_s)}</td>
+            <td class="num">{pair(r.ttft.p50, r.ttft.p95)}</td>
+            <td class="num">{pair(r.e2e.p50, r.e2e.p95)}</td>
+            <td class="num">{fmt_opt(r.tpot.p95, 1)}</td>
+            <td class=if r.slo_pass { "pass" } else { "fail" }>{if r.slo_pass { "pass" } else { "fail" }}</td>
+            <td class="num">{format!("{:.2}", r.goodput_rps)}</td>
+        </tr>
+    }
+}
+
+/// The end-of-run summary: the best cell that meets its SLO (or the only cell).
+#[component]
+fn Summary() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let best = move || {
+        with_view(ctx, |v| {
+            if !v.info.status.is_terminal() || v.cells.is_empty() {
+                return None;
+            }
+            let pick = v.cells.iter().filter(|c| c.slo_pass).max_by(|a, b| a.output_tok_s.total_cmp(&b.output_tok_s));
+            let (cell, passing) = match pick {
+                Some(c) => (c.clone(), true),
+                None => (v.cells.iter().max_by(|a, b| a.output_tok_s.total_cmp(&b.output_tok_s))?.clone(), false),
+            };
+            let label = v.info.spec.cells().get(cell.cell as usize).map(|c| c.label()).unwrap_or_default();
+            Some((cell, label, passing, v.cells.len(), v.info.target.simulated))
+        })
+        .flatten()
+    };
+    move || {
+        best().map(|(c, label, passing, n, simulated)| {
+            let heading = match (n, passing) {
+                (1, _) => format!("Summary · {label}"),
+                (_, true) => format!("Best cell within SLO · {label}"),
+                (_, false) => format!("No cell met its SLO · highest throughput: {label}"),
+            };
+            let errors = c.errors.iter().map(|(k, v)| format!("{} {v}", k.as_str())).collect::<Vec<_>>().join(", ");
+            view! {
+                <div class="card summary" id="summary">
+                    <h2>{heading} {simulated.then_some(" (SIMULATED)")}</h2>
+                    <div class="stats">
+                        <Stat label="output tok/s" value=format!("{:.1}", c.output_tok_s) help="completion tokens from usage / measurement window"/>
+                        <Stat label="requests/s" value=format!("{:.2}", c.requests_per_s) help="successful requests / measurement window"/>
+                        <Stat label="TTFT p50" value=format!("{} ms", fmt_opt(c.ttft.p50, 0)) help="time to first token, from the scheduled send time"/>
+                        <Stat label="TTFT p95" value=format!("{} ms", fmt_opt(c.ttft.p95, 0)) help="95th percentile time to first token"/>
+                        <Stat label="E2E p50" value=format!("{} ms", fmt_opt(c.e2e.p50, 0)) help="end-to-end latency, from the scheduled send time"/>
+                        <Stat label="E2E p95" value=format!("{} ms", fmt_opt(c.e2e.p95, 0)) help="95th percentile end-to-end latency"/>
+                        <Stat label="errors" value=c.requests_failed.to_string() help="failed measured requests, excluded from all latency and throughput numbers"/>
+                    </div>
+                    {(!errors.is_empty()).then(|| view! { <p class="muted">"by class: " {errors}</p> })}
+                </div>
+            }
+        })
+    }
+}
+
+#[component]
+fn Stat(label: &'static str, value: String, help: &'static str) -> impl IntoView {
+    view! { <div class="stat" title=help><div class="value">{value}</div><div class="label">{label}</div></div> }
+}
