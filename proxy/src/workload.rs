@@ -115,3 +115,23 @@ mod tests {
         assert_eq!(v["ignore_eos"], true);
     }
 }
+
+#[cfg(test)]
+mod shipped_experiments {
+    use caplab_shared::ExperimentSpec;
+
+    #[test]
+    fn every_shipped_experiment_file_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/experiments");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let spec: ExperimentSpec = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(spec.validate().is_empty(), "{}: {:?}", path.display(), spec.validate());
+            seen += 1;
+        }
+        assert!(seen >= 3);
+        let batch: ExperimentSpec = toml::from_str(&std::fs::read_to_string(dir.join("batch_grid.toml")).unwrap()).unwrap();
+        assert_eq!(batch.cells().len(), 6, "the notes' 3 × 2 batch grid");
+    }
+}

@@ -1,0 +1,127 @@
+//! Helpers for caplab's end-to-end tests: start the real `caplab` binary on port 0,
+//! and a fault-injecting OpenAI-compatible server that misbehaves on purpose.
+
+pub mod faults;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The `caplab` binary built by `cargo build -p caplab` (the test script builds it first).
+pub fn caplab_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("CAPLAB_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/<test-binary> → target/<profile>/caplab
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent().and_then(|d| d.parent()).map(|d| d.join("caplab")).expect("target dir")
+}
+
+/// A running `caplab serve`, killed on drop.
+pub struct Caplab {
+    pub url: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    /// Remove `data_dir` on drop (true when `start` made it).
+    owns_dir: bool,
+}
+
+impl Drop for Caplab {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+        if self.owns_dir {
+            let _ = std::fs::remove_dir_all(&self.data_dir);
+        }
+    }
+}
+
+/// Simulator flags that make runs quick (≈3 ms per token) but still streamed.
+pub const FAST_SIM: &[&str] = &["--sim-itl-ms", "2", "--sim-itl-ms-per-seq", "0.05", "--sim-prefill-ms", "5"];
+
+/// A fresh data folder under the system temp dir.
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("caplab-test-{tag}-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+impl Caplab {
+    /// Starts `caplab serve --listen 127.0.0.1:0 EXTRA…` and waits for the URL it prints.
+    pub async fn start(extra: &[&str]) -> anyhow::Result<Caplab> {
+        let mut caplab = Self::start_in(temp_dir("serve"), extra).await?;
+        caplab.owns_dir = true;
+        Ok(caplab)
+    }
+
+    /// Stops the process (SIGKILL) and waits for it to exit.
+    pub async fn kill(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    pub async fn start_in(data_dir: PathBuf, extra: &[&str]) -> anyhow::Result<Caplab> {
+        let bin = caplab_bin();
+        if !bin.exists() {
+            bail!("{} is missing: run `cargo build -p caplab` first", bin.display());
+        }
+        let mut child = Command::new(&bin)
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data_dir)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(rest) = line.strip_prefix("caplab dashboard: ") {
+                    return Ok::<_, anyhow::Error>(rest.trim().trim_end_matches('/').to_string());
+                }
+            }
+            bail!("caplab exited before printing its URL")
+        })
+        .await
+        .context("caplab did not print its URL within 20 s")??;
+        // Keep draining stdout so the child never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Caplab { url, data_dir, child, owns_dir: false })
+    }
+
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/{path}", self.url)
+    }
+}
+
+/// Polls `GET /api/runs/{id}` until the run ends; returns its view.
+pub async fn wait_for_end(client: &reqwest::Client, caplab: &Caplab, id: &str, limit: Duration) -> anyhow::Result<caplab_shared::RunView> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let view: caplab_shared::RunView = client.get(caplab.api(&format!("runs/{id}"))).send().await?.json().await?;
+        if view.info.status.is_terminal() {
+            return Ok(view);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("run {id} still {:?} after {limit:?}", view.info.status);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts a run and returns its id, failing with the server's answer if it is refused.
+pub async fn start_run(client: &reqwest::Client, caplab: &Caplab, spec: serde_json::Value) -> anyhow::Result<String> {
+    let resp = client.post(caplab.api("runs")).json(&spec).send().await?;
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await?;
+    if status != reqwest::StatusCode::CREATED {
+        bail!("run refused with {status}: {body}");
+    }
+    Ok(body["id"].as_str().context("no id")?.to_string())
+}

@@ -1,0 +1,124 @@
+//! A fault-injecting OpenAI-compatible server. Request n (counted from 0 across
+//! both endpoints) gets fault `plan[n % plan.len()]`, so a test knows exactly how
+//! many of each fault a run meets.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// A correct stream of `tokens` tokens with usage.
+    Ok,
+    /// HTTP 500 with a JSON error.
+    Status500,
+    /// HTTP 404: the model does not exist (vLLM's words).
+    UnknownModel,
+    /// HTTP 400: the prompt exceeds the context (vLLM's words).
+    ContextLength,
+    /// A few tokens, then the connection is dropped mid-body.
+    Disconnect,
+    /// A few tokens, then nothing ever again.
+    Stall,
+    /// A chunk that is not JSON.
+    Malformed,
+    /// A correct stream without the usage chunk.
+    NoUsage,
+    /// An error event inside an otherwise normal stream.
+    ErrorEvent,
+}
+
+pub struct FaultServer {
+    pub plan: Vec<Fault>,
+    pub tokens: u32,
+    pub token_delay: Duration,
+    pub served: AtomicUsize,
+}
+
+/// Starts the server on 127.0.0.1:0; returns its base URL.
+pub async fn start(plan: Vec<Fault>, tokens: u32, token_delay: Duration) -> (String, Arc<FaultServer>) {
+    let state = Arc::new(FaultServer { plan, tokens, token_delay, served: AtomicUsize::new(0) });
+    let app = Router::new()
+        .route("/v1/models", get(|| async { Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":"faulty"}]})) }))
+        .route("/v1/completions", post(generate))
+        .route("/v1/chat/completions", post(generate))
+        .with_state(state.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, state)
+}
+
+fn chunk(text: &str) -> Bytes {
+    Bytes::from(format!("data: {}\n\n", json!({"id":"x","object":"text_completion","choices":[{"index":0,"text":text,"finish_reason":null}]})))
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({"error": {"message": message, "type": "Error", "code": status.as_u16()}}))).into_response()
+}
+
+async fn generate(State(s): State<Arc<FaultServer>>, body: Bytes) -> Response {
+    // Like `transformers serve`: vLLM-only fields are refused.
+    if body.windows(10).any(|w| w == b"ignore_eos") {
+        let detail = json!({"detail": "Unexpected fields in the request: {'ignore_eos'}"});
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(detail)).into_response();
+    }
+    let n = s.served.fetch_add(1, Ordering::SeqCst);
+    let fault = s.plan[n % s.plan.len()];
+    match fault {
+        Fault::Status500 => return error(StatusCode::INTERNAL_SERVER_ERROR, "injected failure"),
+        Fault::UnknownModel => return error(StatusCode::NOT_FOUND, "The model `x` does not exist."),
+        Fault::ContextLength => {
+            return error(StatusCode::BAD_REQUEST, "This model's maximum context length is 64 tokens. However, you requested 300 tokens.")
+        }
+        _ => {}
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    let (tokens, delay) = (s.tokens, s.token_delay);
+    tokio::spawn(async move {
+        for i in 0..tokens {
+            tokio::time::sleep(delay).await;
+            if i == 2 {
+                match fault {
+                    Fault::Disconnect => {
+                        let _ = tx.send(Err(std::io::Error::other("injected disconnect"))).await;
+                        return;
+                    }
+                    Fault::Stall => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return;
+                    }
+                    Fault::Malformed => {
+                        let _ = tx.send(Ok(Bytes::from_static(b"data: {this is not json\n\n"))).await;
+                    }
+                    Fault::ErrorEvent => {
+                        let _ = tx.send(Ok(Bytes::from_static(b"data: {\"error\":{\"message\":\"injected stream error\",\"code\":500}}\n\n"))).await;
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+            if tx.send(Ok(chunk(" tok"))).await.is_err() {
+                return;
+            }
+        }
+        if fault != Fault::NoUsage {
+            let usage = json!({"id":"x","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":tokens,"total_tokens":7 + tokens}});
+            let _ = tx.send(Ok(Bytes::from(format!("data: {usage}\n\n")))).await;
+        }
+        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}

@@ -1,0 +1,188 @@
+//! The real `caplab serve` binary on port 0 with its built-in simulator: API,
+//! WebSocket, downloads, bad input.
+
+use std::time::Duration;
+
+use caplab_shared::{ErrorClass, RunStatus, RunView, ServerMsg};
+use caplab_tests::{start_run, wait_for_end, Caplab, FAST_SIM};
+use futures_util::StreamExt;
+use serde_json::json;
+
+fn client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+#[tokio::test]
+async fn batch_run_on_the_simulator_end_to_end() {
+    let caplab = Caplab::start(FAST_SIM).await.unwrap();
+    let c = client();
+    let target: serde_json::Value = c.get(caplab.api("target")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(target["simulated"], true, "{target}");
+    assert_eq!(target["models"][0], "sim-qwen2.5-1.5b");
+
+    let id = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [16], "max_new_tokens": [64], "gpu": "test-gpu"}))
+        .await
+        .unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Finished);
+    assert!(view.info.target.simulated);
+    assert_eq!(view.cells.len(), 1);
+    let cell = &view.cells[0];
+    // 5 documents × repeat 4
+    assert_eq!((cell.requests_ok, cell.requests_failed), (20, 0));
+    assert_eq!(cell.completion_tokens, 20 * 64, "the simulator honours max_tokens exactly");
+    assert_eq!(cell.peak_concurrency, 16);
+    assert!(cell.output_tok_s > 0.0 && cell.ttft.p50.unwrap() < cell.e2e.p50.unwrap());
+    assert!(!view.ticks.is_empty(), "live ticks were recorded");
+
+    // Per-request CSV: one row per request, tokens from usage.
+    let resp = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap();
+    assert!(resp.headers()["content-disposition"].to_str().unwrap().contains("simulated"));
+    let text = resp.text().await.unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let headers = rdr.headers().unwrap().clone();
+    let col = |name: &str| headers.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"));
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 20);
+    assert!(rows.iter().all(|r| &r[col("completion_tokens")] == "64" && &r[col("simulated")] == "true" && &r[col("http_status")] == "200"));
+    let mut indices: Vec<u32> = rows.iter().map(|r| r[col("request")].parse().unwrap()).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..20).collect::<Vec<_>>());
+
+    // Summary CSV starts with the notes' columns.
+    let summary = c.get(caplab.api(&format!("runs/{id}/summary.csv"))).send().await.unwrap().text().await.unwrap();
+    let mut lines = summary.lines();
+    assert!(lines.next().unwrap().starts_with("workload,gpu,concurrency,max_new_tokens,total_time_s,throughput_tok_s,p50_latency_ms,p95_latency_ms,simulated"));
+    assert!(lines.next().unwrap().starts_with("batch,test-gpu,16,64,"));
+
+    // Saved to disk and listed.
+    assert!(caplab.data_dir.join(&id).join("requests.csv").exists());
+    let runs: Vec<serde_json::Value> = c.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(runs[0]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn websocket_sends_snapshot_then_increments() {
+    let caplab = Caplab::start(&["--sim-itl-ms", "5", "--sim-itl-ms-per-seq", "0"]).await.unwrap();
+    let c = client();
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [4], "max_new_tokens": [40], "requests": 12}))
+        .await
+        .unwrap();
+    let ws_url = caplab.api(&format!("runs/{id}/ws")).replacen("http", "ws", 1);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let mut view: Option<RunView> = None;
+    let mut ticks = 0;
+    let mut first = true;
+    while let Some(msg) = tokio::time::timeout(Duration::from_secs(30), ws.next()).await.unwrap() {
+        let msg = msg.unwrap();
+        if !msg.is_text() {
+            continue;
+        }
+        let msg: ServerMsg = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        if first {
+            assert!(matches!(msg, ServerMsg::Snapshot { .. }), "a viewer first gets the whole state");
+            first = false;
+        }
+        if matches!(msg, ServerMsg::Tick { .. }) {
+            ticks += 1;
+        }
+        let ended = matches!(&msg, ServerMsg::Status { status, .. } if status.is_terminal());
+        match (&mut view, &msg) {
+            (_, ServerMsg::Snapshot { view: v }) => view = Some(v.clone()),
+            (Some(v), m) => v.apply(m),
+            (None, _) => unreachable!(),
+        }
+        if ended {
+            break;
+        }
+    }
+    let folded = view.unwrap();
+    assert!(ticks >= 2, "at least two live ticks during a ~0.5 s run, got {ticks}");
+    // The viewer's folded state equals the server's.
+    let server: RunView = c.get(caplab.api(&format!("runs/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(folded, server);
+    assert_eq!(server.cells[0].requests_ok, 12);
+    assert_eq!(server.cells[0].completion_tokens, 12 * 40);
+
+    // A viewer arriving after the end gets the finished state at once.
+    let (mut late, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let first = late.next().await.unwrap().unwrap();
+    match serde_json::from_str::<ServerMsg>(first.to_text().unwrap()).unwrap() {
+        ServerMsg::Snapshot { view } => assert_eq!(view, server),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn stop_keeps_finished_requests_and_marks_the_rest_cancelled() {
+    // Slow enough that the run is still going when stopped.
+    let caplab = Caplab::start(&["--sim-itl-ms", "20"]).await.unwrap();
+    let c = client();
+    let id = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [4], "max_new_tokens": [500]})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let resp = c.post(caplab.api(&format!("runs/{id}/stop"))).send().await.unwrap();
+    assert_eq!(resp.status(), 202);
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Stopped);
+    let cell = &view.cells[0];
+    assert_eq!(cell.errors.get(&ErrorClass::Cancelled), Some(&4), "the 4 in-flight requests were cancelled");
+    assert_eq!(cell.requests_ok, 0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
+    let caplab = Caplab::start(FAST_SIM).await.unwrap();
+    let c = client();
+    let post = |body: String| {
+        let c = c.clone();
+        let url = caplab.api("runs");
+        async move {
+            let r = c.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let cases = [
+        (r#"{"concurrency": [0]}"#, 422, "concurrency"),
+        (r#"{"max_new_tokens": [-5]}"#, 422, "max_new_tokens"),
+        (r#"{"max_new_tokens": [100000000]}"#, 422, "max_new_tokens"),
+        (r#"{"workload": "video"}"#, 422, "workload"),
+        (r#"{"target": "http://127.0.0.1:9"}"#, 422, "target"),
+        (r#"{"model": "no-such-model"}"#, 422, "model"),
+        (r#"{"timeout_s": 0}"#, 422, "timeout_s"),
+    ];
+    for (body, status, field) in cases {
+        let (got, json) = post(body.to_string()).await;
+        assert_eq!(got, status, "{body} → {json}");
+        assert_eq!(json["fields"][0]["field"], field, "{body} → {json}");
+        assert!(!json["fields"][0]["message"].as_str().unwrap().is_empty());
+    }
+    let (got, json) = post("{\"concurrency\": [8".to_string()).await;
+    assert_eq!(got, 400);
+    assert!(json["error"].as_str().unwrap().starts_with("malformed JSON"), "{json}");
+    let r = c.get(caplab.api("runs/nope")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(c.get(caplab.api("health")).send().await.unwrap().text().await.unwrap(), "ok");
+    let runs: Vec<serde_json::Value> = c.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert!(runs.is_empty(), "no refused experiment became a run");
+}
+
+#[tokio::test]
+async fn saved_runs_are_loaded_again_at_start() {
+    let dir = caplab_tests::temp_dir("reload");
+    let c = client();
+    let (id, before) = {
+        let caplab = Caplab::start_in(dir.clone(), FAST_SIM).await.unwrap();
+        let id = start_run(&c, &caplab, json!({"concurrency": [2], "max_new_tokens": [8], "requests": 6})).await.unwrap();
+        wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+        let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+        caplab.kill().await;
+        (id, csv)
+    };
+    let caplab = Caplab::start_in(dir.clone(), FAST_SIM).await.unwrap();
+    let after = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    assert_eq!(after, before);
+    let view: RunView = c.get(caplab.api(&format!("runs/{id}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Finished);
+    assert_eq!(view.cells[0].requests_ok, 6);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,149 @@
+//! The dashboard in a real headless Chromium, served by the real binary: compose a
+//! batch experiment, watch the chart move, see the summary, download the CSV.
+//! Needs Debian's `chromium` and `chromedriver` (scripts/setup.sh --browser).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use caplab_tests::{temp_dir, Caplab};
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+struct Browser {
+    client: Client,
+    _driver: tokio::process::Child,
+    downloads: PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+async fn browser() -> Browser {
+    let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let port = free_port();
+    let driver = tokio::process::Command::new(&driver_bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {driver_bin} ({e}); run scripts/setup.sh --browser"));
+    let downloads = temp_dir("downloads");
+    let profile = temp_dir("chrome-profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000", format!("--user-data-dir={}", profile.display())],
+            "prefs": {"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false}
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_err = None;
+    for _ in 0..50 {
+        let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        match builder.capabilities(caps.clone()).connect(&url).await {
+            Ok(client) => return Browser { client, _driver: driver, downloads },
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("chromedriver did not start a session: {last_err:?}");
+}
+
+async fn set_input(c: &Client, id: &str, value: &str) {
+    let el = c.find(Locator::Id(id)).await.unwrap();
+    el.clear().await.unwrap();
+    el.send_keys(value).await.unwrap();
+}
+
+/// Polls `check` every 100 ms until it yields a value.
+async fn poll<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn chart_points(c: &Client, id: &str) -> usize {
+    let script = format!("const p = document.querySelector('#{id} path.line'); return p ? (p.getAttribute('d').match(/[ML]/g) || []).length : 0;");
+    c.execute(&script, vec![]).await.ok().and_then(|v| v.as_u64()).unwrap_or(0) as usize
+}
+
+fn csv_in(dir: &Path) -> Option<PathBuf> {
+    std::fs::read_dir(dir).ok()?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "csv"))
+}
+
+#[tokio::test]
+async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
+    // ~1.5 s per request at concurrency 16: long enough to watch several ticks.
+    let caplab = Caplab::start(&["--sim-itl-ms", "4", "--sim-itl-ms-per-seq", "0.1"]).await.unwrap();
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&caplab.url).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("f-concurrency")).await.expect("the form renders");
+    let badge = c.wait().for_element(Locator::Css("header .badge.simulated")).await.unwrap();
+    assert!(badge.text().await.unwrap().contains("SIMULATED"));
+
+    // A bad value is refused by the server and shown next to its field.
+    set_input(c, "f-concurrency", "0").await;
+    c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
+    let err = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(".field-error[data-field='concurrency']")).await.unwrap();
+    assert!(err.text().await.unwrap().contains("between 1 and"), "{}", err.text().await.unwrap());
+
+    // The real experiment: batch summarization at concurrency 16.
+    set_input(c, "f-concurrency", "16").await;
+    set_input(c, "f-max_new_tokens", "300").await;
+    set_input(c, "f-gpu", "browser-test").await;
+    c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
+    c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("run-status")).await.unwrap();
+
+    // The throughput chart grows while the run goes on.
+    let first = poll("the chart to draw", Duration::from_secs(20), || async move {
+        let n = chart_points(c, "chart-tokens").await;
+        (n >= 2).then_some(n)
+    })
+    .await;
+    poll("the chart to update", Duration::from_secs(20), || async move { (chart_points(c, "chart-tokens").await > first).then_some(()) }).await;
+    let progress = c.find(Locator::Id("progress-text")).await.unwrap().text().await.unwrap();
+    assert!(progress.contains("/ 20 requests"), "{progress}");
+
+    // The summary appears when the run ends.
+    let summary = c.wait().at_most(Duration::from_secs(60)).for_element(Locator::Id("summary")).await.unwrap();
+    let text = summary.text().await.unwrap();
+    assert!(text.contains("output tok/s") && text.contains("SIMULATED"), "{text}");
+    let status = c.find(Locator::Id("run-status")).await.unwrap().text().await.unwrap();
+    assert_eq!(status, "finished");
+    let table = c.find(Locator::Id("results-table")).await.unwrap().text().await.unwrap();
+    assert!(table.contains("c16 × 300") && table.contains("20 / 0"), "{table}");
+
+    // Download the per-request CSV through the button.
+    c.find(Locator::Id("download-csv")).await.unwrap().click().await.unwrap();
+    let downloads = b.downloads.clone();
+    let file = poll("the CSV download", Duration::from_secs(20), || {
+        let dir = downloads.clone();
+        async move { csv_in(&dir) }
+    })
+    .await;
+    let text = std::fs::read_to_string(file).unwrap();
+    let mut rdr = csv::Reader::from_reader(text.as_bytes());
+    let headers = rdr.headers().unwrap().clone();
+    let tokens_col = headers.iter().position(|h| h == "completion_tokens").unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 20, "one row per request sent (5 documents × repeat 4)");
+    assert!(rows.iter().all(|r| &r[tokens_col] == "300"));
+    let _ = c.clone().close().await;
+}

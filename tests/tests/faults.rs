@@ -1,0 +1,54 @@
+//! Faults of the target server are measured and classified, never fatal.
+
+use std::time::Duration;
+
+use caplab_shared::{ErrorClass, RunStatus};
+use caplab_tests::faults::{self, Fault};
+use caplab_tests::{start_run, wait_for_end, Caplab};
+use serde_json::json;
+
+#[tokio::test]
+async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
+    use Fault::*;
+    let plan = vec![Ok, Status500, UnknownModel, ContextLength, Disconnect, Stall, Malformed, NoUsage, ErrorEvent, Ok];
+    let (target, server) = faults::start(plan.clone(), 6, Duration::from_millis(5)).await;
+    let caplab = Caplab::start(&[]).await.unwrap();
+    let c = reqwest::Client::new();
+    let probe: serde_json::Value = c.get(caplab.api(&format!("target?url={target}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(probe["simulated"], false);
+    assert_eq!(probe["server"], "openai-compatible");
+
+    // 20 requests = the plan twice; the stalled ones end by the 1 s timeout.
+    let id = start_run(
+        &c,
+        &caplab,
+        json!({"target": target, "workload": "batch", "concurrency": [5], "max_new_tokens": [6], "requests": 20, "timeout_s": 1.0}),
+    )
+    .await
+    .unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Finished);
+    assert!(!view.info.target.simulated);
+    let cell = &view.cells[0];
+    let count = |class| cell.errors.get(&class).copied().unwrap_or(0);
+    assert_eq!(count(ErrorClass::Server), 2);
+    assert_eq!(count(ErrorClass::UnknownModel), 2);
+    assert_eq!(count(ErrorClass::ContextLength), 2);
+    assert_eq!(count(ErrorClass::Stream), 4, "disconnects and in-stream error events");
+    assert_eq!(count(ErrorClass::Timeout), 2);
+    assert_eq!(count(ErrorClass::Protocol), 4, "malformed chunks and missing usage");
+    assert_eq!((cell.requests_ok, cell.requests_failed), (4, 16));
+    assert_eq!(cell.completion_tokens, 4 * 6, "only successful requests count");
+    assert!(!cell.slo_pass, "a cell with failures does not pass");
+    assert_eq!(server.served.load(std::sync::atomic::Ordering::SeqCst), 20, "no retries");
+
+    // The per-request file says what went wrong, in the server's words.
+    let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    assert!(csv.contains("does not exist"));
+    assert!(csv.contains("maximum context length"));
+    assert!(csv.contains("no complete response within 1 s"));
+    assert_eq!(csv.lines().count(), 21);
+    // ignore_eos (on by default) is vLLM-only; this server refuses it like `transformers serve`,
+    // so caplab must not have sent it.
+    assert_eq!(count(ErrorClass::BadRequest), 0);
+}
