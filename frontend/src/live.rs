@@ -52,7 +52,7 @@ pub fn watch(ctx: Ctx, id: String) {
 
 fn apply(ctx: Ctx, msg: ServerMsg) {
     match msg {
-        ServerMsg::Snapshot { view } => ctx.current.set(Some(view)),
+        ServerMsg::Snapshot { view } => ctx.current.set(Some(*view)),
         other => ctx.current.update(|c| {
             if let Some(v) = c {
                 v.apply(&other);

@@ -104,9 +104,9 @@ pub struct RunView {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
     /// The whole current state; sent first, and again if a viewer fell behind.
-    Snapshot { view: RunView },
+    Snapshot { view: Box<RunView> },
     Tick { tick: LiveTick },
-    CellDone { result: CellResult },
+    CellDone { result: Box<CellResult> },
     Status { status: RunStatus, message: Option<String> },
 }
 
@@ -118,12 +118,12 @@ impl RunView {
     /// Folds one message into the view.
     pub fn apply(&mut self, msg: &ServerMsg) {
         match msg {
-            ServerMsg::Snapshot { view } => *self = view.clone(),
+            ServerMsg::Snapshot { view } => *self = (**view).clone(),
             ServerMsg::Tick { tick } => self.ticks.push(tick.clone()),
             ServerMsg::CellDone { result } => {
                 match self.cells.iter_mut().find(|c| c.cell == result.cell) {
-                    Some(existing) => *existing = result.clone(),
-                    None => self.cells.push(result.clone()),
+                    Some(existing) => *existing = (**result).clone(),
+                    None => self.cells.push((**result).clone()),
                 }
                 self.cells.sort_by_key(|c| c.cell);
             }
@@ -170,16 +170,16 @@ mod tests {
         let mut v = RunView::new(info());
         v.apply(&ServerMsg::Tick { tick: LiveTick { requests_done: 10, ..Default::default() } });
         assert_eq!(v.progress(), 0.25);
-        v.apply(&ServerMsg::CellDone { result: CellResult { cell: 1, ..Default::default() } });
-        v.apply(&ServerMsg::CellDone { result: CellResult { cell: 0, ..Default::default() } });
-        v.apply(&ServerMsg::CellDone { result: CellResult { cell: 1, requests_ok: 7, ..Default::default() } });
+        v.apply(&ServerMsg::CellDone { result: Box::new(CellResult { cell: 1, ..Default::default() }) });
+        v.apply(&ServerMsg::CellDone { result: Box::new(CellResult { cell: 0, ..Default::default() }) });
+        v.apply(&ServerMsg::CellDone { result: Box::new(CellResult { cell: 1, requests_ok: 7, ..Default::default() }) });
         assert_eq!(v.cells.iter().map(|c| (c.cell, c.requests_ok)).collect::<Vec<_>>(), vec![(0, 0), (1, 7)]);
         v.apply(&ServerMsg::Status { status: RunStatus::Stopped, message: Some("stopped by user".into()) });
         assert_eq!(v.info.status, RunStatus::Stopped);
         assert!(v.info.status.is_terminal());
 
         let mut viewer = RunView::new(info());
-        viewer.apply(&ServerMsg::Snapshot { view: v.clone() });
+        viewer.apply(&ServerMsg::Snapshot { view: Box::new(v.clone()) });
         assert_eq!(viewer, v);
     }
 

@@ -88,7 +88,7 @@ async fn websocket_sends_snapshot_then_increments() {
         }
         let ended = matches!(&msg, ServerMsg::Status { status, .. } if status.is_terminal());
         match (&mut view, &msg) {
-            (_, ServerMsg::Snapshot { view: v }) => view = Some(v.clone()),
+            (_, ServerMsg::Snapshot { view: v }) => view = Some((**v).clone()),
             (Some(v), m) => v.apply(m),
             (None, _) => unreachable!(),
         }
@@ -108,7 +108,7 @@ async fn websocket_sends_snapshot_then_increments() {
     let (mut late, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
     let first = late.next().await.unwrap().unwrap();
     match serde_json::from_str::<ServerMsg>(first.to_text().unwrap()).unwrap() {
-        ServerMsg::Snapshot { view } => assert_eq!(view, server),
+        ServerMsg::Snapshot { view } => assert_eq!(*view, server),
         other => panic!("expected a snapshot, got {other:?}"),
     }
 }

@@ -67,7 +67,7 @@ impl Engine {
                 break;
             }
             let result = self.run_cell(&run, &info.target, &spec, &cell, &live, &mut agg).await;
-            run.publish(ServerMsg::CellDone { result });
+            run.publish(ServerMsg::CellDone { result: Box::new(result) });
         }
         let (status, message) = if run.cancel.is_cancelled() {
             (RunStatus::Stopped, Some("stopped before the end; finished cells are kept".to_string()))

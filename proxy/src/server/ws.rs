@@ -30,7 +30,7 @@ async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
 
 async fn stream_run(mut socket: WebSocket, run: Arc<Run>) {
     let (view, mut rx) = run.subscribe();
-    if !send(&mut socket, &ServerMsg::Snapshot { view }).await {
+    if !send(&mut socket, &ServerMsg::Snapshot { view: Box::new(view) }).await {
         return;
     }
     let mut ping = tokio::time::interval(PING_EVERY);
@@ -42,7 +42,7 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>) {
                 Err(RecvError::Lagged(_)) => {
                     let (view, fresh) = run.subscribe();
                     rx = fresh;
-                    if !send(&mut socket, &ServerMsg::Snapshot { view }).await { break }
+                    if !send(&mut socket, &ServerMsg::Snapshot { view: Box::new(view) }).await { break }
                 }
                 Err(RecvError::Closed) => break,
             },
