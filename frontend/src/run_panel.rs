@@ -108,7 +108,7 @@ fn Charts() -> impl IntoView {
     view! {
         <div class="charts">
             <LineChart id="chart-tokens" title="Output tokens/s" unit="tok/s" series=tokens
-                help="Output tokens per second over each 250 ms tick: streamed text events counted live, corrected to the server's usage when each request ends"/>
+                help="Output tokens per second over the last second, sampled every 250 ms: streamed text events counted live, corrected to the server's usage when each request ends"/>
             <LineChart id="chart-latency" title="Latency" unit="ms" series=latency
                 help="TTFT and end-to-end percentiles of the requests that ended in the last 5 s, measured from each request's scheduled time"/>
             <LineChart id="chart-inflight" title="Requests in flight" unit="requests" series=in_flight

@@ -54,6 +54,9 @@ pub enum Command {
         /// Folder for the results (one sub-folder per run)
         #[arg(long, default_value = "caplab-runs")]
         out: PathBuf,
+        /// GPU label for the results; overrides the file's `gpu`
+        #[arg(long)]
+        gpu: Option<String>,
     },
 }
 
@@ -110,7 +113,7 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve { target, listen, data_dir, sim } => serve(target, listen, data_dir, sim).await,
             Command::Sim { listen, sim } => run_sim(listen, sim).await,
-            Command::Run { experiment, target, out } => crate::headless::run(&experiment, target, &out).await,
+            Command::Run { experiment, target, out, gpu } => crate::headless::run(&experiment, target, gpu, &out).await,
         }
     });
     match result {

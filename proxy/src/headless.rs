@@ -12,7 +12,7 @@ use crate::runs::{Registry, Run};
 use crate::server::AppState;
 use crate::target::probe;
 
-pub async fn run(file: &Path, target: Option<String>, out: &Path) -> anyhow::Result<ExitCode> {
+pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut spec: ExperimentSpec = toml::from_str(&text).with_context(|| format!("{} is not a valid experiment", file.display()))?;
     let errors = spec.validate();
@@ -22,6 +22,14 @@ pub async fn run(file: &Path, target: Option<String>, out: &Path) -> anyhow::Res
     }
     if let Some(t) = target {
         spec.target = t;
+    }
+    if let Some(g) = gpu {
+        spec.gpu = g;
+    }
+    let errors = spec.validate();
+    if !errors.is_empty() {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        bail!("invalid --target or --gpu:\n  {}", list.join("\n  "));
     }
     if spec.target.is_empty() {
         spec.target = crate::cli::spawn_sim(Default::default()).await?;

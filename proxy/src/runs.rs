@@ -80,6 +80,10 @@ impl Run {
     pub fn with_samples<R>(&self, f: impl FnOnce(&[RequestSample]) -> R) -> R {
         f(&lock(&self.samples))
     }
+
+    pub fn with_samples_mut<R>(&self, f: impl FnOnce(&mut [RequestSample]) -> R) -> R {
+        f(&mut lock(&self.samples))
+    }
 }
 
 /// All runs of this process, plus those found on disk at start.

@@ -78,7 +78,7 @@ pub struct LiveTick {
     pub requests_done: u64,
     /// Requests failed so far in the whole run.
     pub errors: u64,
-    /// Output tokens per second over the last interval. Live estimate: streamed text events
+    /// Output tokens per second over the last second. Live estimate: streamed text events
     /// are counted as they arrive and corrected to the server's `usage` when each request ends.
     pub output_tok_s: f64,
     /// TTFT / end-to-end percentiles of the successful requests that ended in the last 5 s (ms).

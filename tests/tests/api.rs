@@ -186,3 +186,46 @@ async fn saved_runs_are_loaded_again_at_start() {
     assert_eq!(view.cells[0].requests_ok, 6);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn open_loop_counts_client_queueing_in_latency() {
+    // One slot on the client (max_in_flight 1) and requests of ~60 ms arriving at 50/s:
+    // arrivals pile up client-side, and that wait must show in latency, not vanish.
+    let caplab = Caplab::start(&["--sim-itl-ms", "5", "--sim-itl-ms-per-seq", "0", "--sim-prefill-ms", "5"]).await.unwrap();
+    let c = client();
+    let id = start_run(
+        &c,
+        &caplab,
+        json!({"workload": "chat", "mode": "rate", "rate": [50.0], "max_in_flight": 1, "max_new_tokens": [10], "requests": 12, "seed": 7}),
+    )
+    .await
+    .unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+    let cell = &view.cells[0];
+    assert_eq!(cell.requests_ok, 12);
+    assert_eq!(cell.rate, Some(50.0));
+    assert_eq!(cell.peak_concurrency, 1, "the in-flight cap held");
+    let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let mut rdr = csv::Reader::from_reader(csv.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let col = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let mut rows: Vec<(f64, f64, f64, f64)> = rdr
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            let f = |n: &str| r[col(n)].parse::<f64>().unwrap();
+            (f("scheduled_s"), f("queue_ms"), f("ttft_ms"), f("e2e_ms"))
+        })
+        .collect();
+    rows.sort_by(|a, b| a.0.total_cmp(&b.0));
+    assert_eq!(rows[0].0, 0.0, "the first arrival is at 0");
+    for &(_, queue, ttft, e2e) in &rows {
+        assert!(e2e >= queue + 50.0, "latency includes the client-side wait and ≥ 10 tokens × 5 ms: {queue} {e2e}");
+        assert!(ttft >= queue, "TTFT counts from the scheduled time too");
+    }
+    // 12 arrivals in ~0.22 s against ~0.06 s of service each: the last waits for most of the others.
+    let last = rows.last().unwrap();
+    assert!(last.1 > 200.0, "the last request queued client-side: {last:?}");
+    assert!(cell.queue.p95.unwrap() > 200.0);
+    assert!(cell.e2e.max.unwrap() > 3.0 * cell.e2e.p50.unwrap().min(rows[0].3), "later requests wait longer: {:?}", cell.e2e);
+}

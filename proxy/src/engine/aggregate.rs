@@ -16,13 +16,16 @@ use crate::runs::Run;
 
 /// Requests that ended within this window feed the live latency percentiles.
 const WINDOW: Duration = Duration::from_secs(5);
+/// Live tokens/s is averaged over this window, so a request's end-of-stream
+/// correction to its server-reported count does not spike a single short tick.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
 
 pub struct Aggregator<'a> {
     run: &'a Run,
     live: Arc<LiveCounters>,
     run_start: Instant,
-    last_tick: Instant,
-    last_tokens: i64,
+    /// (tick time, cumulative output tokens) over the last RATE_WINDOW.
+    token_history: VecDeque<(Instant, i64)>,
     total: u64,
     done: u64,
     errors: u64,
@@ -36,8 +39,7 @@ impl<'a> Aggregator<'a> {
             run,
             live,
             run_start,
-            last_tick: run_start,
-            last_tokens: 0,
+            token_history: VecDeque::from([(run_start, 0)]),
             total,
             done: 0,
             errors: 0,
@@ -63,10 +65,13 @@ impl<'a> Aggregator<'a> {
             self.recent.pop_front();
         }
         let tokens = self.live.output_tokens.load(Ordering::Relaxed);
-        let dt = (now - self.last_tick).as_secs_f64();
-        let output_tok_s = if dt > 0.0 { (tokens - self.last_tokens).max(0) as f64 / dt } else { 0.0 };
-        self.last_tick = now;
-        self.last_tokens = tokens;
+        while self.token_history.len() > 1 && self.token_history.get(1).is_some_and(|h| now - h.0 >= RATE_WINDOW) {
+            self.token_history.pop_front();
+        }
+        let (then, then_tokens) = self.token_history.front().copied().unwrap_or((now, tokens));
+        let dt = (now - then).as_secs_f64();
+        let output_tok_s = if dt > 0.0 { (tokens - then_tokens).max(0) as f64 / dt } else { 0.0 };
+        self.token_history.push_back((now, tokens));
         let mut ttft: Vec<f64> = self.recent.iter().filter_map(|r| r.1).collect();
         let mut e2e: Vec<f64> = self.recent.iter().map(|r| r.2).collect();
         let elapsed = (now - self.run_start).as_secs_f64();

@@ -114,7 +114,13 @@ impl Engine {
         }
         agg.tick(cell.index, &mut rx);
         let slo = spec.slo.effective(spec.workload);
-        run.with_samples(|all| CellResult::compute(cell, &all[first_sample..], &slo))
+        // The per-gap ITL values are only needed for this cell's exact percentiles.
+        run.with_samples_mut(|all| {
+            let cell_samples = &mut all[first_sample..];
+            let result = CellResult::compute(cell, cell_samples, &slo);
+            cell_samples.iter_mut().for_each(|s| s.itl_gaps_ms = Vec::new());
+            result
+        })
     }
 }
 
