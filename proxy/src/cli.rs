@@ -157,7 +157,7 @@ async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, si
     }
     let listener = bind(listen).await?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(AppState { registry: Arc::new(registry), engine: Engine::new(), default_target: target.clone() });
+    let state = Arc::new(AppState::new(registry, Engine::new(), target.clone()));
     println!("caplab dashboard: http://{}/", shown(addr));
     if simulated {
         println!("target: built-in SIMULATED vLLM at {target} (its numbers are simulated, not a GPU's)");
@@ -168,7 +168,15 @@ async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, si
     if !crate::server::assets::dashboard_built() {
         println!("note: this build has no dashboard; run scripts/build-frontend.sh and rebuild");
     }
-    axum::serve(listener, app(state)).with_graceful_shutdown(shutdown_signal()).await?;
+    let stopping = state.clone();
+    axum::serve(listener, app(state.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            println!("caplab: stopping; runs in progress are stopped and saved");
+            stopping.shutdown.cancel();
+        })
+        .await?;
+    state.shut_down(std::time::Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
 }
 

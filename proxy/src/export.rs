@@ -50,6 +50,8 @@ pub struct SummaryRow {
     pub rate: Option<f64>,
     pub requests_ok: u32,
     pub requests_failed: u32,
+    pub requests_cancelled: u32,
+    pub partial: bool,
     pub warmup_requests: u32,
     pub errors_connect: u32,
     pub errors_timeout: u32,
@@ -95,6 +97,7 @@ pub struct SummaryRow {
     pub slo_ttft_ms: Option<f64>,
     pub slo_tpot_ms: Option<f64>,
     pub slo_pass: bool,
+    pub slo_missed: String,
     pub good_requests: u32,
     pub goodput_rps: f64,
 }
@@ -127,6 +130,8 @@ impl SummaryRow {
             rate: c.rate,
             requests_ok: c.requests_ok,
             requests_failed: c.requests_failed,
+            requests_cancelled: c.requests_cancelled,
+            partial: c.partial,
             warmup_requests: c.warmup_requests,
             errors_connect: err(ErrorClass::Connect),
             errors_timeout: err(ErrorClass::Timeout),
@@ -172,6 +177,7 @@ impl SummaryRow {
             slo_ttft_ms: c.slo.ttft_ms,
             slo_tpot_ms: c.slo.tpot_ms,
             slo_pass: c.slo_pass,
+            slo_missed: c.slo_missed.join("; "),
             good_requests: c.good_requests,
             goodput_rps: r3(c.goodput_rps),
         }

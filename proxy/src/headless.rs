@@ -1,19 +1,23 @@
 //! `caplab run EXPERIMENT.toml`: the same engine and files as the dashboard, in a terminal.
 
+use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 use anyhow::{bail, Context};
 use caplab_shared::{ExperimentSpec, RunStatus, ServerMsg};
 
-use crate::engine::{resolve_model, Engine};
+use crate::engine::{prepare, Engine};
 use crate::runs::{Registry, Run};
 use crate::server::AppState;
 use crate::target::probe;
 
 pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let keys: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not a valid experiment", file.display()))?;
+    if !keys.contains_key("workload") {
+        bail!("{} is not a valid experiment: workload: required: \"chat\" or \"batch\"", file.display());
+    }
     let mut spec: ExperimentSpec = toml::from_str(&text).with_context(|| format!("{} is not a valid experiment", file.display()))?;
     let errors = spec.validate();
     if !errors.is_empty() {
@@ -36,11 +40,14 @@ pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: 
     }
     let engine = Engine::new();
     let info = probe(&engine.client, &spec.target).await?;
-    resolve_model(&mut spec, &info).map_err(anyhow::Error::msg)?;
+    let spec = prepare(spec, &info).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        anyhow::anyhow!("the experiment does not fit {}:\n  {}", info.url, list.join("\n  "))
+    })?;
     let (registry, _) = Registry::open(Some(out.to_path_buf()));
-    let state = AppState { registry: Arc::new(registry), engine: engine.clone(), default_target: spec.target.clone() };
+    let state = AppState::new(registry, engine.clone(), spec.target.clone());
     let run_info = crate::server::api_new_run_info(&state, spec, info);
-    let run = Run::new(run_info.clone(), Vec::new());
+    let run = Run::new(run_info.clone(), Vec::new(), &state.shutdown);
     let sim_note = if run_info.target.simulated { " — SIMULATED target" } else { "" };
     eprintln!(
         "caplab run {}: {} {} cells, {} requests against {} ({}){sim_note}",
@@ -56,14 +63,15 @@ pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: 
         let (engine, run) = (engine.clone(), run.clone());
         async move { engine.run(run).await }
     });
-    let stop = run.cancel.clone();
+    let stop = state.shutdown.clone();
     tokio::spawn(async move {
         crate::cli::shutdown_signal().await;
         stop.cancel();
     });
+    let terminal = std::io::stderr().is_terminal();
     while let Ok(msg) = rx.recv().await {
         match msg {
-            ServerMsg::Tick { tick } => {
+            ServerMsg::Tick { tick } if terminal => {
                 let frac = tick.requests_done as f64 / run_info.requests_total.max(1) as f64;
                 let bar: String = (0..30).map(|i| if (i as f64) < frac * 30.0 { '#' } else { '.' }).collect();
                 let eta = tick.eta_s.map_or("?".into(), |e| format!("{e:.0}s"));
@@ -76,6 +84,9 @@ pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: 
                     tick.output_tok_s,
                     tick.errors
                 );
+            }
+            ServerMsg::CellDone { result } if !terminal => {
+                eprintln!("cell {}/{} done: {} ok, {} failed", result.cell + 1, run_info.cells_total, result.requests_ok, result.requests_failed);
             }
             ServerMsg::Status { status, .. } if status.is_terminal() => break,
             _ => {}

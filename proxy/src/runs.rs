@@ -29,19 +29,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Run {
-    pub fn new(info: RunInfo, samples: Vec<RequestSample>) -> Arc<Run> {
+    /// A run that stops when `parent` (the process's shutdown) is cancelled, or on its own stop.
+    pub fn new(info: RunInfo, samples: Vec<RequestSample>, parent: &CancellationToken) -> Arc<Run> {
         let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
         Arc::new(Run {
             id: info.id.clone(),
             view: Mutex::new(RunView::new(info)),
             tx,
             samples: Mutex::new(samples),
-            cancel: CancellationToken::new(),
+            cancel: parent.child_token(),
         })
     }
 
     fn from_view(view: RunView, samples: Vec<RequestSample>) -> Arc<Run> {
-        let run = Run::new(view.info.clone(), samples);
+        let run = Run::new(view.info.clone(), samples, &CancellationToken::new());
         *lock(&run.view) = view;
         run
     }
@@ -114,10 +115,32 @@ impl Registry {
         (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0) }, unreadable)
     }
 
-    /// A new id, sortable by creation time: `YYYYMMDD-HHMMSS-N`.
+    /// A new id, sortable by creation time and unique even across processes sharing the data
+    /// folder: `YYYYMMDD-HHMMSS-xxxx` (random hex), never one in use here or on disk.
     pub fn next_id(&self, unix_ms: u64) -> String {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}-{n}", utc_stamp(unix_ms / 1000))
+        let stamp = utc_stamp(unix_ms / 1000);
+        loop {
+            let salt = rand::random::<u16>() ^ (self.seq.fetch_add(1, Ordering::Relaxed) as u16);
+            let id = format!("{stamp}-{salt:04x}");
+            let on_disk = self.dir.as_ref().is_some_and(|d| d.join(&id).exists());
+            if !on_disk && self.get(&id).is_none() {
+                if let Some(d) = &self.dir {
+                    // Claim the folder now so a concurrent process picks another id. Other
+                    // failures (say, a read-only folder) surface when the run is saved.
+                    let _ = std::fs::create_dir_all(d);
+                    if std::fs::create_dir(d.join(&id)).is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) {
+                        continue;
+                    }
+                }
+                return id;
+            }
+        }
+    }
+
+    /// The id of a run still loading `target_url`, if any.
+    pub fn running_on(&self, target_url: &str) -> Option<String> {
+        let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
+        runs.values().map(|r| r.info()).find(|i| i.status == RunStatus::Running && i.target.url == target_url).map(|i| i.id)
     }
 
     pub fn insert(&self, run: Arc<Run>) {

@@ -19,11 +19,12 @@ pub async fn probe(client: &reqwest::Client, url: &str) -> Result<TargetInfo, Pr
     let base = url.trim_end_matches('/').trim_end_matches("/v1").to_string();
     let unreachable = |e: reqwest::Error| ProbeError::Unreachable { url: base.clone(), reason: root_cause(&e) };
     let resp = client.get(format!("{base}/v1/models")).timeout(Duration::from_secs(10)).send().await.map_err(unreachable)?;
-    let mut info = TargetInfo { url: base.clone(), simulated: false, server: "openai-compatible".into(), models: vec![] };
+    let mut info = TargetInfo { url: base.clone(), server: "openai-compatible".into(), ..Default::default() };
     if resp.status().is_success() {
         if let Ok(v) = resp.json::<serde_json::Value>().await {
             let data = v.get("data").and_then(|d| d.as_array()).cloned().unwrap_or_default();
             info.models = data.iter().filter_map(|m| m.get("id")?.as_str().map(String::from)).collect();
+            info.max_model_len = data.first().and_then(|m| m.get("max_model_len")?.as_u64()).and_then(|n| u32::try_from(n).ok());
             let owner = data.first().and_then(|m| m.get("owned_by")?.as_str()).unwrap_or("");
             if owner == SIM_OWNER {
                 info.simulated = true;

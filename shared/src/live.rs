@@ -46,6 +46,9 @@ pub struct TargetInfo {
     pub server: String,
     /// Model ids from `GET /v1/models` (empty when the server does not list them).
     pub models: Vec<String>,
+    /// The first model's context length, when `/v1/models` states it (vLLM does).
+    #[serde(default)]
+    pub max_model_len: Option<u32>,
 }
 
 /// A run's identity and state, without its data.

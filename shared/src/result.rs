@@ -22,8 +22,13 @@ pub struct CellResult {
     pub total_time_s: f64,
     /// Measured requests that completed without error.
     pub requests_ok: u32,
-    /// Measured requests that failed (any class), kept out of latency and throughput.
+    /// Measured requests that failed (any class but `cancelled`), kept out of latency and throughput.
     pub requests_failed: u32,
+    /// Measured requests ended by a stop of the run (counted apart from failures).
+    pub requests_cancelled: u32,
+    /// The run was stopped before every planned request of this cell ended: its numbers cover
+    /// only the requests that did.
+    pub partial: bool,
     /// Warm-up requests sent before the measured ones (not in any statistic).
     pub warmup_requests: u32,
     /// Failed measured requests per error class.
@@ -57,6 +62,8 @@ pub struct CellResult {
     pub slo: Slo,
     /// Every set objective holds at p95 and no measured request failed.
     pub slo_pass: bool,
+    /// Why the cell missed its SLO, one entry per broken objective (empty when it passed).
+    pub slo_missed: Vec<String>,
     /// Measured requests that succeeded and met every objective.
     pub good_requests: u32,
     /// good_requests / total_time_s.
@@ -65,15 +72,19 @@ pub struct CellResult {
 
 impl CellResult {
     /// Computes the row from all samples of one cell (warm-up ones included; they are skipped).
-    pub fn compute(cell: &CellSpec, samples: &[RequestSample], slo: &Slo) -> CellResult {
-        let measured: Vec<&RequestSample> = samples.iter().filter(|s| !s.warmup).collect();
-        let ok: Vec<&RequestSample> = measured.iter().copied().filter(|s| s.error.is_none()).collect();
+    /// `planned` is the number of measured requests the cell was to send.
+    pub fn compute(cell: &CellSpec, samples: &[RequestSample], slo: &Slo, planned: u32) -> CellResult {
         let mut errors = BTreeMap::new();
-        for s in &measured {
+        for s in samples.iter().filter(|s| !s.warmup) {
             if let Some(class) = s.error {
                 *errors.entry(class).or_insert(0u32) += 1;
             }
         }
+        let cancelled = errors.get(&ErrorClass::Cancelled).copied().unwrap_or(0);
+        // Requests cut short by a stop say nothing about the server: they are left out entirely.
+        let measured: Vec<&RequestSample> =
+            samples.iter().filter(|s| !s.warmup && s.error != Some(ErrorClass::Cancelled)).collect();
+        let ok: Vec<&RequestSample> = measured.iter().copied().filter(|s| s.error.is_none()).collect();
         let window_start = measured.iter().map(|s| s.scheduled_s).fold(f64::INFINITY, f64::min);
         let window_end = measured.iter().map(|s| s.end_s()).fold(f64::NEG_INFINITY, f64::max);
         let total_time_s = if measured.is_empty() { 0.0 } else { (window_end - window_start).max(0.0) };
@@ -87,16 +98,21 @@ impl CellResult {
         let ttft = Dist::of(&mut collect(&|s| s.ttft_ms));
         let tpot = Dist::of(&mut collect(&|s| s.tpot_ms));
 
-        let slo_ok = |bound: Option<f64>, p95: Option<f64>| match (bound, p95) {
-            (None, _) => true,
-            (Some(b), Some(v)) => v <= b,
-            (Some(_), None) => false,
-        };
-        let slo_pass = !ok.is_empty()
-            && errors.is_empty()
-            && slo_ok(slo.e2e_ms, e2e.p95)
-            && slo_ok(slo.ttft_ms, ttft.p95)
-            && slo_ok(slo.tpot_ms, tpot.p95);
+        let failed = (measured.len() - ok.len()) as u32;
+        let mut slo_missed = Vec::new();
+        if ok.is_empty() {
+            slo_missed.push("no successful request".to_string());
+        }
+        if failed > 0 {
+            slo_missed.push(format!("{failed} failed request{}", if failed == 1 { "" } else { "s" }));
+        }
+        for (name, bound, p95) in [("E2E", slo.e2e_ms, e2e.p95), ("TTFT", slo.ttft_ms, ttft.p95), ("TPOT", slo.tpot_ms, tpot.p95)] {
+            match (bound, p95) {
+                (Some(b), Some(v)) if v > b => slo_missed.push(format!("{name} p95 {v:.0} ms > {b:.0} ms")),
+                _ => {}
+            }
+        }
+        let slo_pass = slo_missed.is_empty();
         let meets = |bound: Option<f64>, v: Option<f64>| bound.is_none_or(|b| v.is_some_and(|v| v <= b));
         let good_requests = ok
             .iter()
@@ -111,8 +127,10 @@ impl CellResult {
             rate: cell.rate,
             total_time_s,
             requests_ok: ok.len() as u32,
-            requests_failed: (measured.len() - ok.len()) as u32,
-            warmup_requests: (samples.len() - measured.len()) as u32,
+            requests_failed: failed,
+            requests_cancelled: cancelled,
+            partial: cancelled > 0 || (measured.len() as u32) < planned,
+            warmup_requests: samples.iter().filter(|s| s.warmup).count() as u32,
             errors,
             prompt_tokens,
             completion_tokens,
@@ -129,6 +147,7 @@ impl CellResult {
             steady_end_s,
             slo: slo.clone(),
             slo_pass,
+            slo_missed,
             good_requests,
             goodput_rps: per_s(f64::from(good_requests)),
         }
@@ -196,7 +215,9 @@ mod tests {
         ];
         samples[0].warmup = true;
         let slo = Slo { e2e_ms: Some(1500.0), ..Default::default() };
-        let r = CellResult::compute(&cell, &samples, &slo);
+        let r = CellResult::compute(&cell, &samples, &slo, 4);
+        assert!(!r.partial);
+        assert_eq!(r.slo_missed, vec!["1 failed request", "E2E p95 1900 ms > 1500 ms"]);
         // window: scheduled 0.0 → latest end max(1.0, 2.0, 2.0, 2.5) = 2.5 s
         assert_eq!(r.total_time_s, 2.5);
         assert_eq!((r.requests_ok, r.requests_failed, r.warmup_requests), (3, 1, 1));
@@ -229,9 +250,26 @@ mod tests {
     #[test]
     fn empty_cell_is_zero_and_fails_slo() {
         let cell = CellSpec { index: 3, concurrency: 1, max_new_tokens: 1, rate: None };
-        let r = CellResult::compute(&cell, &[], &Slo::default());
+        let r = CellResult::compute(&cell, &[], &Slo::default(), 5);
         assert_eq!(r.total_time_s, 0.0);
         assert!(!r.slo_pass);
+        assert!(r.partial, "none of the 5 planned requests ended");
+        assert_eq!(r.slo_missed, vec!["no successful request"]);
         assert_eq!(r.cell, 3);
+    }
+
+    #[test]
+    fn cancelled_requests_mark_the_cell_partial_not_failed() {
+        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None };
+        let samples = vec![
+            sample(0.0, 100.0, 1000.0, 5),
+            RequestSample { scheduled_s: 0.5, e2e_ms: 9_000.0, error: Some(ErrorClass::Cancelled), ..Default::default() },
+        ];
+        let r = CellResult::compute(&cell, &samples, &Slo { e2e_ms: Some(3000.0), ..Default::default() }, 10);
+        assert!(r.partial);
+        assert_eq!((r.requests_ok, r.requests_failed, r.requests_cancelled), (1, 0, 1));
+        assert_eq!(r.total_time_s, 1.0, "the cancelled request does not stretch the window");
+        assert!(r.slo_pass, "the requests that ended met the SLO");
+        assert_eq!(r.errors.get(&ErrorClass::Cancelled), Some(&1));
     }
 }

@@ -184,6 +184,7 @@ pub mod limits {
     pub const MAX_CONCURRENCY: u32 = 10_000;
     pub const MAX_NEW_TOKENS: u32 = 131_072;
     pub const MAX_REQUESTS: u32 = 1_000_000;
+    pub const MAX_WARMUP: u32 = 10_000;
     pub const MAX_REPEAT: u32 = 10_000;
     pub const MAX_RATE: f64 = 100_000.0;
     pub const MAX_CELLS: usize = 256;
@@ -211,6 +212,7 @@ impl ExperimentSpec {
         );
         match self.mode {
             LoadMode::Closed => {
+                check(self.rate.is_empty(), "rate", "rates apply only to mode = \"rate\" (open loop)".into());
                 check(!self.concurrency.is_empty(), "concurrency", "give at least one concurrency".into());
                 check(
                     self.concurrency.iter().all(|&c| (1..=MAX_CONCURRENCY).contains(&c)),
@@ -249,7 +251,7 @@ impl ExperimentSpec {
             "repeat",
             format!("must be between 1 and {MAX_REPEAT}"),
         );
-        check(self.warmup <= MAX_REQUESTS, "warmup", format!("at most {MAX_REQUESTS}"));
+        check(self.warmup <= MAX_WARMUP, "warmup", format!("at most {MAX_WARMUP} per cell"));
         check(
             self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s <= MAX_TIMEOUT_S,
             "timeout_s",
@@ -261,8 +263,41 @@ impl ExperimentSpec {
             }
         }
         let cells = self.axis_len() * self.max_new_tokens.len();
-        check(cells <= MAX_CELLS, "max_new_tokens", format!("the grid has {cells} cells; at most {MAX_CELLS}"));
+        let (axis, bigger) = match self.mode {
+            LoadMode::Closed => ("concurrency", self.concurrency.len() >= self.max_new_tokens.len()),
+            LoadMode::Rate => ("rate", self.rate.len() >= self.max_new_tokens.len()),
+        };
+        let field = if bigger { axis } else { "max_new_tokens" };
+        check(cells <= MAX_CELLS, field, format!("the grid has {cells} cells; at most {MAX_CELLS}"));
         errs
+    }
+
+    /// Problems only the target can reveal: a model it does not serve, outputs longer than its context.
+    pub fn check_against(&self, target: &crate::TargetInfo) -> Vec<FieldError> {
+        let mut errs = Vec::new();
+        if !target.models.is_empty() && !target.models.contains(&self.model) {
+            errs.push(FieldError::new("model", format!("the target serves {}, not {:?}", target.models.join(", "), self.model)));
+        }
+        if let Some(ctx) = target.max_model_len {
+            if let Some(&m) = self.max_new_tokens.iter().find(|&&m| m >= ctx) {
+                errs.push(FieldError::new(
+                    "max_new_tokens",
+                    format!("{m} does not fit the target's context of {ctx} tokens (prompt included)"),
+                ));
+            }
+        }
+        errs
+    }
+
+    /// The GPU label results carry: a simulated target's numbers never carry a bare GPU name.
+    pub fn results_label(&self, simulated: bool) -> String {
+        let gpu = self.gpu.trim();
+        match (simulated, gpu) {
+            (false, _) => gpu.to_string(),
+            (true, "" | "unlabelled") => "simulated".into(),
+            (true, g) if g.to_ascii_lowercase().contains("simulated") => g.to_string(),
+            (true, g) => format!("{g} (simulated)"),
+        }
     }
 
     fn axis_len(&self) -> usize {
@@ -341,6 +376,29 @@ mod tests {
         assert!(s.validate().is_empty());
         assert_eq!(s.cells()[1].rate, Some(3.0));
         assert_eq!(s.cells()[1].label(), "3 req/s × 256");
+    }
+
+    #[test]
+    fn target_checks_and_simulated_labels() {
+        let target = crate::TargetInfo { models: vec!["m".into()], max_model_len: Some(2048), ..Default::default() };
+        let ok = ExperimentSpec { model: "m".into(), max_new_tokens: vec![256, 512], ..Default::default() };
+        assert!(ok.check_against(&target).is_empty());
+        let bad = ExperimentSpec { model: "x".into(), max_new_tokens: vec![256, 4096], ..Default::default() };
+        let fields: Vec<String> = bad.check_against(&target).into_iter().map(|e| e.field).collect();
+        assert_eq!(fields, vec!["model", "max_new_tokens"]);
+        let s = |gpu: &str| ExperimentSpec { gpu: gpu.into(), ..Default::default() };
+        assert_eq!(s("RTX").results_label(true), "RTX (simulated)");
+        assert_eq!(s("unlabelled").results_label(true), "simulated");
+        assert_eq!(s("sim A100 (simulated)").results_label(true), "sim A100 (simulated)");
+        assert_eq!(s(" RTX ").results_label(false), "RTX");
+    }
+
+    #[test]
+    fn closed_loop_refuses_rates_and_big_grids_name_their_axis() {
+        let s = ExperimentSpec { rate: vec![2.0], ..Default::default() };
+        assert_eq!(s.validate()[0].field, "rate");
+        let s = ExperimentSpec { concurrency: (1..=200).collect(), max_new_tokens: vec![1, 2], ..Default::default() };
+        assert_eq!(s.validate()[0].field, "concurrency");
     }
 
     #[test]

@@ -58,6 +58,13 @@ impl Caplab {
         Ok(caplab)
     }
 
+    /// Asks the process to stop as Ctrl-C or a pod shutdown would (SIGTERM) and waits for it to exit.
+    pub async fn terminate(&mut self, limit: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("caplab already exited")?;
+        std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+        Ok(tokio::time::timeout(limit, self.child.wait()).await.context("caplab did not exit after SIGTERM")??)
+    }
+
     /// Stops the process (SIGKILL) and waits for it to exit.
     pub async fn kill(mut self) {
         let _ = self.child.kill().await;

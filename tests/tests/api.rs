@@ -53,7 +53,7 @@ async fn batch_run_on_the_simulator_end_to_end() {
     let summary = c.get(caplab.api(&format!("runs/{id}/summary.csv"))).send().await.unwrap().text().await.unwrap();
     let mut lines = summary.lines();
     assert!(lines.next().unwrap().starts_with("workload,gpu,concurrency,max_new_tokens,total_time_s,throughput_tok_s,p50_latency_ms,p95_latency_ms,simulated"));
-    assert!(lines.next().unwrap().starts_with("batch,test-gpu,16,64,"));
+    assert!(lines.next().unwrap().starts_with("batch,test-gpu (simulated),16,64,"), "a simulated run never carries a bare GPU name");
 
     // Saved to disk and listed.
     assert!(caplab.data_dir.join(&id).join("requests.csv").exists());
@@ -126,7 +126,25 @@ async fn stop_keeps_finished_requests_and_marks_the_rest_cancelled() {
     assert_eq!(view.info.status, RunStatus::Stopped);
     let cell = &view.cells[0];
     assert_eq!(cell.errors.get(&ErrorClass::Cancelled), Some(&4), "the 4 in-flight requests were cancelled");
-    assert_eq!(cell.requests_ok, 0);
+    assert_eq!((cell.requests_ok, cell.requests_failed, cell.requests_cancelled), (0, 0, 4));
+    assert!(cell.partial, "a stopped cell says it covers only part of its requests");
+    let again = c.post(caplab.api(&format!("runs/{id}/stop"))).send().await.unwrap();
+    assert_eq!(again.status(), 409, "stopping an ended run is refused");
+}
+
+#[tokio::test]
+async fn a_second_run_on_a_busy_target_is_refused() {
+    let caplab = Caplab::start(&["--sim-itl-ms", "20"]).await.unwrap();
+    let c = client();
+    let first = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [2], "max_new_tokens": [300]})).await.unwrap();
+    let second = c.post(caplab.api("runs")).json(&json!({"workload": "chat"})).send().await.unwrap();
+    assert_eq!(second.status(), 409);
+    let body: serde_json::Value = second.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains(&first), "the refusal names the busy run: {body}");
+    c.post(caplab.api(&format!("runs/{first}/stop"))).send().await.unwrap();
+    wait_for_end(&c, &caplab, &first, Duration::from_secs(10)).await.unwrap();
+    let third = start_run(&c, &caplab, json!({"workload": "chat", "max_new_tokens": [4], "requests": 2})).await.unwrap();
+    assert_ne!(third, first, "ids are unique");
 }
 
 #[tokio::test]
@@ -142,13 +160,19 @@ async fn bad_input_gets_a_clear_4xx_and_the_server_keeps_serving() {
         }
     };
     let cases = [
-        (r#"{"concurrency": [0]}"#, 422, "concurrency"),
-        (r#"{"max_new_tokens": [-5]}"#, 422, "max_new_tokens"),
-        (r#"{"max_new_tokens": [100000000]}"#, 422, "max_new_tokens"),
+        (r#"{"workload": "batch", "concurrency": [0]}"#, 422, "concurrency"),
+        (r#"{"workload": "batch", "max_new_tokens": [-5]}"#, 422, "max_new_tokens"),
+        (r#"{"workload": "batch", "max_new_tokens": [100000000]}"#, 422, "max_new_tokens"),
+        (r#"{"workload": "batch", "max_new_tokens": [5000]}"#, 422, "max_new_tokens"),
         (r#"{"workload": "video"}"#, 422, "workload"),
-        (r#"{"target": "http://127.0.0.1:9"}"#, 422, "target"),
-        (r#"{"model": "no-such-model"}"#, 422, "model"),
-        (r#"{"timeout_s": 0}"#, 422, "timeout_s"),
+        (r#"{}"#, 422, "workload"),
+        (r#"[]"#, 422, "spec"),
+        (r#"{"workload": "chat", "rate": [2]}"#, 422, "rate"),
+        (r#"{"workload": "chat", "warmup": 100000}"#, 422, "warmup"),
+        (r#"{"workload": "batch", "bogus": true}"#, 422, "bogus"),
+        (r#"{"workload": "batch", "target": "http://127.0.0.1:9"}"#, 422, "target"),
+        (r#"{"workload": "batch", "model": "no-such-model"}"#, 422, "model"),
+        (r#"{"workload": "batch", "timeout_s": 0}"#, 422, "timeout_s"),
     ];
     for (body, status, field) in cases {
         let (got, json) = post(body.to_string()).await;
@@ -172,7 +196,7 @@ async fn saved_runs_are_loaded_again_at_start() {
     let c = client();
     let (id, before) = {
         let caplab = Caplab::start_in(dir.clone(), FAST_SIM).await.unwrap();
-        let id = start_run(&c, &caplab, json!({"concurrency": [2], "max_new_tokens": [8], "requests": 6})).await.unwrap();
+        let id = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [2], "max_new_tokens": [8], "requests": 6})).await.unwrap();
         wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
         let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
         caplab.kill().await;
@@ -228,4 +252,24 @@ async fn open_loop_counts_client_queueing_in_latency() {
     assert!(last.1 > 200.0, "the last request queued client-side: {last:?}");
     assert!(cell.queue.p95.unwrap() > 200.0);
     assert!(cell.e2e.max.unwrap() > 3.0 * cell.e2e.p50.unwrap().min(rows[0].3), "later requests wait longer: {:?}", cell.e2e);
+}
+
+#[tokio::test]
+async fn sigterm_mid_run_stops_and_saves_the_run() {
+    let dir = caplab_tests::temp_dir("sigterm");
+    let mut caplab = Caplab::start_in(dir.clone(), &["--sim-itl-ms", "20"]).await.unwrap();
+    let c = client();
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [3], "max_new_tokens": [400], "requests": 9})).await.unwrap();
+    // A viewer is connected: shutdown must not wait for it forever.
+    let ws_url = caplab.api(&format!("runs/{id}/ws")).replacen("http", "ws", 1);
+    let (_ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = caplab.terminate(Duration::from_secs(20)).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    let saved: RunView = serde_json::from_slice(&std::fs::read(dir.join(&id).join("run.json")).unwrap()).unwrap();
+    assert_eq!(saved.info.status, RunStatus::Stopped);
+    assert_eq!(saved.cells[0].errors.get(&ErrorClass::Cancelled), Some(&3), "the in-flight requests are recorded as cancelled");
+    let rows = std::fs::read_to_string(dir.join(&id).join("requests.csv")).unwrap().lines().count();
+    assert_eq!(rows, 1 + 3, "every request that was sent has its row");
+    let _ = std::fs::remove_dir_all(dir);
 }

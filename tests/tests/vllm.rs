@@ -43,8 +43,14 @@ fn bounds(m: &BTreeMap<(String, String), f64>, name: &str) -> Vec<f64> {
     b
 }
 
-/// Client-side values (s) must sit at or above the server's, by at most one bucket:
-/// for every bound b_i, server(≤ b_{i-1}) ≤ ours(≤ b_i) ≤ server(≤ b_i).
+/// Slack for what happens after vLLM stamps a token and before caplab reads it: vLLM's own
+/// detokenizing and streaming (another process), the HTTP hop, and caplab's parsing, all on a
+/// 2-core machine that vLLM keeps busy. Seen here: 5–10 ms.
+const PIPELINE_SLACK_S: f64 = 0.025;
+
+/// Client-side values (s) must never be below the server's, and may exceed them by at most one
+/// bucket or PIPELINE_SLACK_S, whichever is wider: for every bound b_i,
+/// server(≤ b_j) ≤ ours(≤ b_i) ≤ server(≤ b_i), with b_j the largest bound ≤ min(b_{i−1}, b_i − slack).
 fn assert_within_one_bucket(name: &str, ours_s: &[f64], before: &BTreeMap<(String, String), f64>, after: &BTreeMap<(String, String), f64>) {
     let bounds = bounds(after, name);
     assert!(!bounds.is_empty(), "vLLM exposes {name}");
@@ -58,7 +64,8 @@ fn assert_within_one_bucket(name: &str, ours_s: &[f64], before: &BTreeMap<(Strin
     for (i, &b) in bounds.iter().enumerate() {
         let ours = ours_s.iter().filter(|&&v| v <= b).count() as f64;
         let upper = server_le(b);
-        let lower = if i == 0 { 0.0 } else { server_le(bounds[i - 1]) };
+        let floor = if i == 0 { f64::NEG_INFINITY } else { bounds[i - 1].min(b - PIPELINE_SLACK_S) };
+        let lower = bounds.iter().rev().find(|&&x| x <= floor + 1e-12).map_or(0.0, |&x| server_le(x));
         assert!(ours <= upper && ours >= lower, "{name} bucket le={b}: ours {ours}, server {lower}..{upper} (ours: {ours_s:?})");
     }
 }
@@ -116,23 +123,29 @@ async fn real_vllm_errors_become_distinct_classes() {
     let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
     let c = reqwest::Client::new();
 
-    // max_tokens beyond the context (2048): vLLM answers 400 → context_length, for every request.
-    let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [2], "max_new_tokens": [4096], "requests": 4})).await.unwrap();
-    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(120)).await.unwrap();
-    assert_eq!(view.cells[0].errors.get(&ErrorClass::ContextLength), Some(&4), "{:?}", view.cells[0].errors);
-
-    // An unknown model is refused before any load is sent…
-    let r = c.post(caplab.api("runs")).json(&json!({"model": "no-such-model"})).send().await.unwrap();
-    assert_eq!(r.status(), 422);
-    // …and if a request names one anyway, the engine classifies vLLM's 404.
+    // Both are refused before any load is sent, naming the field, from what vLLM's /v1/models says…
+    for (spec, field) in [
+        (json!({"workload": "chat", "max_new_tokens": [4096]}), "max_new_tokens"),
+        (json!({"workload": "chat", "model": "no-such-model"}), "model"),
+    ] {
+        let r = c.post(caplab.api("runs")).json(&spec).send().await.unwrap();
+        assert_eq!(r.status(), 422);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["fields"][0]["field"], field, "{body}");
+    }
+    // …and when a request reaches vLLM anyway, the engine tells its two refusals apart.
     let live = LiveCounters::default();
     let cancel = CancellationToken::new();
     let url = format!("{}/v1/completions", vllm_url());
-    let call = Call { client: &reqwest::Client::new(), url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel };
-    let body = serde_json::to_vec(&json!({"model": "no-such-model", "prompt": "hi", "max_tokens": 4, "stream": true})).unwrap();
-    let sample = execute(&call, body.into(), tokio::time::Instant::now()).await;
-    assert_eq!(sample.error, Some(ErrorClass::UnknownModel), "{:?}", sample.error_message);
-    assert_eq!(sample.http_status, Some(404));
+    let client = reqwest::Client::new();
+    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel };
+    let send = |body: serde_json::Value| execute(&call, serde_json::to_vec(&body).unwrap().into(), tokio::time::Instant::now());
+    let unknown = send(json!({"model": "no-such-model", "prompt": "hi", "max_tokens": 4, "stream": true})).await;
+    assert_eq!(unknown.error, Some(ErrorClass::UnknownModel), "{:?}", unknown.error_message);
+    assert_eq!(unknown.http_status, Some(404));
+    let too_long = send(json!({"model": "tiny", "prompt": "hi", "max_tokens": 4096, "stream": true})).await;
+    assert_eq!(too_long.error, Some(ErrorClass::ContextLength), "{:?}", too_long.error_message);
+    assert_eq!(too_long.http_status, Some(400));
 
     // prompt + max_tokens over the context is clamped by vLLM, not an error: fewer tokens, finish "length".
     let id = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [1], "max_new_tokens": [2040], "requests": 1})).await.unwrap();

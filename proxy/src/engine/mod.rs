@@ -12,7 +12,7 @@ pub mod sse;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caplab_shared::{CellResult, CellSpec, ExperimentSpec, RunStatus, ServerMsg, TargetInfo};
+use caplab_shared::{CellResult, CellSpec, ExperimentSpec, FieldError, LoadMode, RunStatus, ServerMsg, TargetInfo};
 use tokio::time::Instant;
 
 use crate::runs::Run;
@@ -69,8 +69,12 @@ impl Engine {
             let result = self.run_cell(&run, &info.target, &spec, &cell, &live, &mut agg).await;
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
         }
+        let view = run.view();
+        let all_failed = !view.cells.is_empty() && view.cells.iter().all(|c| c.requests_ok == 0 && c.requests_failed > 0);
         let (status, message) = if run.cancel.is_cancelled() {
-            (RunStatus::Stopped, Some("stopped before the end; finished cells are kept".to_string()))
+            (RunStatus::Stopped, Some("stopped before the end: cells marked partial cover only the requests that ended".to_string()))
+        } else if all_failed {
+            (RunStatus::Finished, Some("every request failed: see the error classes and requests.csv".to_string()))
         } else {
             (RunStatus::Finished, None)
         };
@@ -117,20 +121,30 @@ impl Engine {
         // The per-gap ITL values are only needed for this cell's exact percentiles.
         run.with_samples_mut(|all| {
             let cell_samples = &mut all[first_sample..];
-            let result = CellResult::compute(cell, cell_samples, &slo);
+            let result = CellResult::compute(cell, cell_samples, &slo, self.measured_requests(spec));
             cell_samples.iter_mut().for_each(|s| s.itl_gaps_ms = Vec::new());
             result
         })
     }
 }
 
-/// Resolves the spec's model against the target: an empty model takes the first one listed.
-pub fn resolve_model(spec: &mut ExperimentSpec, target: &TargetInfo) -> Result<(), String> {
+/// The spec as it will run against `target` (already validated on its own): the model
+/// resolved (empty = the first one listed), checked against what the target serves, unused
+/// axes dropped, and the GPU label marked when the target is simulated.
+pub fn prepare(mut spec: ExperimentSpec, target: &TargetInfo) -> Result<ExperimentSpec, Vec<FieldError>> {
     if spec.model.is_empty() {
         match target.models.first() {
             Some(m) => spec.model = m.clone(),
-            None => return Err("the target lists no models (GET /v1/models); name the model".into()),
+            None => return Err(vec![FieldError::new("model", "the target lists no models (GET /v1/models); name the model")]),
         }
     }
-    Ok(())
+    let errors = spec.check_against(target);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    if spec.mode == LoadMode::Rate {
+        spec.concurrency.clear();
+    }
+    spec.gpu = spec.results_label(target.simulated);
+    Ok(spec)
 }

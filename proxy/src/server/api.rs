@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, AppState};
-use crate::engine::resolve_model;
+use crate::engine::prepare;
 use crate::export;
 use crate::runs::Run;
 use crate::target::probe;
@@ -46,6 +46,11 @@ pub async fn list_runs(State(st): State<Arc<AppState>>) -> Json<Vec<RunInfo>> {
 /// Parses a spec, naming the field that is wrong when it does not fit.
 pub fn parse_spec(body: &[u8]) -> Result<ExperimentSpec, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))?;
+    match value.as_object() {
+        None => return Err(ApiError::field("spec", "the experiment must be a JSON object")),
+        Some(o) if !o.contains_key("workload") => return Err(ApiError::field("workload", "required: \"chat\" or \"batch\"")),
+        Some(_) => {}
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let field = if path == "." { "spec".to_string() } else { strip_index(&path) };
@@ -69,20 +74,15 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
         spec.target = st.default_target.clone();
     }
     let target = probe(&st.engine.client, &spec.target).await.map_err(|e| ApiError::field("target", e.to_string()))?;
-    resolve_model(&mut spec, &target).map_err(|m| ApiError::field("model", m))?;
-    if !target.models.is_empty() && !target.models.contains(&spec.model) {
-        return Err(ApiError::field("model", format!("the target serves {}, not {:?}", target.models.join(", "), spec.model)));
+    // Two runs loading one server at once would each measure the other's load.
+    if let Some(busy) = st.registry.running_on(&target.url) {
+        return Err(ApiError::Conflict(format!("run {busy} is still loading {}: stop it or wait for it to end", target.url)));
     }
+    let spec = prepare(spec, &target).map_err(ApiError::Invalid)?;
     let info = new_run_info(&st, spec, target);
-    let run = Run::new(info.clone(), Vec::new());
+    let run = Run::new(info.clone(), Vec::new(), &st.shutdown);
     st.registry.insert(run.clone());
-    let (engine, registry) = (st.engine.clone(), st.registry.clone());
-    tokio::spawn(async move {
-        engine.run(run.clone()).await;
-        if let Err(e) = registry.persist(&run) {
-            tracing::error!("could not save run {}: {e}", run.id);
-        }
-    });
+    st.spawn_run(run);
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
@@ -112,8 +112,12 @@ pub async fn get_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) ->
 
 pub async fn stop_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run = find(&st, &id)?;
+    let info = run.info();
+    if info.status.is_terminal() {
+        return Err(ApiError::Conflict(format!("run {id} has already ended ({})", info.status.as_str())));
+    }
     run.cancel.cancel();
-    Ok((StatusCode::ACCEPTED, Json(run.info())).into_response())
+    Ok((StatusCode::ACCEPTED, Json(info)).into_response())
 }
 
 fn download(name: String, mime: &'static str, bytes: Vec<u8>) -> Response {
@@ -165,10 +169,12 @@ mod tests {
     #[test]
     fn parse_errors_name_the_field() {
         assert_eq!(field_of(r#"{"workload":"video"}"#), "workload");
-        assert_eq!(field_of(r#"{"concurrency":[8,-1]}"#), "concurrency");
-        assert_eq!(field_of(r#"{"max_new_tokens":"lots"}"#), "max_new_tokens");
-        assert_eq!(field_of(r#"{"slo":{"e2e_ms":"x"}}"#), "slo.e2e_ms");
-        assert_eq!(field_of(r#"{"bogus":1}"#), "bogus");
+        assert_eq!(field_of(r#"{"workload":"chat","concurrency":[8,-1]}"#), "concurrency");
+        assert_eq!(field_of(r#"{"workload":"chat","max_new_tokens":"lots"}"#), "max_new_tokens");
+        assert_eq!(field_of(r#"{"workload":"chat","slo":{"e2e_ms":"x"}}"#), "slo.e2e_ms");
+        assert_eq!(field_of(r#"{"workload":"batch","bogus":1}"#), "bogus");
+        assert_eq!(field_of("[]"), "spec");
+        assert_eq!(field_of("{}"), "workload");
         assert_eq!(field_of(r#"{"concurrency": [8"#), "<json>");
         assert!(parse_spec(br#"{"workload":"chat","concurrency":[4]}"#).is_ok());
     }

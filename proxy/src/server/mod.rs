@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use axum::routing::{get, post};
 use axum::Router;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::runs::Registry;
@@ -21,6 +23,42 @@ pub struct AppState {
     pub engine: Engine,
     /// Base URL used when an experiment names no target.
     pub default_target: String,
+    /// Cancelled when the process is asked to stop: runs stop, sockets close.
+    pub shutdown: CancellationToken,
+    /// Every run's task, so shutdown can wait until each has saved its files.
+    pub tasks: TaskTracker,
+}
+
+impl AppState {
+    pub fn new(registry: Registry, engine: Engine, default_target: String) -> Self {
+        AppState {
+            registry: Arc::new(registry),
+            engine,
+            default_target,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Runs `run` to its end in the background, then saves it.
+    pub fn spawn_run(&self, run: Arc<crate::runs::Run>) {
+        let (engine, registry) = (self.engine.clone(), self.registry.clone());
+        self.tasks.spawn(async move {
+            engine.run(run.clone()).await;
+            match registry.persist(&run) {
+                Ok(Some(path)) => tracing::info!("run {} saved in {}", run.id, path.display()),
+                Ok(None) => {}
+                Err(e) => tracing::error!("could not save run {}: {e}", run.id),
+            }
+        });
+    }
+
+    /// Stops every run, closes every socket, and waits (up to `limit`) for runs to be saved.
+    pub async fn shut_down(&self, limit: std::time::Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
+    }
 }
 
 pub fn app(state: Arc<AppState>) -> Router {

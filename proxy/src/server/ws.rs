@@ -18,7 +18,8 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 
 pub async fn watch(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run = st.registry.get(&id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))?;
-    Ok(ws.on_upgrade(move |socket| stream_run(socket, run)))
+    let shutdown = st.shutdown.clone();
+    Ok(ws.on_upgrade(move |socket| stream_run(socket, run, shutdown)))
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
@@ -28,7 +29,7 @@ async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
     }
 }
 
-async fn stream_run(mut socket: WebSocket, run: Arc<Run>) {
+async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::sync::CancellationToken) {
     let (view, mut rx) = run.subscribe();
     if !send(&mut socket, &ServerMsg::Snapshot { view: Box::new(view) }).await {
         return;
@@ -51,6 +52,15 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>) {
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => if socket.send(Message::Ping(Default::default())).await.is_err() { break },
+            // Let the last messages of stopped runs through, then close so the server can exit.
+            _ = shutdown.cancelled() => {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                while let Ok(m) = rx.try_recv() {
+                    if !send(&mut socket, &m).await { break }
+                }
+                let _ = socket.send(Message::Close(None)).await;
+                break;
+            }
         }
     }
 }
