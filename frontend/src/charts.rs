@@ -31,12 +31,21 @@ fn thin(points: &[(f64, Option<f64>)]) -> Vec<(f64, Option<f64>)> {
 }
 
 #[component]
-pub fn LineChart(id: &'static str, title: &'static str, unit: &'static str, help: &'static str, series: Signal<Vec<Series>>) -> impl IntoView {
+pub fn LineChart(
+    id: &'static str,
+    title: &'static str,
+    unit: &'static str,
+    help: &'static str,
+    series: Signal<Vec<Series>>,
+    /// Counts: the y axis shows whole numbers only.
+    #[prop(optional)]
+    integer: bool,
+) -> impl IntoView {
     let geometry = Memo::new(move |_| {
         series.with(|all| {
             let x_max = all.iter().flat_map(|s| s.points.last().map(|p| p.0)).fold(1.0_f64, f64::max);
             let y_max = all.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).fold(0.0_f64, f64::max);
-            let y_top = nice_max(y_max, 4);
+            let y_top = if integer { nice_max(y_max.max(4.0), 4) } else { nice_max(y_max, 4) };
             let x = Scale::new((0.0, x_max), (LEFT, W - RIGHT));
             let y = Scale::new((0.0, y_top), (H - BOTTOM, TOP));
             let paths: Vec<(&'static str, String)> = all.iter().map(|s| (s.class, line_path(&thin(&s.points), &x, &y))).collect();

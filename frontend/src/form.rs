@@ -38,7 +38,7 @@ impl Fields {
             target: s(""),
             workload: s("batch"),
             model: s(""),
-            gpu: s("RunPod-RTX2000-16GB"),
+            gpu: s(""),
             mode: s("closed"),
             concurrency: s("16"),
             rate: s("4"),
@@ -187,7 +187,7 @@ pub fn ExperimentForm() -> impl IntoView {
                         f.max_new_tokens.set(if w == "chat" { "128".into() } else { "256".into() });
                         f.workload.set(w);
                     } prop:value=move || f.workload.get()>
-                        <option value="batch">"batch summarization"</option>
+                        <option value="batch">"batch"</option>
                         <option value="chat">"chat"</option>
                     </select>
                 </Field>
@@ -201,8 +201,8 @@ pub fn ExperimentForm() -> impl IntoView {
                 </Field>
                 <Field label="Load mode" key="mode" errors hint="closed: N workers back to back; rate: timed arrivals (Poisson when burstiness is 1)">
                     <select id="f-mode" on:change=move |ev| f.mode.set(event_target_value(&ev)) prop:value=move || f.mode.get()>
-                        <option value="closed">"closed loop (concurrency)"</option>
-                        <option value="rate">"open loop (request rate)"</option>
+                        <option value="closed">"closed loop"</option>
+                        <option value="rate">"open loop (rate)"</option>
                     </select>
                 </Field>
                 <Show when=move || !rate_mode()>
@@ -233,8 +233,9 @@ pub fn ExperimentForm() -> impl IntoView {
                 <Field label="Warm-up requests" key="warmup" errors hint="sent first in each cell and left out of all statistics">
                     <TextInput id="f-warmup" sig=f.warmup/>
                 </Field>
-                <Field label="GPU label" key="gpu" errors hint="written into every result row">
-                    <TextInput id="f-gpu" sig=f.gpu/>
+                <Field label="GPU label" key="gpu" errors hint="written into every result row; a simulated target's results are marked (simulated)">
+                    <input id="f-gpu" type="text" placeholder="e.g. RunPod-RTX2000-16GB"
+                        prop:value=move || f.gpu.get() on:input=move |ev| f.gpu.set(event_target_value(&ev))/>
                 </Field>
                 <Field label="SLO p95 end-to-end (ms)" key="slo.e2e_ms" errors hint="empty = the workload's default">
                     <input id="f-slo-e2e" type="text" placeholder=default_slo

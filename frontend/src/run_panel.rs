@@ -53,6 +53,7 @@ fn RunHeader() -> impl IntoView {
         .unwrap_or_default()
     };
     let simulated = move || with_view(ctx, |v| v.info.target.simulated).unwrap_or(false);
+    let name = move || with_view(ctx, |v| v.info.spec.name.clone()).unwrap_or_default();
     let message = move || with_view(ctx, |v| v.info.message.clone()).flatten();
     let stop = move |_| {
         let id = id();
@@ -63,12 +64,14 @@ fn RunHeader() -> impl IntoView {
     view! {
         <div class="card run-header">
             <div class="row">
-                <h2>"Run " <span id="run-id">{id}</span></h2>
+                <h2>{move || if name().is_empty() { "Run ".to_string() } else { format!("{} · run ", name()) }} <span id="run-id">{id}</span></h2>
                 <span id="run-status" class=move || format!("status {}", status().as_str())>{move || status().as_str()}</span>
                 <Show when=simulated>
                     <span class="badge simulated" title="numbers from caplab's built-in simulator, not a GPU">"SIMULATED"</span>
                 </Show>
-                <span class="conn" title="live connection">{move || if ctx.connected.get() { "● live" } else { "○ offline" }}</span>
+                <Show when=move || status() == RunStatus::Running>
+                    <span class="conn" title="live connection to caplab">{move || if ctx.connected.get() { "● live" } else { "○ reconnecting…" }}</span>
+                </Show>
                 <Show when=move || status() == RunStatus::Running>
                     <button id="stop" class="danger" on:click=stop>"Stop"</button>
                 </Show>
@@ -113,9 +116,10 @@ fn Charts() -> impl IntoView {
                 help="TTFT and end-to-end percentiles of the requests that ended in the last 5 s, measured from each request's scheduled time"/>
             <LineChart id="chart-inflight" title="Requests in flight" unit="requests" series=in_flight
                 help="Requests sent and not yet finished"/>
-            <LineChart id="chart-errors" title="Errors" unit="failed requests" series=errors
+            <LineChart id="chart-errors" title="Errors" unit="failed requests" series=errors integer=true
                 help="Failed requests so far (any class); they are excluded from latency and throughput"/>
         </div>
+        <p class="muted small chart-note">"Charts sample the run every 250 ms. Output tokens/s is averaged over the last second; the latency chart shows percentiles of the successful requests that ended in the last 5 s, measured from each request's scheduled send time."</p>
     }
 }
 
@@ -143,45 +147,65 @@ fn ResultsTable() -> impl IntoView {
         })
         .unwrap_or_default()
     };
+    let slo_note = move || {
+        with_view(ctx, |v| {
+            let slo = v.info.spec.slo.effective(v.info.spec.workload);
+            let mut parts = vec![format!("E2E p95 ≤ {} ms", slo.e2e_ms.unwrap_or_default())];
+            if let Some(t) = slo.ttft_ms {
+                parts.push(format!("TTFT p95 ≤ {t} ms"));
+            }
+            if let Some(t) = slo.tpot_ms {
+                parts.push(format!("TPOT p95 ≤ {t} ms"));
+            }
+            format!("SLO checked per cell: {}, and no failed request.", parts.join(", "))
+        })
+        .unwrap_or_default()
+    };
     view! {
         <div class="card">
             <h2>"Results by cell"</h2>
+            <div class="table-wrap">
             <table id="results-table">
                 <thead><tr>
-                    <th title="closed loop: concurrency × max_new_tokens; open loop: rate × max_new_tokens">"cell"</th>
-                    <th title="measured requests that succeeded / failed">"ok / failed"</th>
+                    <th title="closed loop: concurrency × max_new_tokens; open loop: offered rate × max_new_tokens">"cell"</th>
+                    <th title="measured requests that succeeded / failed (requests cut short by a stop are not counted)">"ok / failed"</th>
                     <th title="completion tokens (from the server's usage) / measurement window">"output tok/s"</th>
                     <th title="successful requests / measurement window">"req/s"</th>
-                    <th title="time to first token, p50 / p95, ms from the scheduled send time">"TTFT p50 / p95"</th>
-                    <th title="end-to-end latency, p50 / p95, ms from the scheduled send time">"E2E p50 / p95"</th>
-                    <th title="time per output token after the first, p95, ms">"TPOT p95"</th>
-                    <th title="every SLO holds at p95 and no request failed">"SLO"</th>
-                    <th title="requests/s that met every SLO">"goodput"</th>
+                    <th title="time to first token, p50 / p95, from the scheduled send time">"TTFT p50 / p95 (ms)"</th>
+                    <th title="end-to-end latency, p50 / p95, from the scheduled send time">"E2E p50 / p95 (ms)"</th>
+                    <th title="time per output token after the first, p95">"TPOT p95 (ms)"</th>
+                    <th title="client-side wait between scheduled and actual send, p95 (open loop with a max-in-flight cap)">"queue p95 (ms)"</th>
+                    <th title="every SLO holds at p95 and no request failed; hover a result for the reason">"SLO"</th>
+                    <th title="requests per second that met every SLO">"goodput (req/s)"</th>
                 </tr></thead>
                 <tbody>
                     {move || rows().into_iter().map(|(label, state, r)| match r {
                         Some(r) => result_row(label, &r).into_any(),
-                        None => view! { <tr class="pending"><td>{label}</td><td colspan="8">{state}</td></tr> }.into_any(),
+                        None => view! { <tr class="pending"><td>{label}</td><td colspan="9">{state}</td></tr> }.into_any(),
                     }).collect_view()}
                 </tbody>
             </table>
-            <p class="muted small">"Latencies count from each request's scheduled send time. Percentiles interpolate linearly between ranks (numpy's default). Token counts come from the server's usage, never from counting events."</p>
+            </div>
+            <p class="muted small" id="slo-note">{slo_note}</p>
+            <p class="muted small">"Latencies count from each request's scheduled send time. Percentiles interpolate linearly between ranks (numpy's default). Token counts come from the server's usage, never from counting events. A cell marked partial was cut short by a stop: its numbers cover only the requests that ended."</p>
         </div>
     }
 }
 
 fn result_row(label: String, r: &CellResult) -> impl IntoView {
     let pair = |a: Option<f64>, b: Option<f64>| format!("{} / {}", fmt_opt(a, 0), fmt_opt(b, 0));
+    let slo_text = if r.slo_pass { "pass".to_string() } else { format!("fail: {}", r.slo_missed.join("; ")) };
     view! {
         <tr class="done">
-            <td>{label}</td>
+            <td>{label} {r.partial.then(|| view! { <span class="partial" title="the run was stopped during this cell">" partial"</span> })}</td>
             <td>{format!("{} / {}", r.requests_ok, r.requests_failed)}</td>
             <td class="num">{format!("{:.1}", r.output_tok_s)}</td>
             <td class="num">{format!("{:.2}", r.requests_per_s)}</td>
             <td class="num">{pair(r.ttft.p50, r.ttft.p95)}</td>
             <td class="num">{pair(r.e2e.p50, r.e2e.p95)}</td>
             <td class="num">{fmt_opt(r.tpot.p95, 1)}</td>
-            <td class=if r.slo_pass { "pass" } else { "fail" }>{if r.slo_pass { "pass" } else { "fail" }}</td>
+            <td class="num">{fmt_opt(r.queue.p95, 0)}</td>
+            <td class=if r.slo_pass { "pass" } else { "fail" } title=slo_text.clone()>{slo_text.clone()}</td>
             <td class="num">{format!("{:.2}", r.goodput_rps)}</td>
         </tr>
     }
@@ -196,10 +220,13 @@ fn Summary() -> impl IntoView {
             if !v.info.status.is_terminal() || v.cells.is_empty() {
                 return None;
             }
-            let pick = v.cells.iter().filter(|c| c.slo_pass).max_by(|a, b| a.output_tok_s.total_cmp(&b.output_tok_s));
-            let (cell, passing) = match pick {
-                Some(c) => (c.clone(), true),
-                None => (v.cells.iter().max_by(|a, b| a.output_tok_s.total_cmp(&b.output_tok_s))?.clone(), false),
+            // Whole cells first: a partial one is picked only when nothing else ran.
+            let whole: Vec<&CellResult> = v.cells.iter().filter(|c| !c.partial).collect();
+            let pool: Vec<&CellResult> = if whole.is_empty() { v.cells.iter().collect() } else { whole };
+            let fastest = |cells: &mut dyn Iterator<Item = &&CellResult>| cells.max_by(|a, b| a.output_tok_s.total_cmp(&b.output_tok_s)).map(|c| (*c).clone());
+            let (cell, passing) = match fastest(&mut pool.iter().filter(|c| c.slo_pass)) {
+                Some(c) => (c, true),
+                None => (fastest(&mut pool.iter())?, false),
             };
             let label = v.info.spec.cells().get(cell.cell as usize).map(|c| c.label()).unwrap_or_default();
             Some((cell, label, passing, v.cells.len(), v.info.target.simulated))

@@ -32,6 +32,7 @@ pub fn RunsList() -> impl IntoView {
                             <li class:selected=move || shown() == Some(id_for_class.clone())
                                 on:click=move |_| live::watch(ctx, id.clone())>
                                 <span class="run-id">{run.id.clone()}</span>
+                                {(!run.spec.name.is_empty()).then(|| view! { <strong>{run.spec.name.clone()}</strong> })}
                                 <span>{run.spec.workload.as_str()} " · " {what} " · " {run.spec.gpu.clone()}</span>
                                 <span class=format!("status {}", run.status.as_str())>{run.status.as_str()}</span>
                                 {run.target.simulated.then(|| view! { <span class="sim-tag">"simulated"</span> })}
