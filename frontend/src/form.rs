@@ -175,7 +175,7 @@ pub fn ExperimentForm() -> impl IntoView {
     let rate_mode = move || f.mode.get() == "rate";
     let other_errors = move || errors.with(|all| all.iter().filter(|e| !KNOWN.contains(&e.field.as_str())).cloned().collect::<Vec<_>>());
     let models = move || ctx.target.with(|t| t.as_ref().map(|t| t.models.clone()).unwrap_or_default());
-    let default_slo = move || if f.workload.get() == "chat" { "3000 (chat default)" } else { "30000 (batch default)" };
+    let default_slo = move || if f.workload.get() == "chat" { "3000 (chat default)".to_string() } else { "30000 (batch default)".to_string() };
 
     view! {
         <form class="card" id="experiment-form" on:submit=submit novalidate>
@@ -234,12 +234,10 @@ pub fn ExperimentForm() -> impl IntoView {
                     <TextInput id="f-warmup" sig=f.warmup/>
                 </Field>
                 <Field label="GPU label" key="gpu" errors hint="written into every result row; a simulated target's results are marked (simulated)">
-                    <input id="f-gpu" type="text" placeholder="e.g. RunPod-RTX2000-16GB"
-                        prop:value=move || f.gpu.get() on:input=move |ev| f.gpu.set(event_target_value(&ev))/>
+                    <TextInput id="f-gpu" sig=f.gpu placeholder="e.g. RunPod-RTX2000-16GB"/>
                 </Field>
                 <Field label="SLO p95 end-to-end (ms)" key="slo.e2e_ms" errors hint="empty = the workload's default">
-                    <input id="f-slo-e2e" type="text" placeholder=default_slo
-                        prop:value=move || f.slo_e2e.get() on:input=move |ev| f.slo_e2e.set(event_target_value(&ev))/>
+                    <TextInput id="f-slo-e2e" sig=f.slo_e2e placeholder=Signal::derive(default_slo)/>
                 </Field>
                 <Field label="SLO p95 TTFT (ms)" key="slo.ttft_ms" errors hint="optional">
                     <TextInput id="f-slo-ttft" sig=f.slo_ttft/>
@@ -277,8 +275,11 @@ const KNOWN: &[&str] = &[
 ];
 
 #[component]
-fn TextInput(id: &'static str, sig: RwSignal<String>) -> impl IntoView {
-    view! { <input id=id type="text" prop:value=move || sig.get() on:input=move |ev| sig.set(event_target_value(&ev))/> }
+fn TextInput(id: &'static str, sig: RwSignal<String>, #[prop(into, optional)] placeholder: Signal<String>) -> impl IntoView {
+    view! {
+        <input id=id type="text" placeholder=move || placeholder.get()
+            prop:value=move || sig.get() on:input=move |ev| sig.set(event_target_value(&ev))/>
+    }
 }
 
 #[component]
