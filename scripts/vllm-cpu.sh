@@ -8,7 +8,8 @@
 #   scripts/vllm-cpu.sh stop | status
 #
 # Knobs: PORT (default: a free one), MAX_MODEL_LEN (2048), KV_GIB (1), MODEL_NAME (tiny),
-# VLLM_EXTRA_ARGS (e.g. "--max-num-seqs 8 --num-gpu-blocks-override 16"), MODEL_ARGS
+# VLLM_EXTRA_ARGS (e.g. "--max-num-seqs 8 --num-gpu-blocks-override 16"), VLLM_CPU_OMP_THREADS_BIND
+# (default: all cores but the last), MODEL_ARGS
 # (make_test_model.py flags), READY_TIMEOUT (600 s).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -72,6 +73,10 @@ fi
 PORT="${PORT:-$("$VENV/bin/python" -c "import socket;s=socket.socket();s.bind(('127.0.0.1',0));print(s.getsockname()[1])")}"
 BASE="http://127.0.0.1:$PORT"
 export VLLM_CPU_KVCACHE_SPACE="${KV_GIB:-1}" VLLM_HOST_IP=127.0.0.1 VLLM_NO_USAGE_STATS=1 DO_NOT_TRACK=1
+# The engine's OpenMP threads would take every core and starve vLLM's own HTTP front end (and the
+# load generator): streams then arrive in one burst at the end. Leave the last core free.
+CORES=$(nproc)
+export VLLM_CPU_OMP_THREADS_BIND="${VLLM_CPU_OMP_THREADS_BIND:-0-$(( CORES > 1 ? CORES - 2 : 0 ))}"
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export VLLM_CACHE_ROOT="$CACHE/vllm-compile-cache" VLLM_CONFIG_ROOT="$CACHE/vllm-config"
 mkdir -p "$RUN/tmp"; export TMPDIR="$RUN/tmp"
