@@ -54,9 +54,10 @@ pub fn App() -> impl IntoView {
             Err(e) => ctx.target_error.set(Some(e)),
         }
         runs_list::refresh(ctx).await;
-        // Show the newest run, if any, so a reload keeps watching.
+        // Show the run the address names (`#run=ID`, a shareable link), else the newest one.
+        let linked = live::linked_run().filter(|id| ctx.runs.with_untracked(|r| r.iter().any(|i| &i.id == id)));
         let newest = ctx.runs.with_untracked(|r| r.first().map(|i| i.id.clone()));
-        if let Some(id) = newest {
+        if let Some(id) = linked.or(newest) {
             live::watch(ctx, id);
         }
     });

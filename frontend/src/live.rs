@@ -9,8 +9,17 @@ use leptos::prelude::*;
 
 use crate::{api, runs_list, Ctx};
 
+/// The run named in the page address (`#run=ID`), if any.
+pub fn linked_run() -> Option<String> {
+    let hash = web_sys::window()?.location().hash().ok()?;
+    hash.strip_prefix("#run=").filter(|id| !id.is_empty()).map(String::from)
+}
+
 /// Shows run `id` and follows it until it ends or another run is shown.
 pub fn watch(ctx: Ctx, id: String) {
+    if let Some(location) = web_sys::window().map(|w| w.location()) {
+        let _ = location.set_hash(&format!("run={id}"));
+    }
     let generation = ctx.watch_gen.get_untracked() + 1;
     ctx.watch_gen.set(generation);
     if ctx.current.with_untracked(|c| c.as_ref().map(|v| v.info.id != id).unwrap_or(true)) {

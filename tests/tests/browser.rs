@@ -145,5 +145,13 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
     assert_eq!(rows.len(), 20, "one row per request sent (5 documents × repeat 4)");
     assert!(rows.iter().all(|r| &r[tokens_col] == "300"));
+    // The address names the shown run, so a reload (or a shared link) shows it again.
+    let run_id = c.find(Locator::Id("run-id")).await.unwrap().text().await.unwrap();
+    let hash = c.execute("return window.location.hash;", vec![]).await.unwrap();
+    assert_eq!(hash.as_str(), Some(format!("#run={run_id}").as_str()));
+    c.refresh().await.unwrap();
+    let shown = c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#summary")).await;
+    assert!(shown.is_ok(), "the finished run is shown again after a reload");
+    assert_eq!(c.find(Locator::Id("run-id")).await.unwrap().text().await.unwrap(), run_id);
     let _ = c.clone().close().await;
 }
