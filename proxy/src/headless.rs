@@ -46,7 +46,7 @@ pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: 
     })?;
     let (registry, _) = Registry::open(Some(out.to_path_buf()));
     let state = AppState::new(registry, engine.clone(), spec.target.clone());
-    let run_info = crate::server::api_new_run_info(&state, spec, info);
+    let run_info = state.new_run_info(spec, info);
     let run = Run::new(run_info.clone(), Vec::new(), &state.shutdown);
     let sim_note = if run_info.target.simulated { " — SIMULATED target" } else { "" };
     eprintln!(

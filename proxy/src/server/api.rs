@@ -1,14 +1,13 @@
 //! JSON API handlers: start, stop, list and read experiments; downloads.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use caplab_shared::{ExperimentSpec, RunInfo, RunStatus, RunView, TargetInfo};
+use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -79,27 +78,11 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
         return Err(ApiError::Conflict(format!("run {busy} is still loading {}: stop it or wait for it to end", target.url)));
     }
     let spec = prepare(spec, &target).map_err(ApiError::Invalid)?;
-    let info = new_run_info(&st, spec, target);
+    let info = st.new_run_info(spec, target);
     let run = Run::new(info.clone(), Vec::new(), &st.shutdown);
     st.registry.insert(run.clone());
     st.spawn_run(run);
     Ok((StatusCode::CREATED, Json(info)).into_response())
-}
-
-pub fn new_run_info(st: &AppState, spec: ExperimentSpec, target: TargetInfo) -> RunInfo {
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let cells = spec.cells().len() as u32;
-    let per_cell = u64::from(st.engine.measured_requests(&spec) + spec.warmup);
-    RunInfo {
-        id: st.registry.next_id(now_ms),
-        cells_total: cells,
-        requests_total: per_cell * u64::from(cells),
-        spec,
-        target,
-        status: RunStatus::Running,
-        started_unix_ms: now_ms,
-        message: None,
-    }
 }
 
 fn find(st: &AppState, id: &str) -> Result<Arc<Run>, ApiError> {

@@ -6,15 +6,16 @@ mod error;
 mod ws;
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::routing::{get, post};
 use axum::Router;
+use caplab_shared::{ExperimentSpec, RunInfo, RunStatus, TargetInfo};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::runs::Registry;
-pub use api::new_run_info as api_new_run_info;
 pub use error::{ApiError, ErrorBody};
 
 /// What every handler shares.
@@ -37,6 +38,23 @@ impl AppState {
             default_target,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+        }
+    }
+
+    /// A new run's identity for a prepared spec against a probed target.
+    pub fn new_run_info(&self, spec: ExperimentSpec, target: TargetInfo) -> RunInfo {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let cells = spec.cells().len() as u32;
+        let per_cell = u64::from(self.engine.measured_requests(&spec) + spec.warmup);
+        RunInfo {
+            id: self.registry.next_id(now_ms),
+            cells_total: cells,
+            requests_total: per_cell * u64::from(cells),
+            spec,
+            target,
+            status: RunStatus::Running,
+            started_unix_ms: now_ms,
+            message: None,
         }
     }
 
