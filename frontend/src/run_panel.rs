@@ -117,7 +117,7 @@ fn Charts() -> impl IntoView {
             <LineChart id="chart-inflight" title="Requests in flight" unit="requests" series=in_flight
                 help="Requests sent and not yet finished"/>
             <LineChart id="chart-errors" title="Errors" unit="failed requests" series=errors integer=true
-                help="Failed requests so far (any class); they are excluded from latency and throughput"/>
+                help="Failed requests so far (any class; requests cut short by a stop are not counted); they are excluded from latency and throughput"/>
         </div>
         <p class="muted small chart-note">"Charts sample the run every 250 ms. Output tokens/s is averaged over the last second; the latency chart shows percentiles of the successful requests that ended in the last 5 s, measured from each request's scheduled send time."</p>
     }

@@ -79,7 +79,7 @@ pub struct LiveTick {
     pub in_flight: u32,
     /// Requests finished so far in the whole run (ok, failed and warm-up).
     pub requests_done: u64,
-    /// Requests failed so far in the whole run.
+    /// Requests failed so far in the whole run (requests cut short by a stop are not failures).
     pub errors: u64,
     /// Output tokens per second over the last second. Live estimate: streamed text events
     /// are counted as they arrive and corrected to the server's `usage` when each request ends.

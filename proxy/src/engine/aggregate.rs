@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use caplab_shared::stats::percentile;
-use caplab_shared::{LiveTick, RequestSample, ServerMsg};
+use caplab_shared::{ErrorClass, LiveTick, RequestSample, ServerMsg};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::time::Instant;
 
@@ -53,9 +53,9 @@ impl<'a> Aggregator<'a> {
         let now = Instant::now();
         while let Ok(s) = rx.try_recv() {
             self.done += 1;
-            if s.error.is_some() {
+            if s.error.is_some_and(|e| e != ErrorClass::Cancelled) {
                 self.errors += 1;
-            } else if !s.warmup {
+            } else if s.error.is_none() && !s.warmup {
                 self.recent.push_back((now, s.ttft_ms, s.e2e_ms));
             }
             self.batch.push(s);
