@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use caplab_shared::{ExperimentSpec, RunStatus, ServerMsg};
+use caplab_shared::{ExperimentSpec, FieldError, RunStatus, ServerMsg};
 
 use crate::engine::{prepare, Engine};
 use crate::runs::{Registry, Run};
@@ -14,16 +14,13 @@ use crate::target::probe;
 
 pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let keys: toml::Table = toml::from_str(&text).with_context(|| format!("{} is not a valid experiment", file.display()))?;
-    if !keys.contains_key("workload") {
-        bail!("{} is not a valid experiment: workload: required: \"chat\" or \"batch\"", file.display());
+    let invalid = || format!("{} is not a valid experiment", file.display());
+    let keys: toml::Table = toml::from_str(&text).with_context(invalid)?;
+    let missing = ExperimentSpec::missing_required(|k| keys.contains_key(k));
+    if !missing.is_empty() {
+        bail!("{}:\n  {}", invalid(), listed(&missing));
     }
-    let mut spec: ExperimentSpec = toml::from_str(&text).with_context(|| format!("{} is not a valid experiment", file.display()))?;
-    let errors = spec.validate();
-    if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        bail!("{} is not a valid experiment:\n  {}", file.display(), list.join("\n  "));
-    }
+    let mut spec: ExperimentSpec = toml::from_str(&text).with_context(invalid)?;
     if let Some(t) = target {
         spec.target = t;
     }
@@ -32,18 +29,14 @@ pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: 
     }
     let errors = spec.validate();
     if !errors.is_empty() {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        bail!("invalid --target or --gpu:\n  {}", list.join("\n  "));
+        bail!("{} (with --target and --gpu applied):\n  {}", invalid(), listed(&errors));
     }
     if spec.target.is_empty() {
         spec.target = crate::cli::spawn_sim(Default::default()).await?;
     }
     let engine = Engine::new();
     let info = probe(&engine.client, &spec.target).await?;
-    let spec = prepare(spec, &info).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("the experiment does not fit {}:\n  {}", info.url, list.join("\n  "))
-    })?;
+    let spec = prepare(spec, &info).map_err(|errors| anyhow::anyhow!("the experiment does not fit {}:\n  {}", info.url, listed(&errors)))?;
     let (registry, _) = Registry::open(Some(out.to_path_buf()));
     let state = AppState::new(registry, engine.clone(), spec.target.clone());
     let run_info = state.new_run_info(spec, info);
@@ -101,6 +94,11 @@ pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: 
         None => eprintln!("results were not saved"),
     }
     Ok(if view.info.status == RunStatus::Finished { ExitCode::SUCCESS } else { ExitCode::from(2) })
+}
+
+/// Field errors, one per line.
+fn listed(errors: &[FieldError]) -> String {
+    errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  ")
 }
 
 /// The results as an aligned text table, one row per cell.

@@ -137,14 +137,21 @@ impl Registry {
         }
     }
 
-    /// The id of a run still loading `target_url`, if any.
-    pub fn running_on(&self, target_url: &str) -> Option<String> {
-        let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
-        runs.values().map(|r| r.info()).find(|i| i.status == RunStatus::Running && i.target.url == target_url).map(|i| i.id)
-    }
-
-    pub fn insert(&self, run: Arc<Run>) {
-        self.runs.write().unwrap_or_else(|p| p.into_inner()).insert(run.id.clone(), run);
+    /// Adds a new run unless another run is still loading the same target (checked and added
+    /// under one lock); then returns that run's id and gives back the new run's claimed folder.
+    pub fn insert_unless_busy(&self, run: Arc<Run>) -> Result<(), String> {
+        let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+        let url = run.info().target.url;
+        let busy = runs.values().map(|r| r.info()).find(|i| i.status == RunStatus::Running && i.target.url == url);
+        if let Some(busy) = busy {
+            drop(runs);
+            if let Some(dir) = &self.dir {
+                let _ = std::fs::remove_dir(dir.join(&run.id)); // only the empty claim from next_id
+            }
+            return Err(busy.id);
+        }
+        runs.insert(run.id.clone(), run);
+        Ok(())
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Run>> {

@@ -192,7 +192,16 @@ pub mod limits {
     pub const MAX_LABEL: usize = 200;
 }
 
+/// Fields a spec must state itself, with the hint shown when one is missing: no load starts
+/// from an empty body or file.
+pub const REQUIRED_FIELDS: &[(&str, &str)] = &[("workload", "required: \"chat\" or \"batch\"")];
+
 impl ExperimentSpec {
+    /// One error per required field that `has` says the input lacks.
+    pub fn missing_required(has: impl Fn(&str) -> bool) -> Vec<FieldError> {
+        REQUIRED_FIELDS.iter().filter(|(field, _)| !has(field)).map(|(field, hint)| FieldError::new(field, *hint)).collect()
+    }
+
     /// Every problem with the spec, one entry per field; empty when it can run.
     pub fn validate(&self) -> Vec<FieldError> {
         use limits::*;
@@ -399,6 +408,12 @@ mod tests {
         assert_eq!(s.validate()[0].field, "rate");
         let s = ExperimentSpec { concurrency: (1..=200).collect(), max_new_tokens: vec![1, 2], ..Default::default() };
         assert_eq!(s.validate()[0].field, "concurrency");
+    }
+
+    #[test]
+    fn the_workload_must_be_stated() {
+        assert_eq!(ExperimentSpec::missing_required(|_| false)[0].field, "workload");
+        assert!(ExperimentSpec::missing_required(|k| k == "workload").is_empty());
     }
 
     #[test]

@@ -141,6 +141,8 @@ async fn a_second_run_on_a_busy_target_is_refused() {
     assert_eq!(second.status(), 409);
     let body: serde_json::Value = second.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains(&first), "the refusal names the busy run: {body}");
+    let folders: Vec<_> = std::fs::read_dir(&caplab.data_dir).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(folders, vec![std::ffi::OsString::from(&first)], "the refused run leaves no folder behind");
     c.post(caplab.api(&format!("runs/{first}/stop"))).send().await.unwrap();
     wait_for_end(&c, &caplab, &first, Duration::from_secs(10)).await.unwrap();
     let third = start_run(&c, &caplab, json!({"workload": "chat", "max_new_tokens": [4], "requests": 2})).await.unwrap();

@@ -45,10 +45,12 @@ pub async fn list_runs(State(st): State<Arc<AppState>>) -> Json<Vec<RunInfo>> {
 /// Parses a spec, naming the field that is wrong when it does not fit.
 pub fn parse_spec(body: &[u8]) -> Result<ExperimentSpec, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))?;
-    match value.as_object() {
-        None => return Err(ApiError::field("spec", "the experiment must be a JSON object")),
-        Some(o) if !o.contains_key("workload") => return Err(ApiError::field("workload", "required: \"chat\" or \"batch\"")),
-        Some(_) => {}
+    let Some(object) = value.as_object() else {
+        return Err(ApiError::field("spec", "the experiment must be a JSON object"));
+    };
+    let missing = ExperimentSpec::missing_required(|k| object.contains_key(k));
+    if !missing.is_empty() {
+        return Err(ApiError::Invalid(missing));
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -73,14 +75,14 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
         spec.target = st.default_target.clone();
     }
     let target = probe(&st.engine.client, &spec.target).await.map_err(|e| ApiError::field("target", e.to_string()))?;
-    // Two runs loading one server at once would each measure the other's load.
-    if let Some(busy) = st.registry.running_on(&target.url) {
-        return Err(ApiError::Conflict(format!("run {busy} is still loading {}: stop it or wait for it to end", target.url)));
-    }
     let spec = prepare(spec, &target).map_err(ApiError::Invalid)?;
     let info = st.new_run_info(spec, target);
     let run = Run::new(info.clone(), Vec::new(), &st.shutdown);
-    st.registry.insert(run.clone());
+    // Two runs loading one server at once would each measure the other's load.
+    if let Err(busy) = st.registry.insert_unless_busy(run.clone()) {
+        let url = &info.target.url;
+        return Err(ApiError::Conflict(format!("run {busy} is still loading {url}: stop it or wait for it to end")));
+    }
     st.spawn_run(run);
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
