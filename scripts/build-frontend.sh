@@ -1,10 +1,36 @@
 #!/usr/bin/env bash
-# Builds the wasm dashboard into frontend/dist (which the caplab binary embeds at build time).
+# Builds the wasm dashboard into frontend/dist, which is committed and embedded in the caplab
+# binary at build time (so `scripts/serve.sh` needs only `cargo build`).
+#   scripts/build-frontend.sh           rebuild (installs the wasm toolchain first if missing)
+#   scripts/build-frontend.sh --check   exit 1 if frontend/dist was not built from today's sources
+# frontend/dist/SOURCES names the hash of every input of the build; --check recomputes it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+OUT=frontend/dist
+
+sources_hash() {
+  # Everything the wasm is made from: the frontend, the shared types, the page, the lock, this script.
+  git ls-files -co --exclude-standard -- frontend shared index.html Cargo.lock Cargo.toml scripts/build-frontend.sh \
+    | grep -v "^$OUT" | LC_ALL=C sort | while read -r f; do [[ -f "$f" ]] && { echo "$f"; cat "$f"; }; done \
+    | sha256sum | cut -d' ' -f1
+}
+
+if [[ "${1:-}" == --check ]]; then
+  want=$(sources_hash)
+  have=$(cat "$OUT/SOURCES" 2>/dev/null || echo none)
+  if [[ "$want" != "$have" ]]; then
+    echo "[build-frontend] frontend/dist is stale (built from $have, sources are $want):" >&2
+    echo "[build-frontend] run scripts/build-frontend.sh and commit frontend/dist" >&2
+    exit 1
+  fi
+  echo "[build-frontend] frontend/dist is fresh" >&2
+  exit 0
+fi
+
+HASH=$(sources_hash)   # of the sources as they are when the build starts
+scripts/setup.sh wasm
 PROFILE="${CAPLAB_WASM_PROFILE:-wasm-release}"
 cargo build -p caplab-frontend --target wasm32-unknown-unknown --profile "$PROFILE"
-OUT=frontend/dist
 rm -rf "$OUT.new" && mkdir -p "$OUT.new/pkg"
 wasm-bindgen --target web --no-typescript --out-dir "$OUT.new/pkg" \
   "target/wasm32-unknown-unknown/$PROFILE/caplab_frontend.wasm"
@@ -14,5 +40,6 @@ if [[ -x .tools/node_modules/.bin/wasm-opt ]]; then
     "$OUT.new/pkg/caplab_frontend_bg.wasm" -o "$OUT.new/pkg/caplab_frontend_bg.wasm"
 fi
 cp index.html "$OUT.new/index.html"
+echo "$HASH" > "$OUT.new/SOURCES"
 rm -rf "$OUT" && mv "$OUT.new" "$OUT"
 echo "[build-frontend] $(du -h "$OUT/pkg/caplab_frontend_bg.wasm" | cut -f1) wasm in $OUT" >&2

@@ -1,7 +1,7 @@
 //! The experiment form. Values are kept as typed text; the server validates the
 //! spec and its field errors are shown next to the fields they concern.
 
-use caplab_shared::{FieldError, RunInfo};
+use caplab_shared::{ExperimentSpec, FieldError, LengthControl, RunInfo};
 use leptos::prelude::*;
 use serde_json::{json, Map, Value};
 
@@ -53,6 +53,63 @@ impl Fields {
             slo_ttft: s(""),
             slo_tpot: s(""),
         }
+    }
+
+    /// Puts a run's settings back into the form (after a reload, or when another run is
+    /// shown), so it can be rerun or changed. The results label's "(simulated)" is left out:
+    /// caplab adds it again for a simulated target only.
+    fn load(self, spec: &ExperimentSpec, default_target: Option<&str>) {
+        let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
+        let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
+        let gpu = spec.gpu.trim_end_matches(" (simulated)");
+        self.name.set(spec.name.clone());
+        self.target.set(if Some(spec.target.as_str()) == default_target { String::new() } else { spec.target.clone() });
+        self.workload.set(spec.workload.as_str().into());
+        self.model.set(spec.model.clone());
+        self.gpu.set(if gpu == "simulated" || gpu == "unlabelled" { String::new() } else { gpu.to_string() });
+        self.mode.set(spec.mode.as_str().into());
+        if !spec.concurrency.is_empty() {
+            self.concurrency.set(list(&spec.concurrency));
+        }
+        if !spec.rate.is_empty() {
+            self.rate.set(spec.rate.iter().map(f64::to_string).collect::<Vec<_>>().join(", "));
+        }
+        self.burstiness.set(spec.burstiness.to_string());
+        self.max_in_flight.set(spec.max_in_flight.to_string());
+        self.max_new_tokens.set(list(&spec.max_new_tokens));
+        self.requests.set(spec.requests.to_string());
+        self.repeat.set(spec.repeat.to_string());
+        self.warmup.set(spec.warmup.to_string());
+        self.timeout_s.set(spec.timeout_s.to_string());
+        self.slo_e2e.set(opt(spec.slo.e2e_ms));
+        self.slo_ttft.set(opt(spec.slo.ttft_ms));
+        self.slo_tpot.set(opt(spec.slo.tpot_ms));
+    }
+
+    /// A warning when a concurrency is above the requests a cell sends: then at most that many
+    /// are ever in flight, whatever the label says.
+    fn concurrency_warning(self, documents: u32) -> Option<String> {
+        if self.mode.get() == "rate" {
+            return None;
+        }
+        let requests: u32 = self.requests.get().trim().parse().unwrap_or(0);
+        let repeat: u32 = self.repeat.get().trim().parse().unwrap_or(1);
+        let planned = match (requests, self.workload.get().as_str()) {
+            (r, _) if r > 0 => r,
+            (_, "chat") => 64,
+            _ => documents.saturating_mul(repeat).max(1),
+        };
+        let over: Vec<String> = self
+            .concurrency
+            .get()
+            .split([',', ' '])
+            .filter_map(|c| c.trim().parse::<u32>().ok())
+            .filter(|&c| c > planned)
+            .map(|c| c.to_string())
+            .collect();
+        (!over.is_empty()).then(|| {
+            format!("concurrency {} is above the {planned} requests per cell: at most {planned} will be in flight (raise requests or repeat)", over.join(", "))
+        })
     }
 
     /// The spec as JSON, or the fields that cannot even be read as numbers.
@@ -148,6 +205,33 @@ pub fn ExperimentForm() -> impl IntoView {
     let general_error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
 
+    // The shown run's settings fill the form whenever another run is shown (a reload included).
+    let loaded = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        let shown = ctx.current.with(|c| c.as_ref().map(|v| (v.info.id.clone(), v.info.spec.clone())));
+        if let Some((id, spec)) = shown {
+            if loaded.get_untracked().as_deref() != Some(id.as_str()) {
+                let default_target = ctx.target.with_untracked(|t| t.as_ref().map(|t| t.url.clone()));
+                f.load(&spec, default_target.as_deref());
+                loaded.set(Some(id));
+            }
+        }
+    });
+    // A refusal ("run X is still loading …") no longer holds once the shown run has ended.
+    Effect::new(move |_| {
+        if ctx.current.with(|c| c.as_ref().is_some_and(|v| v.info.status.is_terminal())) {
+            general_error.set(None);
+        }
+    });
+    let concurrency_warning = move || f.concurrency_warning(ctx.documents.get());
+    let length_warning = move || {
+        ctx.target.with(|t| {
+            t.as_ref().filter(|t| t.server.length_control() == LengthControl::None).map(|t| {
+                format!("{} cannot force the output length: outputs may be shorter than max_new_tokens (each request's real length is recorded)", t.server.label())
+            })
+        })
+    };
+
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         general_error.set(None);
@@ -208,6 +292,7 @@ pub fn ExperimentForm() -> impl IntoView {
                 <Show when=move || !rate_mode()>
                     <Field label="Concurrency" key="concurrency" errors hint="one value, or a list for a grid: 8, 16, 32">
                         <TextInput id="f-concurrency" sig=f.concurrency/>
+                        {move || concurrency_warning().map(|w| view! { <span class="form-warn" id="concurrency-warning">{w}</span> })}
                     </Field>
                 </Show>
                 <Show when=rate_mode>
@@ -223,6 +308,7 @@ pub fn ExperimentForm() -> impl IntoView {
                 </Show>
                 <Field label="max_new_tokens" key="max_new_tokens" errors hint="one value or a list: 256, 512">
                     <TextInput id="f-max_new_tokens" sig=f.max_new_tokens/>
+                    {move || length_warning().map(|w| view! { <span class="form-warn" id="length-warning">{w}</span> })}
                 </Field>
                 <Field label="Requests per cell" key="requests" errors hint="0 = default: chat 64, batch documents × repeat">
                     <TextInput id="f-requests" sig=f.requests/>

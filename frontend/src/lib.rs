@@ -30,6 +30,8 @@ pub struct Ctx {
     pub watch_gen: RwSignal<u64>,
     /// Whether the live socket is connected.
     pub connected: RwSignal<bool>,
+    /// Documents in the batch workload (a batch cell's default requests = documents × repeat).
+    pub documents: RwSignal<u32>,
 }
 
 #[wasm_bindgen(start)]
@@ -46,9 +48,15 @@ pub fn App() -> impl IntoView {
         runs: RwSignal::new(Vec::new()),
         watch_gen: RwSignal::new(0),
         connected: RwSignal::new(false),
+        documents: RwSignal::new(5),
     };
     provide_context(ctx);
     leptos::task::spawn_local(async move {
+        if let Ok(d) = api::get_json::<serde_json::Value>("api/defaults").await {
+            if let Some(n) = d["documents"].as_u64() {
+                ctx.documents.set(n as u32);
+            }
+        }
         match api::get_json::<TargetInfo>("api/target").await {
             Ok(t) => ctx.target.set(Some(t)),
             Err(e) => ctx.target_error.set(Some(e)),
@@ -79,21 +87,35 @@ pub fn App() -> impl IntoView {
     }
 }
 
-/// Says what the numbers come from; a simulated target is flagged loudly.
+/// Says what the numbers come from (a simulated target is flagged loudly), which engine
+/// answered and why caplab thinks so, and what caplab cannot do with it.
 #[component]
 fn TargetBadge() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     move || match (ctx.target.get(), ctx.target_error.get()) {
         (Some(t), _) if t.simulated => view! {
-            <span class="badge simulated" title="caplab's built-in simulator: every number it produces is simulated, not measured on a GPU">
+            <span class="badge simulated" id="target-badge" title="caplab's built-in simulator: every number it produces is simulated, not measured on a GPU">
                 "SIMULATED vLLM · " {t.models.first().cloned().unwrap_or_default()}
             </span>
         }
         .into_any(),
-        (Some(t), _) => view! {
-            <span class="badge real">{t.server.clone()} " · " {t.url.clone()} " · " {t.models.join(", ")}</span>
+        (Some(t), _) => {
+            let version = t.version.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
+            let models = if t.models.is_empty() { "models not listed".to_string() } else { t.models.join(", ") };
+            let why = format!("recognised by: {}", t.evidence.join("; "));
+            let missing = t.server.unavailable();
+            view! {
+                <span class="badge real" id="target-badge" title=why>
+                    {t.server.label()} {version} " · " {t.url.clone()} " · " {models}
+                </span>
+                {(!missing.is_empty()).then(|| view! {
+                    <span class="badge warn" id="target-limits" title=missing.join("\n")>
+                        {format!("unavailable with this server: {}", missing.iter().map(|m| m.split(':').next().unwrap_or(m)).collect::<Vec<_>>().join(", "))}
+                    </span>
+                })}
+            }
+            .into_any()
         }
-        .into_any(),
         (None, Some(e)) => view! { <span class="badge error">"target unreachable: " {e}</span> }.into_any(),
         (None, None) => view! { <span class="badge">"reading target…"</span> }.into_any(),
     }

@@ -1,7 +1,7 @@
 //! The shown run: progress, live charts, the results table filling in cell by cell,
 //! the summary, and downloads.
 
-use caplab_shared::{CellResult, RunStatus, RunView};
+use caplab_shared::{CellResult, LengthControl, RunStatus, RunView};
 use leptos::prelude::*;
 
 use crate::charts::{LineChart, Series};
@@ -48,13 +48,15 @@ fn RunHeader() -> impl IntoView {
     let what = move || {
         with_view(ctx, |v| {
             let s = &v.info.spec;
-            format!("{} · {} · {} · {} · target {}", s.workload.as_str(), s.mode.as_str(), s.model, s.gpu, v.info.target.url)
+            let t = &v.info.target;
+            format!("{} · {} · {} · {} · target {} ({})", s.workload.as_str(), s.mode.as_str(), s.model, s.gpu, t.url, t.server.label())
         })
         .unwrap_or_default()
     };
     let simulated = move || with_view(ctx, |v| v.info.target.simulated).unwrap_or(false);
     let name = move || with_view(ctx, |v| v.info.spec.name.clone()).unwrap_or_default();
     let message = move || with_view(ctx, |v| v.info.message.clone()).flatten();
+    let stream_facts = move || with_view(ctx, stream_facts).flatten();
     let stop = move |_| {
         let id = id();
         leptos::task::spawn_local(async move {
@@ -82,6 +84,7 @@ fn RunHeader() -> impl IntoView {
                 <span class="progress-text" id="progress-text">{move || format!("{:.0}% · ", progress() * 100.0)}{line}</span>
             </div>
             {move || message().map(|m| view! { <p class="muted">{m}</p> })}
+            {move || stream_facts().map(|m| view! { <p class="muted small" id="stream-facts">{m}</p> })}
             <div class="downloads">
                 <a id="download-csv" class="button" href=move || format!("api/runs/{}/requests.csv", id()) download="">"Download CSV (one row per request)"</a>
                 <a id="download-summary" class="button" href=move || format!("api/runs/{}/summary.csv", id()) download="">"Summary CSV (one row per cell)"</a>
@@ -89,6 +92,31 @@ fn RunHeader() -> impl IntoView {
             </div>
         </div>
     }
+}
+
+/// What the run's streams showed about the server: whether it ends streams with `[DONE]`
+/// (recorded, never required) and whether it could be made to give exact output lengths.
+fn stream_facts(v: &RunView) -> Option<String> {
+    let ok: u32 = v.cells.iter().map(|c| c.requests_ok).sum();
+    if ok == 0 {
+        return None;
+    }
+    let done: u32 = v.cells.iter().map(|c| c.done_markers).sum();
+    let short: u32 = v.cells.iter().map(|c| c.short_outputs).sum();
+    let marker = match done {
+        0 => "streams end at their finish reason, without data: [DONE]".to_string(),
+        d if d == ok => "streams end with data: [DONE]".to_string(),
+        d => format!("{d} of {ok} streams ended with data: [DONE]"),
+    };
+    let can_force = v.info.target.server.length_control() != LengthControl::None;
+    let length = match (can_force, v.info.spec.ignore_eos, short) {
+        (false, _, 0) => "output length cannot be forced on this server, yet every output had max_new_tokens".to_string(),
+        (false, _, s) => format!("output length cannot be forced on this server: {s} of {ok} outputs ended early (completion_tokens in the CSV)"),
+        (true, false, s) => format!("exact output length was not asked for: {s} of {ok} outputs ended early"),
+        (true, true, 0) => "every output had exactly max_new_tokens".to_string(),
+        (true, true, s) => format!("{s} of {ok} outputs were shorter than max_new_tokens (clamped to the context)"),
+    };
+    Some(format!("{}: {marker}; {length}.", v.info.target.server.label()))
 }
 
 #[component]
@@ -186,6 +214,12 @@ fn ResultsTable() -> impl IntoView {
                 </tbody>
             </table>
             </div>
+            <ul class="notes" id="cell-notes">
+                {move || with_view(ctx, |v| v.cells.iter().flat_map(|c| {
+                    let label = v.info.spec.cells().get(c.cell as usize).map(|s| s.label()).unwrap_or_default();
+                    c.notes.iter().map(move |n| view! { <li>{format!("{label}: {n}")}</li> }).collect::<Vec<_>>()
+                }).collect_view())}
+            </ul>
             <p class="muted small" id="slo-note">{slo_note}</p>
             <p class="muted small">"Latencies count from each request's scheduled send time. Percentiles interpolate linearly between ranks (numpy's default). Token counts come from the server's usage, never from counting events. A cell marked partial was cut short by a stop: its numbers cover only the requests that ended."</p>
         </div>
@@ -240,7 +274,15 @@ fn Summary() -> impl IntoView {
                 (_, true) => format!("Best cell within SLO · {label}"),
                 (_, false) => format!("No cell met its SLO · highest throughput: {label}"),
             };
-            let errors = c.errors.iter().map(|(k, v)| format!("{} {v}", k.as_str())).collect::<Vec<_>>().join(", ");
+            // Requests cut short by a stop are not failures: they are shown apart.
+            let errors = c
+                .errors
+                .iter()
+                .filter(|(k, _)| **k != caplab_shared::ErrorClass::Cancelled)
+                .map(|(k, v)| format!("{} {v}", k.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let cancelled = c.requests_cancelled;
             view! {
                 <div class="card summary" id="summary">
                     <h2>{heading} {simulated.then_some(" (SIMULATED)")}</h2>
@@ -251,9 +293,10 @@ fn Summary() -> impl IntoView {
                         <Stat label="TTFT p95" value=format!("{} ms", fmt_opt(c.ttft.p95, 0)) help="95th percentile time to first token"/>
                         <Stat label="E2E p50" value=format!("{} ms", fmt_opt(c.e2e.p50, 0)) help="end-to-end latency, from the scheduled send time"/>
                         <Stat label="E2E p95" value=format!("{} ms", fmt_opt(c.e2e.p95, 0)) help="95th percentile end-to-end latency"/>
-                        <Stat label="errors" value=c.requests_failed.to_string() help="failed measured requests, excluded from all latency and throughput numbers"/>
+                        <Stat label="failed" value=c.requests_failed.to_string() help="failed measured requests (any error class), excluded from all latency and throughput numbers"/>
                     </div>
-                    {(!errors.is_empty()).then(|| view! { <p class="muted">"by class: " {errors}</p> })}
+                    {(!errors.is_empty()).then(|| view! { <p class="muted">"failed by class: " {errors}</p> })}
+                    {(cancelled > 0).then(|| view! { <p class="muted" id="summary-cancelled">{format!("{cancelled} requests cut short by the stop: not failures, and left out of every number")}</p> })}
                 </div>
             }
         })

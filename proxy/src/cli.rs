@@ -101,6 +101,8 @@ pub fn main(cli: Cli) -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAPLAB_LOG").unwrap_or_else(|_| "caplab=info".into()))
         .with_writer(std::io::stderr)
+        // Colour only for a terminal: a log written to a file or pipe stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(r) => r,

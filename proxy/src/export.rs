@@ -31,6 +31,8 @@ pub struct RequestRow {
     pub http_status: Option<u16>,
     pub error_class: Option<ErrorClass>,
     pub error_message: Option<String>,
+    #[serde(default)]
+    pub done_marker: bool,
 }
 
 /// One grid cell, as written to `summary.csv`: the notes' eight columns first.
@@ -100,6 +102,10 @@ pub struct SummaryRow {
     pub slo_missed: String,
     pub good_requests: u32,
     pub goodput_rps: f64,
+    pub short_outputs: u32,
+    pub tokens_unknown: u32,
+    pub done_markers: u32,
+    pub notes: String,
 }
 
 fn r2(v: f64) -> f64 {
@@ -180,6 +186,10 @@ impl SummaryRow {
             slo_missed: c.slo_missed.join("; "),
             good_requests: c.good_requests,
             goodput_rps: r3(c.goodput_rps),
+            short_outputs: c.short_outputs,
+            tokens_unknown: c.tokens_unknown,
+            done_markers: c.done_markers,
+            notes: c.notes.join("; "),
         }
     }
 }
@@ -212,6 +222,7 @@ impl RequestRow {
             http_status: s.http_status,
             error_class: s.error,
             error_message: s.error_message.clone(),
+            done_marker: s.done_marker,
         }
     }
 
@@ -234,6 +245,7 @@ impl RequestRow {
             http_status: self.http_status,
             error: self.error_class,
             error_message: self.error_message,
+            done_marker: self.done_marker,
             itl_gaps_ms: Vec::new(),
         }
     }

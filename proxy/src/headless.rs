@@ -5,22 +5,19 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use caplab_shared::{ExperimentSpec, FieldError, RunStatus, ServerMsg};
+use caplab_shared::{FieldError, RunStatus, ServerMsg};
 
 use crate::engine::{prepare, Engine};
 use crate::runs::{Registry, Run};
+use crate::spec_input::spec_from_value;
 use crate::server::AppState;
 use crate::target::probe;
 
 pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let invalid = || format!("{} is not a valid experiment", file.display());
-    let keys: toml::Table = toml::from_str(&text).with_context(invalid)?;
-    let missing = ExperimentSpec::missing_required(|k| keys.contains_key(k));
-    if !missing.is_empty() {
-        bail!("{}:\n  {}", invalid(), listed(&missing));
-    }
-    let mut spec: ExperimentSpec = toml::from_str(&text).with_context(invalid)?;
+    let value: serde_json::Value = toml::from_str(&text).with_context(invalid)?;
+    let mut spec = spec_from_value(value).map_err(|errors| anyhow::anyhow!("{}:\n  {}", invalid(), listed(&errors)))?;
     if let Some(t) = target {
         spec.target = t;
     }

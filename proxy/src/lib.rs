@@ -11,5 +11,6 @@ pub mod headless;
 pub mod runs;
 pub mod server;
 pub mod sim;
+pub mod spec_input;
 pub mod target;
 pub mod workload;

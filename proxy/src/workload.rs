@@ -2,7 +2,7 @@
 //! the request bodies built from them.
 
 use bytes::Bytes;
-use caplab_shared::Workload;
+use caplab_shared::{LengthControl, ServerKind, Workload};
 use serde_json::json;
 
 const DOCS: &str = include_str!("../../data/docs_sample.txt");
@@ -51,29 +51,34 @@ impl RequestSet {
     }
 }
 
-/// Builds the bodies once per cell so no request serializes JSON while the clock runs.
-pub fn request_set(inputs: &Inputs, workload: Workload, model: &str, max_tokens: u32, ignore_eos: bool) -> RequestSet {
-    let extra = |mut v: serde_json::Value| {
+/// Builds the bodies once per cell so no request serializes JSON while the clock runs. Each
+/// body holds only fields `server` accepts (`transformers serve` refuses unknown ones with 422),
+/// and, when `exact` asks for exactly `max_tokens` output tokens, that server's own way of
+/// forcing it (see `ServerKind::length_control`; none for servers that have none).
+pub fn request_set(inputs: &Inputs, workload: Workload, model: &str, max_tokens: u32, server: ServerKind, exact: bool) -> RequestSet {
+    let body = |mut v: serde_json::Value, max_field: &str| {
         v["model"] = json!(model);
-        v["max_tokens"] = json!(max_tokens);
+        v[max_field] = json!(max_tokens);
         v["stream"] = json!(true);
         v["stream_options"] = json!({ "include_usage": true });
-        if ignore_eos {
-            v["ignore_eos"] = json!(true);
+        match (exact, server.length_control()) {
+            (true, LengthControl::IgnoreEos) => v["ignore_eos"] = json!(true),
+            (true, LengthControl::MinTokens) => v["min_tokens"] = json!(max_tokens),
+            _ => {}
         }
         Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
     };
     match workload {
         Workload::Batch => RequestSet {
             path: "/v1/completions",
-            bodies: inputs.documents.iter().map(|d| extra(json!({ "prompt": summarize_prompt(d) }))).collect(),
+            bodies: inputs.documents.iter().map(|d| body(json!({ "prompt": summarize_prompt(d) }), "max_tokens")).collect(),
         },
         Workload::Chat => RequestSet {
             path: "/v1/chat/completions",
             bodies: inputs
                 .chat_prompts
                 .iter()
-                .map(|p| extra(json!({ "messages": [{ "role": "user", "content": p }] })))
+                .map(|p| body(json!({ "messages": [{ "role": "user", "content": p }] }), server.chat_max_tokens_field()))
                 .collect(),
         },
     }
@@ -99,7 +104,7 @@ mod tests {
 
     #[test]
     fn bodies_carry_the_notes_prompt_and_stream_usage() {
-        let set = request_set(&Inputs::default(), Workload::Batch, "m", 256, false);
+        let set = request_set(&Inputs::default(), Workload::Batch, "m", 256, ServerKind::Vllm, false);
         assert_eq!(set.path, "/v1/completions");
         let v: serde_json::Value = serde_json::from_slice(&set.body(6)).unwrap();
         let prompt = v["prompt"].as_str().unwrap();
@@ -109,10 +114,30 @@ mod tests {
         assert_eq!(v["max_tokens"], 256);
         assert_eq!(v["stream_options"]["include_usage"], true);
         assert!(v.get("ignore_eos").is_none());
-        let chat = request_set(&Inputs::default(), Workload::Chat, "m", 8, true);
+        let chat = request_set(&Inputs::default(), Workload::Chat, "m", 8, ServerKind::Vllm, true);
         let v: serde_json::Value = serde_json::from_slice(&chat.body(0)).unwrap();
         assert_eq!(v["messages"][0]["role"], "user");
         assert_eq!(v["ignore_eos"], true);
+    }
+
+    /// Each engine gets only the fields it takes: exactly this set of keys.
+    #[test]
+    fn each_server_gets_only_its_fields() {
+        let keys = |kind: ServerKind, workload: Workload| {
+            let set = request_set(&Inputs::default(), workload, "m", 8, kind, true);
+            let v: serde_json::Value = serde_json::from_slice(&set.body(0)).unwrap();
+            let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+            k.sort();
+            k.join(",")
+        };
+        let plain = "max_tokens,messages,model,stream,stream_options";
+        assert_eq!(keys(ServerKind::TransformersServe, Workload::Chat), plain);
+        assert_eq!(keys(ServerKind::Tgi, Workload::Chat), plain);
+        assert_eq!(keys(ServerKind::OpenAiCompatible, Workload::Chat), plain);
+        assert_eq!(keys(ServerKind::Vllm, Workload::Chat), "ignore_eos,max_tokens,messages,model,stream,stream_options");
+        assert_eq!(keys(ServerKind::Sglang, Workload::Batch), "ignore_eos,max_tokens,model,prompt,stream,stream_options");
+        assert_eq!(keys(ServerKind::OpenAi, Workload::Chat), "max_completion_tokens,messages,model,stream,stream_options");
+        assert_eq!(keys(ServerKind::OpenAi, Workload::Batch), "max_tokens,model,prompt,stream,stream_options");
     }
 }
 

@@ -7,10 +7,12 @@ pub mod live;
 pub mod plot;
 pub mod result;
 pub mod sample;
+pub mod server;
 pub mod spec;
 pub mod stats;
 
 pub use live::{LiveTick, RunInfo, RunStatus, RunView, ServerMsg, TargetInfo};
 pub use result::{CellResult, Dist};
 pub use sample::{ErrorClass, RequestSample};
+pub use server::{LengthControl, ServerKind};
 pub use spec::{CellSpec, ExperimentSpec, FieldError, LoadMode, Slo, Workload};

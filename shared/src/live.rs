@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::result::CellResult;
+use crate::server::ServerKind;
 use crate::spec::ExperimentSpec;
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,8 +43,15 @@ pub struct TargetInfo {
     pub url: String,
     /// True when this is caplab's built-in simulator: its numbers are not a GPU's.
     pub simulated: bool,
-    /// What the target looks like: `caplab-sim`, `vllm`, or `openai-compatible`.
-    pub server: String,
+    /// Which engine it is (`vllm`, `sglang`, `tgi`, `llama.cpp`, `transformers-serve`, `ollama`,
+    /// `openai`, `caplab-sim`, or `openai-compatible` when not recognised).
+    pub server: ServerKind,
+    /// What the recognition rests on (e.g. `/v1/models owned_by "vllm"`), one item per clue.
+    #[serde(default)]
+    pub evidence: Vec<String>,
+    /// The engine's version, when it states one (`/version`, `/info`, `/api/version`).
+    #[serde(default)]
+    pub version: Option<String>,
     /// Model ids from `GET /v1/models` (empty when the server does not list them).
     pub models: Vec<String>,
     /// The first model's context length, when `/v1/models` states it (vLLM does).

@@ -68,6 +68,22 @@ pub struct CellResult {
     pub good_requests: u32,
     /// good_requests / total_time_s.
     pub goodput_rps: f64,
+    /// Successful measured requests with fewer output tokens than `max_new_tokens` (ended at
+    /// end-of-sequence where the server cannot force the length, or clamped to the context).
+    #[serde(default)]
+    pub short_outputs: u32,
+    /// Successful measured requests whose stream carried no `usage` (from a server not known to
+    /// send it): their tokens are unknown and missing from every token count and rate.
+    #[serde(default)]
+    pub tokens_unknown: u32,
+    /// Successful measured requests whose stream ended with `data: [DONE]` (a fact about the
+    /// server; streams without it are complete too).
+    #[serde(default)]
+    pub done_markers: u32,
+    /// What a reader must know to read this row, in words (e.g. concurrency above the cell's
+    /// request count, outputs shorter than asked).
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 impl CellResult {
@@ -119,6 +135,22 @@ impl CellResult {
             .filter(|s| meets(slo.e2e_ms, Some(s.e2e_ms)) && meets(slo.ttft_ms, s.ttft_ms) && meets(slo.tpot_ms, s.tpot_ms))
             .count() as u32;
         let (peak_concurrency, steady_start_s, steady_end_s) = steady_state(samples);
+        let short_outputs = ok.iter().filter(|s| s.completion_tokens.is_some_and(|n| n < cell.max_new_tokens)).count() as u32;
+        let tokens_unknown = ok.iter().filter(|s| s.completion_tokens.is_none()).count() as u32;
+        let done_markers = ok.iter().filter(|s| s.done_marker).count() as u32;
+        let mut notes = Vec::new();
+        if cell.rate.is_none() && cell.concurrency > planned {
+            notes.push(format!(
+                "concurrency {} exceeds the cell's {planned} requests: at most {planned} were ever in flight",
+                cell.concurrency
+            ));
+        }
+        if short_outputs > 0 {
+            notes.push(format!("{short_outputs} of {} outputs shorter than max_new_tokens {}", ok.len(), cell.max_new_tokens));
+        }
+        if tokens_unknown > 0 {
+            notes.push(format!("{tokens_unknown} of {} responses had no usage: their tokens are not counted", ok.len()));
+        }
 
         CellResult {
             cell: cell.index,
@@ -150,6 +182,10 @@ impl CellResult {
             slo_missed,
             good_requests,
             goodput_rps: per_s(f64::from(good_requests)),
+            short_outputs,
+            tokens_unknown,
+            done_markers,
+            notes,
         }
     }
 
@@ -237,6 +273,28 @@ mod tests {
         assert!(!r.slo_pass, "p95 1900 > 1500 and one failure");
         assert_eq!(r.good_requests, 2);
         assert_eq!(r.goodput_rps, 0.8);
+        assert_eq!((r.short_outputs, r.tokens_unknown, r.done_markers), (0, 0, 0));
+        assert!(r.notes.is_empty(), "{:?}", r.notes);
+    }
+
+    #[test]
+    fn short_outputs_missing_usage_done_markers_and_small_cells_are_noted() {
+        let cell = CellSpec { index: 0, concurrency: 32, max_new_tokens: 5, rate: None };
+        let mut samples = vec![sample(0.0, 100.0, 1000.0, 5), sample(0.0, 100.0, 1000.0, 3), sample(0.0, 100.0, 1000.0, 5)];
+        samples[0].done_marker = true;
+        samples[2].completion_tokens = None;
+        samples[2].prompt_tokens = None;
+        let r = CellResult::compute(&cell, &samples, &Slo::default(), 20);
+        assert_eq!((r.short_outputs, r.tokens_unknown, r.done_markers), (1, 1, 1));
+        assert_eq!(r.completion_tokens, 8, "only usage counts");
+        assert_eq!(
+            r.notes,
+            vec![
+                "concurrency 32 exceeds the cell's 20 requests: at most 20 were ever in flight",
+                "1 of 3 outputs shorter than max_new_tokens 5",
+                "1 of 3 responses had no usage: their tokens are not counted",
+            ]
+        );
     }
 
     #[test]

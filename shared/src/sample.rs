@@ -19,9 +19,11 @@ pub enum ErrorClass {
     BadRequest,
     /// A 5xx status.
     Server,
-    /// The body broke off mid-stream, or the server sent an error event inside the stream.
+    /// The body broke off mid-stream or ended before a finish reason, or the server sent an
+    /// error event inside the stream.
     Stream,
-    /// The response was not what an OpenAI-compatible server sends (bad JSON, no usage, no `[DONE]`).
+    /// The response was not what an OpenAI-compatible server sends (a chunk that is not JSON, no
+    /// usage from a server known to send it, `[DONE]` without a finish reason).
     Protocol,
     /// The run was stopped while this request was in flight.
     Cancelled,
@@ -92,6 +94,10 @@ pub struct RequestSample {
     pub error: Option<ErrorClass>,
     /// The server's or the client's own words about the failure.
     pub error_message: Option<String>,
+    /// The stream ended with `data: [DONE]`. Recorded about the server, never an error: a
+    /// stream is complete once a chunk carried a finish reason (`transformers serve` sends no `[DONE]`).
+    #[serde(default)]
+    pub done_marker: bool,
     /// Every gap between consecutive text-bearing events (ms); kept in memory for exact
     /// ITL percentiles, not written per request.
     #[serde(skip)]

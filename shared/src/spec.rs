@@ -107,7 +107,8 @@ pub struct ExperimentSpec {
     pub warmup: u32,
     /// A request that has not finished after this many seconds is ended as a `timeout` error.
     pub timeout_s: f64,
-    /// Ask for exactly `max_new_tokens` (vLLM's `ignore_eos`); sent only to servers known to accept it.
+    /// Ask for exactly `max_new_tokens`, by the target's own means (`ignore_eos` on vLLM, SGLang,
+    /// llama.cpp and the simulator); servers with none get no such field (`ServerKind::length_control`).
     pub ignore_eos: bool,
     pub slo: Slo,
     /// Seed for arrival times in rate mode.

@@ -34,35 +34,68 @@ pub enum Fault {
     NoUsage,
     /// An error event inside an otherwise normal stream.
     ErrorEvent,
+    /// A correct stream that ends without `data: [DONE]` (as `transformers serve` does): complete.
+    NoDone,
+    /// The body ends cleanly after a few tokens, before any finish reason: broken.
+    NoFinish,
+    /// HTTP 200 with an empty body.
+    EmptyBody,
 }
 
 pub struct FaultServer {
     pub plan: Vec<Fault>,
+    /// Answer like `transformers serve` (`server: uvicorn`, JSON `/health`, no `/metrics`), so
+    /// caplab knows this server sends `usage`; otherwise it is an unrecognised server.
+    pub transformers_like: bool,
     pub tokens: u32,
     pub token_delay: Duration,
     pub served: AtomicUsize,
 }
 
 /// Starts the server on 127.0.0.1:0; returns its base URL.
-pub async fn start(plan: Vec<Fault>, tokens: u32, token_delay: Duration) -> (String, Arc<FaultServer>) {
-    let state = Arc::new(FaultServer { plan, tokens, token_delay, served: AtomicUsize::new(0) });
-    let app = Router::new()
+pub async fn start(plan: Vec<Fault>, tokens: u32, token_delay: Duration, transformers_like: bool) -> (String, Arc<FaultServer>) {
+    let state = Arc::new(FaultServer { plan, transformers_like, tokens, token_delay, served: AtomicUsize::new(0) });
+    let mut app = Router::new()
         .route("/v1/models", get(|| async { Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":"faulty"}]})) }))
         .route("/v1/completions", post(generate))
         .route("/v1/chat/completions", post(generate))
         .with_state(state.clone());
+    if transformers_like {
+        app = app
+            .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
+            .layer(axum::middleware::map_response(|mut r: Response| async move {
+                r.headers_mut().insert(header::SERVER, header::HeaderValue::from_static("uvicorn"));
+                r
+            }));
+    }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
     tokio::spawn(async move { axum::serve(listener, app).await });
     (url, state)
 }
 
-fn chunk(text: &str) -> Bytes {
-    Bytes::from(format!("data: {}\n\n", json!({"id":"x","object":"text_completion","choices":[{"index":0,"text":text,"finish_reason":null}]})))
+fn chunk(text: &str, finish: Option<&str>) -> Bytes {
+    Bytes::from(format!("data: {}\n\n", json!({"id":"x","object":"text_completion","choices":[{"index":0,"text":text,"finish_reason":finish}]})))
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({"error": {"message": message, "type": "Error", "code": status.as_u16()}}))).into_response()
+}
+
+/// Serves `body` verbatim as the event stream of every POST: a recorded engine stream replayed.
+pub async fn replay(body: &'static [u8]) -> String {
+    let app = Router::new().fallback(move || async move {
+        // Sent in small pieces, so events straddle reads as they do on a real socket.
+        let pieces = body.chunks(97).map(|c| Ok::<_, std::io::Error>(Bytes::from_static(c))).collect::<Vec<_>>();
+        Response::builder()
+            .header(header::CONTENT_TYPE, "text/event-stream")
+            .body(Body::from_stream(futures_util::stream::iter(pieces)))
+            .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
 }
 
 async fn generate(State(s): State<Arc<FaultServer>>, body: Bytes) -> Response {
@@ -79,6 +112,7 @@ async fn generate(State(s): State<Arc<FaultServer>>, body: Bytes) -> Response {
         Fault::ContextLength => {
             return error(StatusCode::BAD_REQUEST, "This model's maximum context length is 64 tokens. However, you requested 300 tokens.")
         }
+        Fault::EmptyBody => return (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream")], "").into_response(),
         _ => {}
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
@@ -103,10 +137,12 @@ async fn generate(State(s): State<Arc<FaultServer>>, body: Bytes) -> Response {
                         let _ = tx.send(Ok(Bytes::from_static(b"data: {\"error\":{\"message\":\"injected stream error\",\"code\":500}}\n\n"))).await;
                         return;
                     }
+                    Fault::NoFinish => return,
                     _ => {}
                 }
             }
-            if tx.send(Ok(chunk(" tok"))).await.is_err() {
+            let finish = (i + 1 == tokens).then_some("length");
+            if tx.send(Ok(chunk(" tok", finish))).await.is_err() {
                 return;
             }
         }
@@ -114,7 +150,9 @@ async fn generate(State(s): State<Arc<FaultServer>>, body: Bytes) -> Response {
             let usage = json!({"id":"x","choices":[],"usage":{"prompt_tokens":7,"completion_tokens":tokens,"total_tokens":7 + tokens}});
             let _ = tx.send(Ok(Bytes::from(format!("data: {usage}\n\n")))).await;
         }
-        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        if fault != Fault::NoDone {
+            let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+        }
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
     Response::builder()

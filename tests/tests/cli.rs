@@ -58,6 +58,13 @@ async fn a_bad_experiment_file_is_refused_with_the_reason() {
     std::fs::write(&file, "workload = \"video\"\n").unwrap();
     let result = Command::new(caplab_bin()).arg("run").arg(&file).output().await.unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(stderr.contains("unknown variant `video`"), "{stderr}");
+    assert!(stderr.contains("workload: \"video\" is not one of: chat or batch"), "{stderr}");
+    // Every wrong field at once, in words rather than Rust types.
+    std::fs::write(&file, "workload = \"chat\"\nconcurrency = [-5]\ntimeout_s = \"soon\"\n").unwrap();
+    let result = Command::new(caplab_bin()).arg("run").arg(&file).output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(stderr.contains("concurrency: each value must be a whole number ≥ 0, not -5"), "{stderr}");
+    assert!(stderr.contains("timeout_s: must be a number, not the text \"soon\""), "{stderr}");
+    assert!(!stderr.contains("u32") && !stderr.contains("f64"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -10,19 +10,19 @@ use serde_json::json;
 #[tokio::test]
 async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
     use Fault::*;
-    let plan = vec![Ok, Status500, UnknownModel, ContextLength, Disconnect, Stall, Malformed, NoUsage, ErrorEvent, Ok];
-    let (target, server) = faults::start(plan.clone(), 6, Duration::from_millis(5)).await;
+    let plan = vec![Ok, Status500, UnknownModel, ContextLength, Disconnect, Stall, Malformed, NoUsage, ErrorEvent, Ok, NoDone, NoFinish, EmptyBody];
+    let (target, server) = faults::start(plan.clone(), 6, Duration::from_millis(5), true).await;
     let caplab = Caplab::start(&[]).await.unwrap();
     let c = reqwest::Client::new();
     let probe: serde_json::Value = c.get(caplab.api(&format!("target?url={target}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(probe["simulated"], false);
-    assert_eq!(probe["server"], "openai-compatible");
+    assert_eq!(probe["server"], "transformers-serve", "{probe}");
 
-    // 20 requests = the plan twice; the stalled ones end by the 1 s timeout.
+    // 26 requests = the plan twice; the stalled ones end by the 1 s timeout.
     let id = start_run(
         &c,
         &caplab,
-        json!({"target": target, "workload": "batch", "concurrency": [5], "max_new_tokens": [6], "requests": 20, "timeout_s": 1.0}),
+        json!({"target": target, "workload": "batch", "concurrency": [5], "max_new_tokens": [6], "requests": 26, "timeout_s": 1.0}),
     )
     .await
     .unwrap();
@@ -34,21 +34,43 @@ async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
     assert_eq!(count(ErrorClass::Server), 2);
     assert_eq!(count(ErrorClass::UnknownModel), 2);
     assert_eq!(count(ErrorClass::ContextLength), 2);
-    assert_eq!(count(ErrorClass::Stream), 4, "disconnects and in-stream error events");
+    assert_eq!(count(ErrorClass::Stream), 8, "disconnects, in-stream error events, bodies ended before a finish reason, empty bodies");
     assert_eq!(count(ErrorClass::Timeout), 2);
-    assert_eq!(count(ErrorClass::Protocol), 4, "malformed chunks and missing usage");
-    assert_eq!((cell.requests_ok, cell.requests_failed), (4, 16));
-    assert_eq!(cell.completion_tokens, 4 * 6, "only successful requests count");
+    assert_eq!(count(ErrorClass::Protocol), 4, "malformed chunks and missing usage from a server known to send it");
+    assert_eq!((cell.requests_ok, cell.requests_failed), (6, 20), "a stream without [DONE] is complete");
+    assert_eq!(cell.done_markers, 4, "[DONE] is recorded, not required");
+    assert_eq!(cell.completion_tokens, 6 * 6, "only successful requests count");
     assert!(!cell.slo_pass, "a cell with failures does not pass");
-    assert_eq!(server.served.load(std::sync::atomic::Ordering::SeqCst), 20, "no retries");
+    assert_eq!(server.served.load(std::sync::atomic::Ordering::SeqCst), 26, "no retries");
 
     // The per-request file says what went wrong, in the server's words.
     let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
     assert!(csv.contains("does not exist"));
     assert!(csv.contains("maximum context length"));
     assert!(csv.contains("no complete response within 1 s"));
-    assert_eq!(csv.lines().count(), 21);
+    assert!(csv.contains("the stream ended after 2 text events without a finish_reason"));
+    assert!(csv.contains("the stream ended before any event or finish_reason"));
+    assert_eq!(csv.lines().count(), 27);
     // ignore_eos (on by default) is vLLM-only; this server refuses it like `transformers serve`,
     // so caplab must not have sent it.
     assert_eq!(count(ErrorClass::BadRequest), 0);
+}
+
+/// From a server caplab does not recognise, a stream without usage is not an error: the request
+/// succeeds with its tokens unknown, and the cell says so.
+#[tokio::test]
+async fn an_unrecognised_server_without_usage_is_measured_with_tokens_unknown() {
+    let (target, _server) = faults::start(vec![Fault::Ok, Fault::NoUsage], 4, Duration::from_millis(2), false).await;
+    let caplab = Caplab::start(&[]).await.unwrap();
+    let c = reqwest::Client::new();
+    let probe: serde_json::Value = c.get(caplab.api(&format!("target?url={target}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(probe["server"], "openai-compatible", "{probe}");
+    let id = start_run(&c, &caplab, json!({"target": target, "workload": "chat", "concurrency": [2], "max_new_tokens": [4], "requests": 6}))
+        .await
+        .unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+    let cell = &view.cells[0];
+    assert_eq!((cell.requests_ok, cell.requests_failed, cell.tokens_unknown), (6, 0, 3));
+    assert_eq!(cell.completion_tokens, 3 * 4, "only usage counts");
+    assert!(cell.notes.iter().any(|n| n.contains("3 of 6 responses had no usage")), "{:?}", cell.notes);
 }

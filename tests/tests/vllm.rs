@@ -92,6 +92,7 @@ async fn grid_on_real_vllm_has_exact_tokens_and_agrees_with_its_metrics() {
     let c = reqwest::Client::new();
     let target: serde_json::Value = c.get(caplab.api("target")).send().await.unwrap().json().await.unwrap();
     assert_eq!(target["server"], "vllm", "{target}");
+    assert!(target["evidence"][0].as_str().unwrap().contains("owned_by"), "{target}");
     assert_eq!(target["simulated"], false);
 
     let before = metrics(&c).await;
@@ -176,7 +177,7 @@ async fn real_vllm_errors_become_distinct_classes() {
     let cancel = CancellationToken::new();
     let url = format!("{}/v1/completions", vllm_url());
     let client = reqwest::Client::new();
-    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel };
+    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel, usage_required: true };
     let send = |body: serde_json::Value| execute(&call, serde_json::to_vec(&body).unwrap().into(), tokio::time::Instant::now());
     let unknown = send(json!({"model": "no-such-model", "prompt": "hi", "max_tokens": 4, "stream": true})).await;
     assert_eq!(unknown.error, Some(ErrorClass::UnknownModel), "{:?}", unknown.error_message);

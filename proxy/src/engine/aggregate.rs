@@ -31,6 +31,7 @@ pub struct Aggregator<'a> {
     errors: u64,
     recent: VecDeque<(Instant, Option<f64>, f64)>,
     batch: Vec<RequestSample>,
+    eta: Eta,
 }
 
 impl<'a> Aggregator<'a> {
@@ -45,6 +46,7 @@ impl<'a> Aggregator<'a> {
             errors: 0,
             recent: VecDeque::new(),
             batch: Vec::new(),
+            eta: Eta::default(),
         }
     }
 
@@ -75,7 +77,7 @@ impl<'a> Aggregator<'a> {
         let mut ttft: Vec<f64> = self.recent.iter().filter_map(|r| r.1).collect();
         let mut e2e: Vec<f64> = self.recent.iter().map(|r| r.2).collect();
         let elapsed = (now - self.run_start).as_secs_f64();
-        let eta_s = (self.done > 0).then(|| elapsed / self.done as f64 * self.total.saturating_sub(self.done) as f64);
+        let eta_s = self.eta.update(now, cell, elapsed, self.done, self.total);
         let tick = LiveTick {
             t_s: elapsed,
             cell,
@@ -90,5 +92,64 @@ impl<'a> Aggregator<'a> {
             eta_s,
         };
         self.run.publish(ServerMsg::Tick { tick });
+    }
+}
+
+/// The estimated time left, as a countdown. The pace so far (elapsed / requests done) is
+/// re-read only when requests end; between ends the estimate counts down with the clock, and
+/// within a cell it never rises (a cell's first wave of long requests would otherwise push it
+/// up every tick until they end). A new cell, or a countdown run out, takes the fresh estimate.
+#[derive(Default)]
+struct Eta {
+    /// (when it was set, seconds left then, the cell, requests done then)
+    last: Option<(Instant, f64, u32, u64)>,
+}
+
+impl Eta {
+    fn update(&mut self, now: Instant, cell: u32, elapsed_s: f64, done: u64, total: u64) -> Option<f64> {
+        if done == 0 {
+            return None;
+        }
+        let countdown = self.last.map(|(at, left, c, d)| (left - (now - at).as_secs_f64(), c, d));
+        let value = match countdown {
+            Some((left, c, d)) if d == done && c == cell => left.max(0.0),
+            _ => {
+                let estimate = elapsed_s / done as f64 * total.saturating_sub(done) as f64;
+                match countdown {
+                    Some((left, c, _)) if c == cell && left > 0.0 => estimate.min(left),
+                    _ => estimate,
+                }
+            }
+        };
+        if countdown.is_none_or(|(left, c, d)| d != done || c != cell || left != value) {
+            self.last = Some((now, value, cell, done));
+        }
+        Some(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn eta_counts_down_between_ends_and_never_rises_within_a_cell() {
+        let t0 = Instant::now();
+        let at = |s: f64| t0 + Duration::from_secs_f64(s);
+        let mut eta = Eta::default();
+        assert_eq!(eta.update(at(1.0), 0, 1.0, 0, 10), None);
+        // 1 of 10 done after 2 s: 18 s left.
+        assert_eq!(eta.update(at(2.0), 0, 2.0, 1, 10), Some(18.0));
+        // No request ended for 3 s: the estimate would rise (5/1×9 = 45 s); the countdown goes on.
+        assert_eq!(eta.update(at(5.0), 0, 5.0, 1, 10), Some(15.0));
+        // A slower pace within the cell does not raise it either…
+        assert_eq!(eta.update(at(6.0), 0, 6.0, 2, 10), Some(14.0));
+        // …and a faster one lowers it.
+        assert_eq!(eta.update(at(7.0), 0, 7.0, 8, 10), Some(1.75));
+        // A new cell takes the fresh estimate, up or down.
+        assert_eq!(eta.update(at(8.0), 1, 8.0, 8, 12), Some(4.0));
+        // A countdown that ran out takes the fresh estimate too.
+        assert_eq!(eta.update(at(13.0), 1, 13.0, 8, 12), Some(0.0));
+        assert_eq!(eta.update(at(13.5), 1, 13.5, 9, 12), Some(4.5));
     }
 }

@@ -16,7 +16,6 @@ use caplab_shared::{CellResult, CellSpec, ExperimentSpec, FieldError, LoadMode, 
 use tokio::time::Instant;
 
 use crate::runs::Run;
-use crate::target::accepts_vllm_fields;
 use crate::workload::{request_set, Inputs, RequestSet};
 use aggregate::Aggregator;
 pub use request::LiveCounters;
@@ -90,8 +89,7 @@ impl Engine {
         live: &Arc<LiveCounters>,
         agg: &mut Aggregator<'_>,
     ) -> CellResult {
-        let ignore_eos = spec.ignore_eos && accepts_vllm_fields(target);
-        let set: RequestSet = request_set(&self.inputs, spec.workload, &spec.model, cell.max_new_tokens, ignore_eos);
+        let set: RequestSet = request_set(&self.inputs, spec.workload, &spec.model, cell.max_new_tokens, target.server, spec.ignore_eos);
         let url = format!("{}{}", target.url, set.path);
         let ctx = Arc::new(schedule::CellCtx {
             client: self.client.clone(),
@@ -100,6 +98,7 @@ impl Engine {
             timeout: Duration::from_secs_f64(spec.timeout_s),
             live: live.clone(),
             cancel: run.cancel.clone(),
+            usage_required: target.server.sends_usage(),
             cell: cell.index,
             warmup: spec.warmup,
             total: spec.warmup + self.measured_requests(spec),

@@ -30,6 +30,9 @@ pub struct Call<'a> {
     pub timeout: Duration,
     pub live: &'a LiveCounters,
     pub cancel: &'a CancellationToken,
+    /// The server is known to send `usage` when asked (`ServerKind::sends_usage`): a stream
+    /// without it is then a `protocol` error; otherwise it succeeds with its tokens unknown.
+    pub usage_required: bool,
 }
 
 struct InFlight<'a>(&'a AtomicU32);
@@ -68,11 +71,12 @@ struct Measure {
     usage: Option<Usage>,
     finish_reason: Option<String>,
     status: Option<u16>,
+    done_marker: bool,
 }
 
 impl Measure {
     fn new(scheduled: Instant, sent: Instant) -> Self {
-        Measure { scheduled, sent, first: None, last: None, gaps: Vec::new(), events: 0, usage: None, finish_reason: None, status: None }
+        Measure { scheduled, sent, first: None, last: None, gaps: Vec::new(), events: 0, usage: None, finish_reason: None, status: None, done_marker: false }
     }
 
     fn on_text(&mut self, now: Instant, live: &LiveCounters) {
@@ -117,6 +121,7 @@ impl Measure {
             http_status: self.status,
             error,
             error_message,
+            done_marker: self.done_marker,
             itl_gaps_ms: std::mem::take(&mut self.gaps),
             ..Default::default()
         }
@@ -143,14 +148,13 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
     }
     let mut parser = SseParser::default();
     let mut body = resp.bytes_stream();
-    let mut done = false;
     let mut fault: Option<(ErrorClass, String)> = None;
     let mut on_data = |data: &[u8], m: &mut Measure| {
         if fault.is_some() {
             return;
         }
         if data == b"[DONE]" {
-            done = true;
+            m.done_marker = true;
             return;
         }
         match parse_chunk(data) {
@@ -182,14 +186,28 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
         }
     }
     parser.finish(|d| on_data(d, m));
-    if let Some(f) = fault {
-        return Err(f);
+    match fault {
+        Some(f) => Err(f),
+        None => stream_verdict(m, call.usage_required),
     }
-    if !done {
-        return Err((ErrorClass::Protocol, "stream ended without data: [DONE]".into()));
+}
+
+/// Whether a stream that ended cleanly is complete. `[DONE]` is a convention servers follow
+/// unevenly (`transformers serve` never sends it), so the finish reason decides: a stream is
+/// complete once a chunk carried one, with or without `[DONE]`, and broken if its body stopped
+/// before. Without `usage` the tokens are unknown: an error when the server is known to send it.
+fn stream_verdict(m: &Measure, usage_required: bool) -> Result<(), (ErrorClass, String)> {
+    if m.finish_reason.is_none() {
+        let what = match (m.events, m.done_marker) {
+            (_, true) => "the stream sent [DONE] without any finish_reason".to_string(),
+            (0, false) => "the stream ended before any event or finish_reason".to_string(),
+            (n, false) => format!("the stream ended after {n} text event{} without a finish_reason", if n == 1 { "" } else { "s" }),
+        };
+        let class = if m.done_marker { ErrorClass::Protocol } else { ErrorClass::Stream };
+        return Err((class, what));
     }
-    if m.usage.is_none() {
-        return Err((ErrorClass::Protocol, "no usage in the stream (server ignored stream_options.include_usage); tokens unknown".into()));
+    if m.usage.is_none() && usage_required {
+        return Err((ErrorClass::Protocol, "no usage in the stream although this server sends it when asked (stream_options.include_usage); tokens unknown".into()));
     }
     Ok(())
 }
@@ -215,6 +233,17 @@ pub fn classify_status(status: u16, message: &str) -> (ErrorClass, String) {
     let lower = message.to_ascii_lowercase();
     let class = match status {
         404 if lower.contains("model") => ErrorClass::UnknownModel,
+        // A server pinned to one model refuses any other name, often with 400
+        // (`transformers serve`: "Server is pinned to 'PATH'; requested 'other'.").
+        400 | 422
+            if lower.contains("pinned to")
+                || (lower.contains("model")
+                    && ["not found", "does not exist", "not served", "unknown model", "invalid model", "no such model"]
+                        .iter()
+                        .any(|p| lower.contains(p))) =>
+        {
+            ErrorClass::UnknownModel
+        }
         400 | 413 | 422
             if lower.contains("context length")
                 || lower.contains("maximum context")
@@ -246,6 +275,9 @@ mod tests {
         assert_eq!(c(400, "'max_tokens' (5000) is too large: larger than max_model_len"), ErrorClass::ContextLength);
         assert_eq!(c(422, "Unexpected fields in the request: {'ignore_eos'}"), ErrorClass::BadRequest);
         assert_eq!(c(404, "Not Found"), ErrorClass::BadRequest);
+        assert_eq!(c(400, "The model `other` does not exist."), ErrorClass::UnknownModel);
+        assert_eq!(c(400, "model 'x' not found, try pulling it first"), ErrorClass::UnknownModel);
+        assert_eq!(c(400, "Server is pinned to '/tmp/m'; requested 'other'."), ErrorClass::UnknownModel);
         assert_eq!(c(503, ""), ErrorClass::Server);
         assert_eq!(classify_status(503, "").1, "HTTP 503: (empty body)");
     }

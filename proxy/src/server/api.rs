@@ -14,6 +14,7 @@ use serde_json::json;
 use super::{ApiError, AppState};
 use crate::engine::prepare;
 use crate::export;
+use crate::spec_input::spec_from_value;
 use crate::runs::Run;
 use crate::target::probe;
 
@@ -42,26 +43,10 @@ pub async fn list_runs(State(st): State<Arc<AppState>>) -> Json<Vec<RunInfo>> {
     Json(st.registry.list())
 }
 
-/// Parses a spec, naming the field that is wrong when it does not fit.
+/// Parses a spec, naming every field that is wrong.
 pub fn parse_spec(body: &[u8]) -> Result<ExperimentSpec, ApiError> {
     let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| ApiError::BadJson(e.to_string()))?;
-    let Some(object) = value.as_object() else {
-        return Err(ApiError::field("spec", "the experiment must be a JSON object"));
-    };
-    let missing = ExperimentSpec::missing_required(|k| object.contains_key(k));
-    if !missing.is_empty() {
-        return Err(ApiError::Invalid(missing));
-    }
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { "spec".to_string() } else { strip_index(&path) };
-        ApiError::field(&field, e.into_inner().to_string())
-    })
-}
-
-/// `concurrency[2]` → `concurrency`: the form shows errors per field, not per list item.
-fn strip_index(path: &str) -> String {
-    path.split('[').next().unwrap_or(path).to_string()
+    spec_from_value(value).map_err(ApiError::Invalid)
 }
 
 /// Validates, checks the target, and starts the run in the background.
@@ -110,10 +95,28 @@ fn download(name: String, mime: &'static str, bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, mime.to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
 }
 
+/// `caplab_<workload>_<mode>_<gpu>[_simulated]_<id>`: the GPU label made file-safe (runs of
+/// other characters become one `_`), and `simulated` said once even when the label says it.
 fn file_stem(info: &RunInfo) -> String {
-    let gpu: String = info.spec.gpu.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    let sim = if info.target.simulated { "_simulated" } else { "" };
-    format!("caplab_{}_{}_{gpu}{sim}_{}", info.spec.workload.as_str(), info.spec.mode.as_str(), info.id)
+    let mut gpu = String::new();
+    for c in info.spec.gpu.chars() {
+        if c.is_ascii_alphanumeric() || c == '-' {
+            gpu.push(c);
+        } else if !gpu.is_empty() && !gpu.ends_with('_') {
+            gpu.push('_');
+        }
+    }
+    let gpu = gpu.trim_end_matches('_');
+    let gpu = gpu.strip_suffix("_simulated").unwrap_or(if gpu == "simulated" { "" } else { gpu });
+    let parts = [
+        "caplab",
+        info.spec.workload.as_str(),
+        info.spec.mode.as_str(),
+        gpu,
+        if info.target.simulated { "simulated" } else { "" },
+        &info.id,
+    ];
+    parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("_")
 }
 
 pub async fn requests_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -149,6 +152,24 @@ mod tests {
             Err(ApiError::BadJson(_)) => "<json>".into(),
             other => format!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn download_names_say_simulated_once() {
+        let info = |gpu: &str, simulated: bool| RunInfo {
+            id: "20261129-101010-abcd".into(),
+            spec: ExperimentSpec { gpu: gpu.into(), ..Default::default() },
+            target: caplab_shared::TargetInfo { simulated, ..Default::default() },
+            status: caplab_shared::RunStatus::Finished,
+            started_unix_ms: 0,
+            message: None,
+            cells_total: 1,
+            requests_total: 1,
+        };
+        assert_eq!(file_stem(&info("RTX 2000 (simulated)", true)), "caplab_batch_closed_RTX_2000_simulated_20261129-101010-abcd");
+        assert_eq!(file_stem(&info("simulated", true)), "caplab_batch_closed_simulated_20261129-101010-abcd");
+        assert_eq!(file_stem(&info("H200, 141GB", false)), "caplab_batch_closed_H200_141GB_20261129-101010-abcd");
+        assert_eq!(file_stem(&info("", false)), "caplab_batch_closed_20261129-101010-abcd");
     }
 
     #[test]

@@ -1,0 +1,84 @@
+//! Finding out what a target server is before load is sent to it: one probe asks every
+//! endpoint that tells engines apart, and `recognise` decides from the answers.
+
+mod recognise;
+
+use std::time::Duration;
+
+use caplab_shared::TargetInfo;
+use futures_util::StreamExt;
+
+pub use recognise::{recognise, Answer, Signals};
+
+/// The `owned_by` the built-in simulator reports, so any caplab can tell it is simulated.
+pub const SIM_OWNER: &str = "caplab-sim";
+
+/// How long each probe request may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Most bytes read from any probe answer (a vLLM `/metrics` page is about 60 KB).
+const PROBE_BODY_LIMIT: usize = 512 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("cannot reach {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// Asks the target's `/v1/models`, `/health`, `/metrics`, `/version`, `/info`, `/api/version`
+/// and `/props` (at once, each within 5 s) and recognises the engine from the answers.
+/// Only a target that answers none of them is unreachable; `/v1/models` failing (as on
+/// `transformers serve` with a local model) just leaves the model list empty.
+pub async fn probe(client: &reqwest::Client, url: &str) -> Result<TargetInfo, ProbeError> {
+    let base = url.trim_end_matches('/').trim_end_matches("/v1").to_string();
+    let ask = |path: &'static str| fetch(client, format!("{base}{path}"));
+    let (models, health, metrics, version, info, api_version, props) =
+        tokio::join!(ask("/v1/models"), ask("/health"), ask("/metrics"), ask("/version"), ask("/info"), ask("/api/version"), ask("/props"));
+    let models = match models {
+        Ok(a) => a,
+        Err(e) => {
+            let others = [&health, &metrics, &version, &info, &api_version, &props];
+            match others.into_iter().find_map(|r| r.as_ref().ok()) {
+                Some(_) => Answer::default(),
+                None => return Err(ProbeError::Unreachable { url: base, reason: e }),
+            }
+        }
+    };
+    let signals = Signals {
+        url: base.clone(),
+        models,
+        health: health.unwrap_or_default(),
+        metrics: metrics.unwrap_or_default(),
+        version: version.unwrap_or_default(),
+        info: info.unwrap_or_default(),
+        api_version: api_version.unwrap_or_default(),
+        props: props.unwrap_or_default(),
+    };
+    Ok(recognise(&signals))
+}
+
+/// One GET: its status, `server` header and (bounded) body; Err only when no answer came.
+async fn fetch(client: &reqwest::Client, url: String) -> Result<Answer, String> {
+    let resp = client.get(&url).timeout(PROBE_TIMEOUT).send().await.map_err(|e| root_cause(&e))?;
+    let status = resp.status().as_u16();
+    let server = resp.headers().get(reqwest::header::SERVER).and_then(|v| v.to_str().ok()).map(String::from);
+    let mut body = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(Ok(piece)) = stream.next().await {
+        body.extend_from_slice(&piece);
+        if body.len() >= PROBE_BODY_LIMIT {
+            break;
+        }
+    }
+    Ok(Answer { status, server, body: String::from_utf8_lossy(&body).into_owned() })
+}
+
+/// The innermost error message, which says what actually went wrong (e.g. "Connection refused").
+pub fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: &dyn std::error::Error = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    let inner = cur.to_string();
+    let outer = e.to_string();
+    if inner == outer { outer } else { format!("{outer} ({inner})") }
+}
