@@ -23,6 +23,7 @@ struct Fields {
     max_new_tokens: RwSignal<String>,
     requests: RwSignal<String>,
     repeat: RwSignal<String>,
+    requests_per_worker: RwSignal<String>,
     warmup: RwSignal<String>,
     timeout_s: RwSignal<String>,
     slo_e2e: RwSignal<String>,
@@ -47,6 +48,7 @@ impl Fields {
             max_new_tokens: s("256"),
             requests: s("0"),
             repeat: s("4"),
+            requests_per_worker: s("0"),
             warmup: s("0"),
             timeout_s: s("300"),
             slo_e2e: s(""),
@@ -79,6 +81,7 @@ impl Fields {
         self.max_new_tokens.set(list(&spec.max_new_tokens));
         self.requests.set(spec.requests.to_string());
         self.repeat.set(spec.repeat.to_string());
+        self.requests_per_worker.set(spec.requests_per_worker.to_string());
         self.warmup.set(spec.warmup.to_string());
         self.timeout_s.set(spec.timeout_s.to_string());
         self.slo_e2e.set(opt(spec.slo.e2e_ms));
@@ -94,6 +97,7 @@ impl Fields {
         }
         let requests: u32 = self.requests.get().trim().parse().unwrap_or(0);
         let repeat: u32 = self.repeat.get().trim().parse().unwrap_or(1);
+        let per_worker: u32 = self.requests_per_worker.get().trim().parse().unwrap_or(0);
         let planned = match (requests, self.workload.get().as_str()) {
             (r, _) if r > 0 => r,
             (_, "chat") => 64,
@@ -104,11 +108,11 @@ impl Fields {
             .get()
             .split([',', ' '])
             .filter_map(|c| c.trim().parse::<u32>().ok())
-            .filter(|&c| c > planned)
+            .filter(|&c| c > planned.max(per_worker.saturating_mul(c)))
             .map(|c| c.to_string())
             .collect();
         (!over.is_empty()).then(|| {
-            format!("concurrency {} is above the {planned} requests per cell: at most {planned} will be in flight (raise requests or repeat)", over.join(", "))
+            format!("concurrency {} is above the {planned} requests per cell: at most {planned} will be in flight (raise requests, repeat or requests per worker)", over.join(", "))
         })
     }
 
@@ -162,6 +166,7 @@ impl Fields {
         for (key, sig, integer) in [
             ("requests", self.requests, true),
             ("repeat", self.repeat, true),
+            ("requests_per_worker", self.requests_per_worker, true),
             ("warmup", self.warmup, true),
             ("timeout_s", self.timeout_s, false),
             ("burstiness", self.burstiness, false),
@@ -316,6 +321,9 @@ pub fn ExperimentForm() -> impl IntoView {
                 <Field label="Repeat (batch)" key="repeat" errors hint="batch: the document set is sent this many times">
                     <TextInput id="f-repeat" sig=f.repeat/>
                 </Field>
+                <Field label="Requests per worker" key="requests_per_worker" errors hint="closed loop: each cell sends at least this × concurrency requests, so big cells run several waves; 0 = off">
+                    <TextInput id="f-requests_per_worker" sig=f.requests_per_worker/>
+                </Field>
                 <Field label="Warm-up requests" key="warmup" errors hint="sent first in each cell and left out of all statistics">
                     <TextInput id="f-warmup" sig=f.warmup/>
                 </Field>
@@ -357,7 +365,7 @@ pub fn ExperimentForm() -> impl IntoView {
 /// Fields that show their own errors; any other field's error is listed under the form.
 const KNOWN: &[&str] = &[
     "workload", "model", "mode", "concurrency", "rate", "burstiness", "max_in_flight", "max_new_tokens", "requests",
-    "repeat", "warmup", "gpu", "slo.e2e_ms", "slo.ttft_ms", "slo.tpot_ms", "timeout_s", "name", "target",
+    "repeat", "requests_per_worker", "warmup", "gpu", "slo.e2e_ms", "slo.ttft_ms", "slo.tpot_ms", "timeout_s", "name", "target",
 ];
 
 #[component]

@@ -57,6 +57,10 @@ pub enum Command {
         /// GPU label for the results; overrides the file's `gpu`
         #[arg(long)]
         gpu: Option<String>,
+        /// Model name sent in requests; overrides the file's `model` (needed where the server
+        /// does not list its models, e.g. `transformers serve` with a local model)
+        #[arg(long)]
+        model: Option<String>,
     },
 }
 
@@ -115,7 +119,9 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve { target, listen, data_dir, sim } => serve(target, listen, data_dir, sim).await,
             Command::Sim { listen, sim } => run_sim(listen, sim).await,
-            Command::Run { experiment, target, out, gpu } => crate::headless::run(&experiment, target, gpu, &out).await,
+            Command::Run { experiment, target, out, gpu, model } => {
+                crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
+            }
         }
     });
     match result {

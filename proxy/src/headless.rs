@@ -13,20 +13,31 @@ use crate::spec_input::spec_from_value;
 use crate::server::AppState;
 use crate::target::probe;
 
-pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: &Path) -> anyhow::Result<ExitCode> {
+/// What the command line overrides in the experiment file.
+#[derive(Default)]
+pub struct Overrides {
+    pub target: Option<String>,
+    pub gpu: Option<String>,
+    pub model: Option<String>,
+}
+
+pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
     let invalid = || format!("{} is not a valid experiment", file.display());
     let value: serde_json::Value = toml::from_str(&text).with_context(invalid)?;
     let mut spec = spec_from_value(value).map_err(|errors| anyhow::anyhow!("{}:\n  {}", invalid(), listed(&errors)))?;
-    if let Some(t) = target {
+    if let Some(t) = overrides.target {
         spec.target = t;
     }
-    if let Some(g) = gpu {
+    if let Some(g) = overrides.gpu {
         spec.gpu = g;
+    }
+    if let Some(m) = overrides.model {
+        spec.model = m;
     }
     let errors = spec.validate();
     if !errors.is_empty() {
-        bail!("{} (with --target and --gpu applied):\n  {}", invalid(), listed(&errors));
+        bail!("{} (with --target, --gpu and --model applied):\n  {}", invalid(), listed(&errors));
     }
     if spec.target.is_empty() {
         spec.target = crate::cli::spawn_sim(Default::default()).await?;
@@ -40,14 +51,18 @@ pub async fn run(file: &Path, target: Option<String>, gpu: Option<String>, out: 
     let run = Run::new(run_info.clone(), Vec::new(), &state.shutdown);
     let sim_note = if run_info.target.simulated { " — SIMULATED target" } else { "" };
     eprintln!(
-        "caplab run {}: {} {} cells, {} requests against {} ({}){sim_note}",
+        "caplab run {}: {} {} cells, {} requests against {} ({}, model {}){sim_note}",
         run.id,
         run_info.spec.workload.as_str(),
         run_info.cells_total,
         run_info.requests_total,
         run_info.target.url,
+        run_info.target.server.label(),
         run_info.spec.model
     );
+    for missing in run_info.target.server.unavailable() {
+        eprintln!("  unavailable with this server: {missing}");
+    }
     let (_, mut rx) = run.subscribe();
     let task = tokio::spawn({
         let (engine, run) = (engine.clone(), run.clone());
@@ -127,6 +142,12 @@ pub fn table(view: &caplab_shared::RunView) -> String {
             if c.slo_pass { "pass" } else { "FAIL" },
             c.goodput_rps
         ));
+    }
+    for c in &view.cells {
+        let label = cells.get(c.cell as usize).map_or(c.cell.to_string(), |s| s.label());
+        for note in &c.notes {
+            out.push_str(&format!("note {label}: {note}\n"));
+        }
     }
     out.push_str("latencies in ms from each request's scheduled time; percentiles interpolate linearly (numpy's default).\n");
     out

@@ -147,15 +147,20 @@ mod shipped_experiments {
 
     #[test]
     fn every_shipped_experiment_file_is_valid() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/experiments");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dir = root.join("data/experiments");
         let mut seen = 0;
-        for entry in std::fs::read_dir(&dir).unwrap() {
+        let files = std::fs::read_dir(&dir).unwrap().chain(std::fs::read_dir(root.join("bench/gpu")).unwrap());
+        for entry in files {
             let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "toml") {
+                continue;
+            }
             let spec: ExperimentSpec = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(spec.validate().is_empty(), "{}: {:?}", path.display(), spec.validate());
             seen += 1;
         }
-        assert!(seen >= 3);
+        assert!(seen >= 5);
         let batch: ExperimentSpec = toml::from_str(&std::fs::read_to_string(dir.join("batch_grid.toml")).unwrap()).unwrap();
         assert_eq!(batch.cells().len(), 6, "the notes' 3 × 2 batch grid");
     }

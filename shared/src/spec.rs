@@ -103,6 +103,9 @@ pub struct ExperimentSpec {
     pub requests: u32,
     /// Batch: how many times the document set is repeated when `requests` is 0.
     pub repeat: u32,
+    /// Closed loop: each cell sends at least `requests_per_worker × concurrency` measured
+    /// requests, so a high-concurrency cell of a grid still runs several full waves; 0 = off.
+    pub requests_per_worker: u32,
     /// Requests per cell sent first and left out of every statistic.
     pub warmup: u32,
     /// A request that has not finished after this many seconds is ended as a `timeout` error.
@@ -131,6 +134,7 @@ impl Default for ExperimentSpec {
             max_in_flight: 0,
             requests: 0,
             repeat: 4,
+            requests_per_worker: 0,
             warmup: 0,
             timeout_s: 300.0,
             ignore_eos: true,
@@ -262,6 +266,12 @@ impl ExperimentSpec {
             format!("must be between 1 and {MAX_REPEAT}"),
         );
         check(self.warmup <= MAX_WARMUP, "warmup", format!("at most {MAX_WARMUP} per cell"));
+        check(self.requests_per_worker <= MAX_REPEAT, "requests_per_worker", format!("at most {MAX_REPEAT} (0 = off)"));
+        check(
+            self.concurrency.iter().all(|&c| c.saturating_mul(self.requests_per_worker) <= MAX_REQUESTS),
+            "requests_per_worker",
+            format!("requests_per_worker × concurrency must stay at most {MAX_REQUESTS} per cell"),
+        );
         check(
             self.timeout_s.is_finite() && self.timeout_s > 0.0 && self.timeout_s <= MAX_TIMEOUT_S,
             "timeout_s",
@@ -333,15 +343,23 @@ impl ExperimentSpec {
         out
     }
 
-    /// Measured requests per cell, given how many documents (batch) the workload has.
-    pub fn measured_requests(&self, documents: usize) -> u32 {
-        if self.requests > 0 {
-            return self.requests;
-        }
-        match self.workload {
-            Workload::Chat => 64,
-            Workload::Batch => (documents as u32).saturating_mul(self.repeat).max(1),
-        }
+    /// Measured requests of `cell`, given how many documents (batch) the workload has: `requests`
+    /// (0 = chat 64, batch documents × repeat), raised to `requests_per_worker × concurrency`.
+    pub fn cell_requests(&self, cell: &CellSpec, documents: usize) -> u32 {
+        let base = if self.requests > 0 {
+            self.requests
+        } else {
+            match self.workload {
+                Workload::Chat => 64,
+                Workload::Batch => (documents as u32).saturating_mul(self.repeat).max(1),
+            }
+        };
+        base.max(self.requests_per_worker.saturating_mul(cell.concurrency))
+    }
+
+    /// Every request the run sends, warm-ups included.
+    pub fn total_requests(&self, documents: usize) -> u64 {
+        self.cells().iter().map(|c| u64::from(self.cell_requests(c, documents)) + u64::from(self.warmup)).sum()
     }
 }
 
@@ -354,7 +372,8 @@ mod tests {
         let s = ExperimentSpec::default();
         assert!(s.validate().is_empty());
         assert_eq!(s.cells().len(), 1);
-        assert_eq!(s.measured_requests(5), 20);
+        assert_eq!(s.cell_requests(&s.cells()[0], 5), 20);
+        assert_eq!(s.total_requests(5), 20);
     }
 
     #[test]
@@ -376,6 +395,23 @@ mod tests {
         };
         let fields: Vec<String> = s.validate().into_iter().map(|e| e.field).collect();
         assert_eq!(fields, vec!["target", "concurrency", "max_new_tokens", "timeout_s"]);
+    }
+
+    #[test]
+    fn requests_per_worker_fills_high_concurrency_cells() {
+        let s = ExperimentSpec {
+            workload: Workload::Chat,
+            concurrency: vec![1, 128],
+            requests: 8,
+            requests_per_worker: 2,
+            warmup: 1,
+            ..Default::default()
+        };
+        let cells = s.cells();
+        assert_eq!((s.cell_requests(&cells[0], 5), s.cell_requests(&cells[1], 5)), (8, 256));
+        assert_eq!(s.total_requests(5), 8 + 1 + 256 + 1);
+        let too_many = ExperimentSpec { concurrency: vec![10_000], requests_per_worker: 1_000, ..Default::default() };
+        assert_eq!(too_many.validate()[0].field, "requests_per_worker");
     }
 
     #[test]

@@ -48,9 +48,14 @@ impl Engine {
         Engine { client, inputs: Arc::new(Inputs::default()) }
     }
 
-    /// Measured requests per cell for this spec.
-    pub fn measured_requests(&self, spec: &ExperimentSpec) -> u32 {
-        spec.measured_requests(self.inputs.documents.len())
+    /// Measured requests of one cell of this spec.
+    pub fn cell_requests(&self, spec: &ExperimentSpec, cell: &CellSpec) -> u32 {
+        spec.cell_requests(cell, self.inputs.documents.len())
+    }
+
+    /// Every request a run of this spec sends, warm-ups included.
+    pub fn total_requests(&self, spec: &ExperimentSpec) -> u64 {
+        spec.total_requests(self.inputs.documents.len())
     }
 
     /// Runs every cell of `run`'s spec, publishing as it goes, and sets the final status.
@@ -59,7 +64,7 @@ impl Engine {
         let spec = info.spec.clone();
         let run_start = Instant::now();
         let live = Arc::new(LiveCounters::default());
-        let total = u64::from(self.measured_requests(&spec) + spec.warmup) * spec.cells().len() as u64;
+        let total = self.total_requests(&spec);
         let mut agg = Aggregator::new(&run, live.clone(), run_start, total);
         for cell in spec.cells() {
             if run.cancel.is_cancelled() {
@@ -101,7 +106,7 @@ impl Engine {
             usage_required: target.server.sends_usage(),
             cell: cell.index,
             warmup: spec.warmup,
-            total: spec.warmup + self.measured_requests(spec),
+            total: spec.warmup + self.cell_requests(spec, cell),
             start: Instant::now(),
         });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -120,7 +125,7 @@ impl Engine {
         // The per-gap ITL values are only needed for this cell's exact percentiles.
         run.with_samples_mut(|all| {
             let cell_samples = &mut all[first_sample..];
-            let result = CellResult::compute(cell, cell_samples, &slo, self.measured_requests(spec));
+            let result = CellResult::compute(cell, cell_samples, &slo, self.cell_requests(spec, cell));
             cell_samples.iter_mut().for_each(|s| s.itl_gaps_ms = Vec::new());
             result
         })

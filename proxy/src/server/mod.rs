@@ -45,11 +45,10 @@ impl AppState {
     pub fn new_run_info(&self, spec: ExperimentSpec, target: TargetInfo) -> RunInfo {
         let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let cells = spec.cells().len() as u32;
-        let per_cell = u64::from(self.engine.measured_requests(&spec) + spec.warmup);
         RunInfo {
             id: self.registry.next_id(now_ms),
             cells_total: cells,
-            requests_total: per_cell * u64::from(cells),
+            requests_total: self.engine.total_requests(&spec),
             spec,
             target,
             status: RunStatus::Running,

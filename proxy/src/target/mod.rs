@@ -57,8 +57,17 @@ pub async fn probe(client: &reqwest::Client, url: &str) -> Result<TargetInfo, Pr
 }
 
 /// One GET: its status, `server` header and (bounded) body; Err only when no answer came.
+/// `Connection: close`, so no probe connection is left in the pool for the run: a server may
+/// close it after an error (transformers serve does after its 500 on `/v1/models`), and the
+/// run's first request would then be sent into a reset connection.
 async fn fetch(client: &reqwest::Client, url: String) -> Result<Answer, String> {
-    let resp = client.get(&url).timeout(PROBE_TIMEOUT).send().await.map_err(|e| root_cause(&e))?;
+    let resp = client
+        .get(&url)
+        .header(reqwest::header::CONNECTION, "close")
+        .timeout(PROBE_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| root_cause(&e))?;
     let status = resp.status().as_u16();
     let server = resp.headers().get(reqwest::header::SERVER).and_then(|v| v.to_str().ok()).map(String::from);
     let mut body = Vec::new();
