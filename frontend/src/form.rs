@@ -264,6 +264,13 @@ pub fn ExperimentForm() -> impl IntoView {
     let rate_mode = move || f.mode.get() == "rate";
     let other_errors = move || errors.with(|all| all.iter().filter(|e| !KNOWN.contains(&e.field.as_str())).cloned().collect::<Vec<_>>());
     let models = move || ctx.target.with(|t| t.as_ref().map(|t| t.models.clone()).unwrap_or_default());
+    let model_placeholder = move || {
+        ctx.target.with(|t| match t.as_ref().map(|t| t.models.first()) {
+            Some(Some(first)) => format!("{first} (first listed)"),
+            Some(None) => "required: this server lists no models".to_string(),
+            None => String::new(),
+        })
+    };
     let default_slo = move || if f.workload.get() == "chat" { "3000 (chat default)".to_string() } else { "30000 (batch default)".to_string() };
 
     view! {
@@ -280,13 +287,14 @@ pub fn ExperimentForm() -> impl IntoView {
                         <option value="chat">"chat"</option>
                     </select>
                 </Field>
-                <Field label="Model" key="model" errors hint="from the target's /v1/models">
-                    <select id="f-model" on:change=move |ev| f.model.set(event_target_value(&ev)) prop:value=move || f.model.get()>
-                        <option value="">"(first listed)"</option>
+                <Field label="Model" key="model" errors hint="the model name sent in requests; suggestions from the target's /v1/models (some servers list none: type the name)">
+                    <input id="f-model" type="text" list="f-model-list" placeholder=model_placeholder
+                        prop:value=move || f.model.get() on:input=move |ev| f.model.set(event_target_value(&ev))/>
+                    <datalist id="f-model-list">
                         <For each=models key=|m| m.clone() let:m>
-                            <option value=m.clone()>{m.clone()}</option>
+                            <option value=m.clone()></option>
                         </For>
-                    </select>
+                    </datalist>
                 </Field>
                 <Field label="Load mode" key="mode" errors hint="closed: N workers back to back; rate: timed arrivals (Poisson when burstiness is 1)">
                     <select id="f-mode" on:change=move |ev| f.mode.set(event_target_value(&ev)) prop:value=move || f.mode.get()>

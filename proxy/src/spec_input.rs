@@ -16,7 +16,12 @@ pub fn spec_from_value(value: Value) -> Result<ExperimentSpec, Vec<FieldError>> 
     for _ in 0..=64 {
         match serde_path_to_error::deserialize::<_, ExperimentSpec>(Value::Object(object.clone())) {
             Ok(spec) if errors.is_empty() => return Ok(spec),
-            Ok(_) => return Err(errors),
+            Ok(rest) => {
+                // The fields that did read are checked too, so one answer names every problem.
+                let more: Vec<FieldError> = rest.validate().into_iter().filter(|e| !errors.iter().any(|x| x.field == e.field)).collect();
+                errors.extend(more);
+                return Err(errors);
+            }
             Err(e) => {
                 let path: Vec<String> = e.path().iter().map(|s| s.to_string()).collect();
                 let in_list = path.last().is_some_and(|p| p.starts_with('['));
@@ -118,6 +123,12 @@ mod tests {
         let e = errors(json!({"concurrency": [4]}));
         assert_eq!(e[0].0, "workload");
         assert_eq!(errors(json!([1]))[0].0, "spec");
+    }
+
+    #[test]
+    fn type_errors_and_value_errors_come_together() {
+        let e = errors(json!({"workload": "chat", "concurrency": [-5], "timeout_s": 0}));
+        assert_eq!(e.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), vec!["concurrency", "timeout_s"]);
     }
 
     #[test]

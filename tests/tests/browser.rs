@@ -103,13 +103,38 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
     let err = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(".field-error[data-field='concurrency']")).await.unwrap();
     assert!(err.text().await.unwrap().contains("between 1 and"), "{}", err.text().await.unwrap());
+    // Two bad fields: both are shown, each in words (not "expected u32").
+    set_input(c, "f-concurrency", "-5").await;
+    set_input(c, "f-timeout", "0").await;
+    c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
+    let err = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(".field-error[data-field='concurrency']")).await.unwrap();
+    poll("the concurrency error in words", Duration::from_secs(10), || {
+        let err = err.clone();
+        async move { err.text().await.ok().filter(|t| t.contains("whole number ≥ 0, not -5")) }
+    })
+    .await;
+    poll("both field errors", Duration::from_secs(10), || async move {
+        let n = c.find_all(Locator::Css(".field-error")).await.ok()?.len();
+        (n == 2).then_some(())
+    })
+    .await;
+    set_input(c, "f-timeout", "300").await;
+    // A concurrency above the cell's requests (batch: 5 documents × repeat 4 = 20) is flagged.
+    set_input(c, "f-concurrency", "32").await;
+    let warning = c.wait().at_most(Duration::from_secs(5)).for_element(Locator::Id("concurrency-warning")).await.unwrap();
+    assert!(warning.text().await.unwrap().contains("above the 20 requests per cell"), "{}", warning.text().await.unwrap());
 
     // The real experiment: batch summarization at concurrency 16.
     set_input(c, "f-concurrency", "16").await;
     set_input(c, "f-max_new_tokens", "300").await;
     set_input(c, "f-gpu", "browser-test").await;
+    assert!(c.find(Locator::Id("concurrency-warning")).await.is_err(), "16 ≤ 20: no warning");
     c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
     c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("run-status")).await.unwrap();
+    // A second start while this run loads the target is refused, and the refusal is shown…
+    c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
+    let refusal = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Id("form-error")).await.unwrap();
+    assert!(refusal.text().await.unwrap().contains("still loading"), "{}", refusal.text().await.unwrap());
 
     // The throughput chart grows while the run goes on.
     let first = poll("the chart to draw", Duration::from_secs(20), || async move {
@@ -127,6 +152,8 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     assert!(text.contains("output tok/s") && text.contains("SIMULATED"), "{text}");
     let status = c.find(Locator::Id("run-status")).await.unwrap().text().await.unwrap();
     assert_eq!(status, "finished");
+    // …and no longer once that run has ended.
+    poll("the refusal to clear", Duration::from_secs(5), || async move { c.find(Locator::Id("form-error")).await.is_err().then_some(()) }).await;
     let table = c.find(Locator::Id("results-table")).await.unwrap().text().await.unwrap();
     assert!(table.contains("c16 × 300") && table.contains("20 / 0"), "{table}");
 
@@ -138,6 +165,8 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
         async move { csv_in(&dir) }
     })
     .await;
+    let name = file.file_name().unwrap().to_string_lossy().to_string();
+    assert_eq!(name.matches("simulated").count(), 1, "the download name says simulated once: {name}");
     let text = std::fs::read_to_string(file).unwrap();
     let mut rdr = csv::Reader::from_reader(text.as_bytes());
     let headers = rdr.headers().unwrap().clone();
@@ -153,5 +182,10 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let shown = c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#summary")).await;
     assert!(shown.is_ok(), "the finished run is shown again after a reload");
     assert_eq!(c.find(Locator::Id("run-id")).await.unwrap().text().await.unwrap(), run_id);
+    // The form shows that run's settings again, not its defaults.
+    for (id, want) in [("f-concurrency", "16"), ("f-max_new_tokens", "300"), ("f-gpu", "browser-test"), ("f-model", "sim-qwen2.5-1.5b")] {
+        let value = c.find(Locator::Id(id)).await.unwrap().prop("value").await.unwrap();
+        assert_eq!(value.as_deref(), Some(want), "{id} after a reload");
+    }
     let _ = c.clone().close().await;
 }
