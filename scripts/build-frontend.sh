@@ -9,13 +9,22 @@ cd "$(dirname "$0")/.."
 OUT=frontend/dist
 
 sources_hash() {
-  # Everything the wasm is made from: the frontend, the shared types, the page, the lock, this script.
-  git ls-files -co --exclude-standard -- frontend shared index.html Cargo.lock Cargo.toml scripts/build-frontend.sh \
-    | grep -v "^$OUT" | LC_ALL=C sort | while read -r f; do [[ -f "$f" ]] && { echo "$f"; cat "$f"; }; done \
+  # Everything the wasm is made from: the frontend, the shared types, the page, the lock, this
+  # script. Tracked files only, each hashed as git stores it (`git hash-object` applies the
+  # checkout's line-ending filters), so every clone of the same commit gets the same hash.
+  git ls-files -z -- frontend shared index.html Cargo.lock Cargo.toml scripts/build-frontend.sh \
+    | tr '\0' '\n' | grep -v "^$OUT" | LC_ALL=C sort \
+    | while IFS= read -r f; do
+        if [[ -f "$f" ]]; then echo "$f $(git hash-object -- "$f")"; fi
+      done \
     | sha256sum | cut -d' ' -f1
 }
 
 if [[ "${1:-}" == --check ]]; then
+  if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "[build-frontend] not a git checkout: cannot check frontend/dist, using it as committed" >&2
+    exit 0
+  fi
   want=$(sources_hash)
   have=$(cat "$OUT/SOURCES" 2>/dev/null || echo none)
   if [[ "$want" != "$have" ]]; then

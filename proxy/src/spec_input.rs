@@ -86,6 +86,9 @@ fn humanize(message: &str, in_list: bool) -> String {
         },
     };
     let subject = if in_list { "each value must be" } else { "must be" };
+    if expected == "a whole number ≥ 0" && got.parse::<u64>().is_ok() {
+        return format!("{subject} at most {}, not {got}", u32::MAX);
+    }
     format!("{subject} {expected}, not {got}")
 }
 
@@ -120,6 +123,8 @@ mod tests {
         assert!(e[0].1.starts_with("\"bogus\" is not a field of an experiment; the fields are: name, workload"), "{}", e[0].1);
         assert_eq!(e[1], ("requests".into(), "must be a whole number ≥ 0, not 1.5".into()));
         assert_eq!(e[2], ("workload".into(), "\"video\" is not one of: chat or batch".into()));
+        let e = errors(json!({"workload": "chat", "requests": 5_000_000_000u64}));
+        assert_eq!(e[0], ("requests".into(), "must be at most 4294967295, not 5000000000".into()));
         let e = errors(json!({"concurrency": [4]}));
         assert_eq!(e[0].0, "workload");
         assert_eq!(errors(json!([1]))[0].0, "spec");

@@ -268,7 +268,7 @@ impl ExperimentSpec {
         check(self.warmup <= MAX_WARMUP, "warmup", format!("at most {MAX_WARMUP} per cell"));
         check(self.requests_per_worker <= MAX_REPEAT, "requests_per_worker", format!("at most {MAX_REPEAT} (0 = off)"));
         check(
-            self.concurrency.iter().all(|&c| c.saturating_mul(self.requests_per_worker) <= MAX_REQUESTS),
+            self.mode == LoadMode::Rate || self.concurrency.iter().all(|&c| c.saturating_mul(self.requests_per_worker) <= MAX_REQUESTS),
             "requests_per_worker",
             format!("requests_per_worker × concurrency must stay at most {MAX_REQUESTS} per cell"),
         );

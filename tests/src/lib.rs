@@ -21,9 +21,22 @@ pub fn caplab_bin() -> PathBuf {
     exe.parent().and_then(|d| d.parent()).map(|d| d.join("caplab")).expect("target dir")
 }
 
+/// The operator token every test server is started with (unless the test gives its own).
+pub const TEST_TOKEN: &str = "caplab-test-operator-token";
+
+/// An HTTP client that sends the test servers' operator token with every request.
+pub fn client() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, format!("Bearer {TEST_TOKEN}").parse().expect("token header"));
+    reqwest::Client::builder().default_headers(headers).build().expect("client")
+}
+
 /// A running `caplab serve`, killed on drop.
 pub struct Caplab {
+    /// Base URL, without the token.
     pub url: String,
+    /// The operator token from the printed URL (None with --no-auth).
+    pub token: Option<String>,
     pub data_dir: PathBuf,
     child: Child,
     /// Remove `data_dir` on drop (true when `start` made it).
@@ -75,10 +88,12 @@ impl Caplab {
         if !bin.exists() {
             bail!("{} is missing: run `cargo build -p caplab` first", bin.display());
         }
+        let own_auth = extra.iter().any(|a| *a == "--token" || *a == "--no-auth");
         let mut child = Command::new(&bin)
             .arg("serve")
             .args(["--listen", "127.0.0.1:0", "--data-dir"])
             .arg(&data_dir)
+            .args(if own_auth { vec![] } else { vec!["--token", TEST_TOKEN] })
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -87,10 +102,10 @@ impl Caplab {
             .with_context(|| format!("cannot start {}", bin.display()))?;
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(Duration::from_secs(20), async {
+        let printed = tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await? {
                 if let Some(rest) = line.strip_prefix("caplab dashboard: ") {
-                    return Ok::<_, anyhow::Error>(rest.trim().trim_end_matches('/').to_string());
+                    return Ok::<_, anyhow::Error>(rest.trim().to_string());
                 }
             }
             bail!("caplab exited before printing its URL")
@@ -99,11 +114,26 @@ impl Caplab {
         .context("caplab did not print its URL within 20 s")??;
         // Keep draining stdout so the child never blocks on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Ok(Caplab { url, data_dir, child, owns_dir: false })
+        let (url, token) = match printed.split_once("/?token=") {
+            Some((url, token)) => (url.to_string(), Some(token.to_string())),
+            None => (printed.trim_end_matches('/').to_string(), None),
+        };
+        Ok(Caplab { url, token, data_dir, child, owns_dir: false })
     }
 
     pub fn api(&self, path: &str) -> String {
         format!("{}/api/{path}", self.url)
+    }
+
+    /// A WebSocket request to `path` (under /api/) carrying the operator token.
+    pub fn ws_request(&self, path: &str) -> tokio_tungstenite::tungstenite::handshake::client::Request {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let url = format!("{}/api/{path}", self.url.replacen("http://", "ws://", 1));
+        let mut req = url.into_client_request().expect("ws url");
+        if let Some(t) = &self.token {
+            req.headers_mut().insert("authorization", format!("Bearer {t}").parse().expect("token header"));
+        }
+        req
     }
 }
 

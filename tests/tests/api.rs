@@ -4,13 +4,9 @@
 use std::time::Duration;
 
 use caplab_shared::{ErrorClass, RunStatus, RunView, ServerMsg};
-use caplab_tests::{start_run, wait_for_end, Caplab, FAST_SIM};
+use caplab_tests::{client, start_run, wait_for_end, Caplab, FAST_SIM};
 use futures_util::StreamExt;
 use serde_json::json;
-
-fn client() -> reqwest::Client {
-    reqwest::Client::new()
-}
 
 #[tokio::test]
 async fn batch_run_on_the_simulator_end_to_end() {
@@ -68,8 +64,8 @@ async fn websocket_sends_snapshot_then_increments() {
     let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [4], "max_new_tokens": [40], "requests": 12}))
         .await
         .unwrap();
-    let ws_url = caplab.api(&format!("runs/{id}/ws")).replacen("http", "ws", 1);
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let ws_path = format!("runs/{id}/ws");
+    let (mut ws, _) = tokio_tungstenite::connect_async(caplab.ws_request(&ws_path)).await.unwrap();
     let mut view: Option<RunView> = None;
     let mut ticks = 0;
     let mut first = true;
@@ -105,7 +101,7 @@ async fn websocket_sends_snapshot_then_increments() {
     assert_eq!(server.cells[0].completion_tokens, 12 * 40);
 
     // A viewer arriving after the end gets the finished state at once.
-    let (mut late, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let (mut late, _) = tokio_tungstenite::connect_async(caplab.ws_request(&ws_path)).await.unwrap();
     let first = late.next().await.unwrap().unwrap();
     match serde_json::from_str::<ServerMsg>(first.to_text().unwrap()).unwrap() {
         ServerMsg::Snapshot { view } => assert_eq!(*view, server),
@@ -120,7 +116,7 @@ async fn stop_keeps_finished_requests_and_marks_the_rest_cancelled() {
     let c = client();
     let id = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [4], "max_new_tokens": [500]})).await.unwrap();
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let resp = c.post(caplab.api(&format!("runs/{id}/stop"))).send().await.unwrap();
+    let resp = c.post(caplab.api(&format!("runs/{id}/stop"))).json(&json!({})).send().await.unwrap();
     assert_eq!(resp.status(), 202);
     let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(10)).await.unwrap();
     assert_eq!(view.info.status, RunStatus::Stopped);
@@ -128,7 +124,7 @@ async fn stop_keeps_finished_requests_and_marks_the_rest_cancelled() {
     assert_eq!(cell.errors.get(&ErrorClass::Cancelled), Some(&4), "the 4 in-flight requests were cancelled");
     assert_eq!((cell.requests_ok, cell.requests_failed, cell.requests_cancelled), (0, 0, 4));
     assert!(cell.partial, "a stopped cell says it covers only part of its requests");
-    let again = c.post(caplab.api(&format!("runs/{id}/stop"))).send().await.unwrap();
+    let again = c.post(caplab.api(&format!("runs/{id}/stop"))).json(&json!({})).send().await.unwrap();
     assert_eq!(again.status(), 409, "stopping an ended run is refused");
 }
 
@@ -143,7 +139,7 @@ async fn a_second_run_on_a_busy_target_is_refused() {
     assert!(body["error"].as_str().unwrap().contains(&first), "the refusal names the busy run: {body}");
     let folders: Vec<_> = std::fs::read_dir(&caplab.data_dir).unwrap().flatten().map(|e| e.file_name()).collect();
     assert_eq!(folders, vec![std::ffi::OsString::from(&first)], "the refused run leaves no folder behind");
-    c.post(caplab.api(&format!("runs/{first}/stop"))).send().await.unwrap();
+    c.post(caplab.api(&format!("runs/{first}/stop"))).json(&json!({})).send().await.unwrap();
     wait_for_end(&c, &caplab, &first, Duration::from_secs(10)).await.unwrap();
     let third = start_run(&c, &caplab, json!({"workload": "chat", "max_new_tokens": [4], "requests": 2})).await.unwrap();
     assert_ne!(third, first, "ids are unique");
@@ -263,8 +259,7 @@ async fn sigterm_mid_run_stops_and_saves_the_run() {
     let c = client();
     let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [3], "max_new_tokens": [400], "requests": 9})).await.unwrap();
     // A viewer is connected: shutdown must not wait for it forever.
-    let ws_url = caplab.api(&format!("runs/{id}/ws")).replacen("http", "ws", 1);
-    let (_ws, _) = tokio_tungstenite::connect_async(&ws_url).await.unwrap();
+    let (_ws, _) = tokio_tungstenite::connect_async(caplab.ws_request(&format!("runs/{id}/ws"))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     let status = caplab.terminate(Duration::from_secs(20)).await.unwrap();
     assert!(status.success(), "{status:?}");

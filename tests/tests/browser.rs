@@ -93,8 +93,11 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let caplab = Caplab::start(&["--sim-itl-ms", "4", "--sim-itl-ms-per-seq", "0.1"]).await.unwrap();
     let b = browser().await;
     let c = &b.client;
-    c.goto(&caplab.url).await.unwrap();
+    // The link caplab prints: its token becomes a cookie and leaves the address bar.
+    c.goto(&format!("{}/?token={}", caplab.url, caplab_tests::TEST_TOKEN)).await.unwrap();
     c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("f-concurrency")).await.expect("the form renders");
+    let address = c.current_url().await.unwrap();
+    assert!(!address.as_str().contains("token"), "{address}");
     let badge = c.wait().for_element(Locator::Css("header .badge.simulated")).await.unwrap();
     assert!(badge.text().await.unwrap().contains("SIMULATED"));
 
@@ -187,5 +190,15 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
         let value = c.find(Locator::Id(id)).await.unwrap().prop("value").await.unwrap();
         assert_eq!(value.as_deref(), Some(want), "{id} after a reload");
     }
+    // The read-only link the operator hands a client: the run is there, the controls are not.
+    let link = c.find(Locator::Id("viewer-link")).await.unwrap().prop("value").await.unwrap().unwrap();
+    assert!(link.contains("/?token="), "{link}");
+    c.goto(&link).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("viewer-note")).await.expect("the viewer's page renders");
+    c.goto(&format!("{}/#run={run_id}", caplab.url)).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#summary")).await.expect("the viewer sees the run");
+    assert!(c.find(Locator::Id("experiment-form")).await.is_err(), "no form for a viewer");
+    assert!(c.find(Locator::Id("viewer-link")).await.is_err(), "no viewer link for a viewer");
+    assert!(c.find(Locator::Id("download-csv")).await.is_ok(), "downloads stay");
     let _ = c.clone().close().await;
 }

@@ -54,3 +54,14 @@ async fn a_stream_cut_before_its_finish_reason_is_broken() {
         assert!(s.error_message.as_deref().unwrap().contains("without a finish_reason"), "{name}");
     }
 }
+
+/// A body that ends inside an event (a JSON chunk cut in half) is a broken stream too, not a
+/// malformed one, even after the finish reason (the usage chunk cut off).
+#[tokio::test]
+async fn a_body_cut_inside_an_event_is_a_broken_stream() {
+    let text = std::str::from_utf8(include_bytes!("../fixtures/vllm_completions_stream.txt")).unwrap();
+    let usage = text.find("\"usage\":{").unwrap();
+    let s = measure(Box::leak(text[..usage].as_bytes().to_vec().into_boxed_slice()), true).await;
+    assert_eq!(s.error, Some(ErrorClass::Stream), "{:?}", s.error_message);
+    assert!(s.error_message.as_deref().unwrap().starts_with("the stream ended in the middle of an event"), "{:?}", s.error_message);
+}

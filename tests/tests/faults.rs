@@ -13,7 +13,7 @@ async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
     let plan = vec![Ok, Status500, UnknownModel, ContextLength, Disconnect, Stall, Malformed, NoUsage, ErrorEvent, Ok, NoDone, NoFinish, EmptyBody];
     let (target, server) = faults::start(plan.clone(), 6, Duration::from_millis(5), true).await;
     let caplab = Caplab::start(&[]).await.unwrap();
-    let c = reqwest::Client::new();
+    let c = caplab_tests::client();
     let probe: serde_json::Value = c.get(caplab.api(&format!("target?url={target}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(probe["simulated"], false);
     assert_eq!(probe["server"], "transformers-serve", "{probe}");
@@ -62,7 +62,7 @@ async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
 async fn an_unrecognised_server_without_usage_is_measured_with_tokens_unknown() {
     let (target, _server) = faults::start(vec![Fault::Ok, Fault::NoUsage], 4, Duration::from_millis(2), false).await;
     let caplab = Caplab::start(&[]).await.unwrap();
-    let c = reqwest::Client::new();
+    let c = caplab_tests::client();
     let probe: serde_json::Value = c.get(caplab.api(&format!("target?url={target}"))).send().await.unwrap().json().await.unwrap();
     assert_eq!(probe["server"], "openai-compatible", "{probe}");
     let id = start_run(&c, &caplab, json!({"target": target, "workload": "chat", "concurrency": [2], "max_new_tokens": [4], "requests": 6}))

@@ -25,7 +25,7 @@ fn model() -> String {
 #[ignore = "needs a real transformers serve: scripts/test.sh starts one"]
 async fn a_grid_on_transformers_serve_completes_with_exact_tokens() {
     let caplab = Caplab::start(&["--target", &url()]).await.unwrap();
-    let c = reqwest::Client::new();
+    let c = caplab_tests::client();
 
     // Recognised from what it answers, and what follows from that is said.
     let target: serde_json::Value = c.get(caplab.api("target")).send().await.unwrap().json().await.unwrap();
@@ -81,7 +81,7 @@ async fn a_grid_on_transformers_serve_completes_with_exact_tokens() {
 #[ignore = "needs a real transformers serve: scripts/test.sh starts one"]
 async fn a_server_pinned_to_one_model_refuses_others_as_unknown_model() {
     let caplab = Caplab::start(&["--target", &url()]).await.unwrap();
-    let c = reqwest::Client::new();
+    let c = caplab_tests::client();
     let id = start_run(&c, &caplab, json!({"workload": "chat", "model": "another-model", "concurrency": [1], "max_new_tokens": [8], "requests": 2}))
         .await
         .unwrap();

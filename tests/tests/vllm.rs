@@ -89,7 +89,7 @@ fn assert_agrees(name: &str, ours_s: &[f64], before: &BTreeMap<(String, String),
 #[ignore = "needs a real vLLM: scripts/test.sh starts one"]
 async fn grid_on_real_vllm_has_exact_tokens_and_agrees_with_its_metrics() {
     let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
-    let c = reqwest::Client::new();
+    let c = caplab_tests::client();
     let target: serde_json::Value = c.get(caplab.api("target")).send().await.unwrap().json().await.unwrap();
     assert_eq!(target["server"], "vllm", "{target}");
     assert!(target["evidence"][0].as_str().unwrap().contains("owned_by"), "{target}");
@@ -160,7 +160,7 @@ async fn grid_on_real_vllm_has_exact_tokens_and_agrees_with_its_metrics() {
 #[ignore = "needs a real vLLM: scripts/test.sh starts one"]
 async fn real_vllm_errors_become_distinct_classes() {
     let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
-    let c = reqwest::Client::new();
+    let c = caplab_tests::client();
 
     // Both are refused before any load is sent, naming the field, from what vLLM's /v1/models says…
     for (spec, field) in [

@@ -149,6 +149,8 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
     let mut parser = SseParser::default();
     let mut body = resp.bytes_stream();
     let mut fault: Option<(ErrorClass, String)> = None;
+    // Set once the body has ended: an event still open then was cut off, not malformed.
+    let body_ended = std::sync::atomic::AtomicBool::new(false);
     let mut on_data = |data: &[u8], m: &mut Measure| {
         if fault.is_some() {
             return;
@@ -175,7 +177,11 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
             }
             Err(e) => {
                 let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
-                fault = Some((ErrorClass::Protocol, format!("unreadable stream chunk ({e}): {shown}")));
+                fault = Some(if body_ended.load(Ordering::Relaxed) {
+                    (ErrorClass::Stream, format!("the stream ended in the middle of an event: {shown}"))
+                } else {
+                    (ErrorClass::Protocol, format!("unreadable stream chunk ({e}): {shown}"))
+                });
             }
         }
     };
@@ -185,6 +191,7 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
             Err(e) => return Err((ErrorClass::Stream, format!("response broke off: {}", root_cause(&e)))),
         }
     }
+    body_ended.store(true, Ordering::Relaxed);
     parser.finish(|d| on_data(d, m));
     match fault {
         Some(f) => Err(f),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,6 +11,7 @@ use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::auth::Role;
 use super::{ApiError, AppState};
 use crate::engine::prepare;
 use crate::export;
@@ -37,6 +38,20 @@ pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<serde_json::Value
         "chat_prompts": st.engine.inputs.chat_prompts.len(),
         "default_target": st.default_target,
     }))
+}
+
+/// The caller's role, and for the operator the read-only viewer link to hand a client.
+pub async fn whoami(State(st): State<Arc<AppState>>, Extension(role): Extension<Role>) -> Json<serde_json::Value> {
+    let viewer_link = (role == Role::Operator && !st.access.open()).then(|| format!("/?token={}", st.access.viewer_token()));
+    Json(json!({ "role": role.as_str(), "auth": !st.access.open(), "viewer_link": viewer_link }))
+}
+
+/// A new viewer token: every viewer link given out before stops working.
+pub async fn rotate_viewer_link(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+    if st.access.open() {
+        return Err(ApiError::Conflict("this caplab runs with --no-auth: there is no viewer link to rotate".into()));
+    }
+    Ok(Json(json!({ "viewer_link": format!("/?token={}", st.access.rotate_viewer()) })))
 }
 
 pub async fn list_runs(State(st): State<Arc<AppState>>) -> Json<Vec<RunInfo>> {
@@ -107,7 +122,13 @@ fn file_stem(info: &RunInfo) -> String {
         }
     }
     let gpu = gpu.trim_end_matches('_');
-    let gpu = gpu.strip_suffix("_simulated").unwrap_or(if gpu == "simulated" { "" } else { gpu });
+    // The label of a simulated run already says so (`results_label`); the name says it once.
+    let lower = gpu.to_ascii_lowercase();
+    let gpu = match (info.target.simulated, lower.as_str()) {
+        (true, "simulated") => "",
+        (true, l) if l.ends_with("_simulated") => &gpu[..gpu.len() - "_simulated".len()],
+        _ => gpu,
+    };
     let parts = [
         "caplab",
         info.spec.workload.as_str(),
@@ -168,6 +189,8 @@ mod tests {
         };
         assert_eq!(file_stem(&info("RTX 2000 (simulated)", true)), "caplab_batch_closed_RTX_2000_simulated_20261129-101010-abcd");
         assert_eq!(file_stem(&info("simulated", true)), "caplab_batch_closed_simulated_20261129-101010-abcd");
+        assert_eq!(file_stem(&info("H100 (Simulated)", true)), "caplab_batch_closed_H100_simulated_20261129-101010-abcd");
+        assert_eq!(file_stem(&info("A100 simulated", false)), "caplab_batch_closed_A100_simulated_20261129-101010-abcd", "a real run keeps its label");
         assert_eq!(file_stem(&info("H200, 141GB", false)), "caplab_batch_closed_H200_141GB_20261129-101010-abcd");
         assert_eq!(file_stem(&info("", false)), "caplab_batch_closed_20261129-101010-abcd");
     }

@@ -2,13 +2,14 @@
 
 mod api;
 pub mod assets;
+pub mod auth;
 mod error;
 mod ws;
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use caplab_shared::{ExperimentSpec, RunInfo, RunStatus, TargetInfo};
 use tokio_util::sync::CancellationToken;
@@ -28,16 +29,19 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Every run's task, so shutdown can wait until each has saved its files.
     pub tasks: TaskTracker,
+    /// Who may do what (tokens, allowed host names).
+    pub access: auth::Access,
 }
 
 impl AppState {
-    pub fn new(registry: Registry, engine: Engine, default_target: String) -> Self {
+    pub fn new(registry: Registry, engine: Engine, default_target: String, access: auth::Access) -> Self {
         AppState {
             registry: Arc::new(registry),
             engine,
             default_target,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+            access,
         }
     }
 
@@ -78,18 +82,45 @@ impl AppState {
     }
 }
 
+/// Every API route and its methods. The router is built from this table (`app`), and the
+/// tests walk it to check that each one refuses a missing or wrong token.
+pub const API_ROUTES: &[(&str, &[&str])] = &[
+    ("/api/health", &["GET"]),
+    ("/api/whoami", &["GET"]),
+    ("/api/viewer-link/rotate", &["POST"]),
+    ("/api/target", &["GET"]),
+    ("/api/defaults", &["GET"]),
+    ("/api/runs", &["GET", "POST"]),
+    ("/api/runs/{id}", &["GET"]),
+    ("/api/runs/{id}/stop", &["POST"]),
+    ("/api/runs/{id}/ws", &["GET"]),
+    ("/api/runs/{id}/requests.csv", &["GET"]),
+    ("/api/runs/{id}/summary.csv", &["GET"]),
+    ("/api/runs/{id}/results.json", &["GET"]),
+    ("/api/{*rest}", &["GET", "POST"]),
+];
+
+/// The handlers of one path of `API_ROUTES`.
+fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
+    match path {
+        "/api/health" => get(|| async { "ok" }),
+        "/api/whoami" => get(api::whoami),
+        "/api/viewer-link/rotate" => post(api::rotate_viewer_link),
+        "/api/target" => get(api::target),
+        "/api/defaults" => get(api::defaults),
+        "/api/runs" => get(api::list_runs).post(api::start_run),
+        "/api/runs/{id}" => get(api::get_run),
+        "/api/runs/{id}/stop" => post(api::stop_run),
+        "/api/runs/{id}/ws" => get(ws::watch),
+        "/api/runs/{id}/requests.csv" => get(api::requests_csv),
+        "/api/runs/{id}/summary.csv" => get(api::summary_csv),
+        "/api/runs/{id}/results.json" => get(api::results_json),
+        _ => get(api::no_such_api).post(api::no_such_api),
+    }
+}
+
 pub fn app(state: Arc<AppState>) -> Router {
-    let api = Router::new()
-        .route("/api/health", get(|| async { "ok" }))
-        .route("/api/target", get(api::target))
-        .route("/api/defaults", get(api::defaults))
-        .route("/api/runs", get(api::list_runs).post(api::start_run))
-        .route("/api/runs/{id}", get(api::get_run))
-        .route("/api/runs/{id}/stop", post(api::stop_run))
-        .route("/api/runs/{id}/ws", get(ws::watch))
-        .route("/api/runs/{id}/requests.csv", get(api::requests_csv))
-        .route("/api/runs/{id}/summary.csv", get(api::summary_csv))
-        .route("/api/runs/{id}/results.json", get(api::results_json))
-        .route("/api/{*rest}", get(api::no_such_api).post(api::no_such_api));
-    api.fallback(assets::serve).with_state(state)
+    let api = API_ROUTES.iter().fold(Router::new(), |router, (path, _)| router.route(path, handlers(path)));
+    // Every route and every file of the dashboard pass the gate first.
+    api.fallback(assets::serve).layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard)).with_state(state)
 }

@@ -57,7 +57,7 @@ fn owner_kind(owner: &str) -> Option<ServerKind> {
         "vllm" => Some(ServerKind::Vllm),
         "sglang" => Some(ServerKind::Sglang),
         "llamacpp" => Some(ServerKind::LlamaCpp),
-        "openai" | "system" | "openai-internal" => Some(ServerKind::OpenAi),
+        // Not "openai"/"system": gateways such as LiteLLM report those for any engine behind them.
         _ => None,
     }
 }
@@ -217,6 +217,9 @@ mod tests {
 
         let openai = Signals { url: "https://api.openai.com".into(), models: status(401, "{}"), ..Default::default() };
         assert_eq!(recognise(&openai).server, ServerKind::OpenAi);
+        // A gateway that says owned_by "openai" for whatever it fronts is not taken for OpenAI.
+        let gateway = base(ok(r#"{"object":"list","data":[{"id":"qwen","object":"model","owned_by":"openai"}]}"#));
+        assert_eq!(recognise(&gateway).server, ServerKind::OpenAiCompatible);
     }
 
     #[test]

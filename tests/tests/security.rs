@@ -1,0 +1,142 @@
+//! Safe to open on a public URL: every route needs a token, a viewer can only watch, and
+//! requests a browser would send from another site (or by another name) are refused.
+
+use std::time::Duration;
+
+use caplab::server::API_ROUTES;
+use caplab_tests::{client, start_run, wait_for_end, Caplab, TEST_TOKEN};
+use serde_json::json;
+
+/// A concrete URL for a route pattern (`{id}` and `{*rest}` filled in).
+fn concrete(path: &str) -> String {
+    path.replace("{id}", "20261129-000000-0000").replace("{*rest}", "anything")
+}
+
+#[tokio::test]
+async fn every_route_refuses_a_missing_or_wrong_token() {
+    let caplab = Caplab::start(&[]).await.unwrap();
+    let anonymous = reqwest::Client::new();
+    let mut wrong_headers = reqwest::header::HeaderMap::new();
+    wrong_headers.insert(reqwest::header::AUTHORIZATION, "Bearer not-the-token".parse().unwrap());
+    let wrong = reqwest::Client::builder().default_headers(wrong_headers).build().unwrap();
+    let mut checked = 0;
+    for (path, methods) in API_ROUTES {
+        for method in *methods {
+            let url = format!("{}{}", caplab.url, concrete(path));
+            for (who, c) in [("no token", &anonymous), ("a wrong token", &wrong)] {
+                let req = match *method {
+                    "GET" => c.get(&url),
+                    "POST" => c.post(&url).json(&json!({"workload": "chat"})),
+                    other => panic!("a method the test does not know: {other}"),
+                };
+                let r = req.send().await.unwrap();
+                assert_eq!(r.status(), 401, "{method} {url} with {who}");
+                let body: serde_json::Value = r.json().await.unwrap();
+                assert!(body["error"].as_str().unwrap().contains("token"), "{body}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 30, "{checked}");
+    // The page itself says how to get in.
+    let page = anonymous.get(&caplab.url).send().await.unwrap();
+    assert_eq!(page.status(), 401);
+    assert!(page.text().await.unwrap().contains("?token="));
+    // A run's WebSocket too.
+    let ws = tokio_tungstenite::connect_async(format!("{}/api/runs/x/ws", caplab.url.replacen("http", "ws", 1))).await;
+    assert!(ws.is_err(), "the WebSocket needs the token");
+}
+
+#[tokio::test]
+async fn the_link_token_becomes_an_httponly_cookie_and_leaves_the_address_bar() {
+    let caplab = Caplab::start(&[]).await.unwrap();
+    let c = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let r = c.get(format!("{}/?token={TEST_TOKEN}", caplab.url)).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/");
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(cookie.starts_with(&format!("caplab_token={TEST_TOKEN};")) && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    let page = c.get(&caplab.url).header("cookie", format!("caplab_token={TEST_TOKEN}")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let bad = c.get(format!("{}/?token=nope", caplab.url)).send().await.unwrap();
+    assert_eq!(bad.status(), 401);
+}
+
+#[tokio::test]
+async fn a_viewer_watches_and_downloads_but_cannot_start_or_stop() {
+    let caplab = Caplab::start(&["--sim-itl-ms", "20"]).await.unwrap();
+    let c = client();
+    let me: serde_json::Value = c.get(caplab.api("whoami")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["role"], "operator");
+    let link = me["viewer_link"].as_str().unwrap().to_string();
+    let viewer_token = link.strip_prefix("/?token=").unwrap().to_string();
+    assert_ne!(viewer_token, TEST_TOKEN);
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert(reqwest::header::AUTHORIZATION, format!("Bearer {viewer_token}").parse().unwrap());
+    let viewer = reqwest::Client::builder().default_headers(h).build().unwrap();
+
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [2], "max_new_tokens": [64], "requests": 8})).await.unwrap();
+    let me: serde_json::Value = viewer.get(caplab.api("whoami")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["role"].as_str(), me["viewer_link"].is_null()), (Some("viewer"), true), "a viewer is not handed the link");
+    // It watches live…
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "{}/api/runs/{id}/ws",
+        caplab.url.replacen("http", "ws", 1)
+    ))
+    .unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {viewer_token}").parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_ok(), "a viewer's WebSocket is accepted");
+    assert_eq!(viewer.get(caplab.api(&format!("runs/{id}"))).send().await.unwrap().status(), 200);
+    // …but cannot stop it, start another, or rotate the link, whatever the page does.
+    let stop = viewer.post(caplab.api(&format!("runs/{id}/stop"))).json(&json!({})).send().await.unwrap();
+    assert_eq!(stop.status(), 403);
+    let start = viewer.post(caplab.api("runs")).json(&json!({"workload": "chat"})).send().await.unwrap();
+    assert_eq!(start.status(), 403);
+    assert_eq!(viewer.post(caplab.api("viewer-link/rotate")).json(&json!({})).send().await.unwrap().status(), 403);
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.cells[0].requests_ok, 8, "the viewer's stop changed nothing");
+    assert_eq!(viewer.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().status(), 200);
+    // The operator rotates the link: the old one stops working at once.
+    let rotated: serde_json::Value = c.post(caplab.api("viewer-link/rotate")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    assert_ne!(rotated["viewer_link"].as_str().unwrap(), link);
+    assert_eq!(viewer.get(caplab.api("runs")).send().await.unwrap().status(), 401);
+}
+
+#[tokio::test]
+async fn cross_site_requests_and_foreign_host_names_are_refused() {
+    let caplab = Caplab::start(&[]).await.unwrap();
+    let c = client();
+    let spec = json!({"workload": "chat", "concurrency": [1], "max_new_tokens": [4], "requests": 1});
+    // A plain HTML form on any page posts text/plain (or a form encoding): refused, even with the cookie.
+    let form = c.post(caplab.api("runs")).header("content-type", "text/plain").body(spec.to_string()).send().await.unwrap();
+    assert_eq!(form.status(), 415);
+    let bare = c.post(caplab.api("runs")).body(spec.to_string()).send().await.unwrap();
+    assert_eq!(bare.status(), 415, "no content type at all");
+    // A script on another site: its Origin is not this server.
+    let other = c.post(caplab.api("runs")).header("origin", "https://evil.example").json(&spec).send().await.unwrap();
+    assert_eq!(other.status(), 403);
+    // DNS rebinding: this server, reached by another name.
+    let port = caplab.url.rsplit(':').next().unwrap();
+    let rebound = c.get(caplab.api("runs")).header("host", format!("rebind.evil.example:{port}")).send().await.unwrap();
+    assert_eq!(rebound.status(), 403);
+    // The same requests done right pass, and nothing was started before.
+    let runs: Vec<serde_json::Value> = c.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert!(runs.is_empty(), "{runs:?}");
+    let same_site = c.post(caplab.api("runs")).header("origin", caplab.url.clone()).json(&spec).send().await.unwrap();
+    assert_eq!(same_site.status(), 201);
+}
+
+#[tokio::test]
+async fn listening_beyond_loopback_needs_a_token_or_an_explicit_no_auth() {
+    let out = tokio::process::Command::new(caplab_tests::caplab_bin())
+        .args(["serve", "--listen", "0.0.0.0:0", "--token", " "])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--token / CAPLAB_TOKEN is empty"));
+    // --no-auth is allowed, with a warning.
+    let caplab = Caplab::start(&["--no-auth"]).await.unwrap();
+    assert!(caplab.token.is_none());
+    assert_eq!(reqwest::Client::new().get(caplab.api("runs")).send().await.unwrap().status(), 200);
+}
