@@ -60,16 +60,15 @@ impl Fields {
     /// Puts a run's settings back into the form (after a reload, or when another run is
     /// shown), so it can be rerun or changed. The results label's "(simulated)" is left out:
     /// caplab adds it again for a simulated target only.
-    fn load(self, spec: &ExperimentSpec, target: &caplab_shared::TargetInfo, default_target: Option<&str>) {
+    fn load(self, spec: &ExperimentSpec, allowed: &[crate::AllowedTarget]) {
         let list = |v: &[u32]| v.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
         let opt = |v: Option<f64>| v.map(|x| x.to_string()).unwrap_or_default();
         let gpu = spec.gpu.trim_end_matches(" (simulated)");
         self.name.set(spec.name.clone());
-        // The run's target URL only when it was not the default: a simulator's port changes with
-        // every start, and the default may not be known yet.
-        let base = |u: &str| u.trim_end_matches('/').trim_end_matches("/v1").to_string();
-        let is_default = target.simulated || default_target.is_none_or(|d| base(d) == base(&spec.target));
-        self.target.set(if is_default { String::new() } else { spec.target.clone() });
+        // The run's target by name, when it is still one of this server's allowed targets
+        // (runs from before named targets, or from another caplab, keep the default).
+        let known = allowed.iter().any(|t| t.name == spec.target);
+        self.target.set(if known { spec.target.clone() } else { String::new() });
         self.workload.set(spec.workload.as_str().into());
         self.model.set(spec.model.clone());
         self.gpu.set(if gpu == "simulated" || gpu == "unlabelled" { String::new() } else { gpu.to_string() });
@@ -214,14 +213,29 @@ pub fn ExperimentForm() -> impl IntoView {
     let general_error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
 
+    // What the chosen target is (models, engine): the default one until another is picked.
+    let chosen = RwSignal::new(None::<caplab_shared::TargetInfo>);
+    Effect::new(move |_| {
+        let name = f.target.get();
+        if name.is_empty() {
+            chosen.set(ctx.target.get());
+            return;
+        }
+        leptos::task::spawn_local(async move {
+            let info = api::get_json::<caplab_shared::TargetInfo>(&format!("api/target?name={name}")).await.ok();
+            if f.target.get_untracked() == name {
+                chosen.set(info);
+            }
+        });
+    });
+
     // The shown run's settings fill the form whenever another run is shown (a reload included).
     let loaded = RwSignal::new(None::<String>);
     Effect::new(move |_| {
-        let shown = ctx.current.with(|c| c.as_ref().map(|v| (v.info.id.clone(), v.info.spec.clone(), v.info.target.clone())));
-        if let Some((id, spec, target)) = shown {
+        let shown = ctx.current.with(|c| c.as_ref().map(|v| (v.info.id.clone(), v.info.spec.clone())));
+        if let Some((id, spec)) = shown {
             if loaded.get_untracked().as_deref() != Some(id.as_str()) {
-                let default_target = ctx.target.with_untracked(|t| t.as_ref().map(|t| t.url.clone()));
-                f.load(&spec, &target, default_target.as_deref());
+                f.load(&spec, &ctx.targets.get_untracked());
                 loaded.set(Some(id));
             }
         }
@@ -234,7 +248,7 @@ pub fn ExperimentForm() -> impl IntoView {
     });
     let concurrency_warning = move || f.concurrency_warning(ctx.documents.get());
     let length_warning = move || {
-        ctx.target.with(|t| {
+        chosen.with(|t| {
             t.as_ref().filter(|t| t.server.length_control() == LengthControl::None).map(|t| {
                 format!("{} cannot force the output length: outputs may be shorter than max_new_tokens (each request's real length is recorded)", t.server.label())
             })
@@ -267,9 +281,9 @@ pub fn ExperimentForm() -> impl IntoView {
     };
     let rate_mode = move || f.mode.get() == "rate";
     let other_errors = move || errors.with(|all| all.iter().filter(|e| !KNOWN.contains(&e.field.as_str())).cloned().collect::<Vec<_>>());
-    let models = move || ctx.target.with(|t| t.as_ref().map(|t| t.models.clone()).unwrap_or_default());
+    let models = move || chosen.with(|t| t.as_ref().map(|t| t.models.clone()).unwrap_or_default());
     let model_placeholder = move || {
-        ctx.target.with(|t| match t.as_ref().map(|t| t.models.first()) {
+        chosen.with(|t| match t.as_ref().map(|t| t.models.first()) {
             Some(Some(first)) => format!("{first} (first listed)"),
             Some(None) => "required: this server lists no models".to_string(),
             None => String::new(),
@@ -354,8 +368,13 @@ pub fn ExperimentForm() -> impl IntoView {
                 <Field label="Timeout per request (s)" key="timeout_s" errors hint="a request still running then is ended as a timeout error">
                     <TextInput id="f-timeout" sig=f.timeout_s/>
                 </Field>
-                <Field label="Target URL" key="target" errors hint="empty = the server's target; else e.g. http://127.0.0.1:8000">
-                    <TextInput id="f-target" sig=f.target/>
+                <Field label="Target" key="target" errors hint="the servers the operator allowed when starting caplab (--target NAME=URL); sim is the built-in simulator">
+                    <select id="f-target" on:change=move |ev| f.target.set(event_target_value(&ev)) prop:value=move || f.target.get()>
+                        <option value="">"(default)"</option>
+                        <For each=move || ctx.targets.get() key=|t| t.name.clone() let:t>
+                            <option value=t.name.clone()>{format!("{} · {}", t.name, t.url)}</option>
+                        </For>
+                    </select>
                 </Field>
                 <Field label="Name" key="name" errors hint="optional label">
                     <TextInput id="f-name" sig=f.name/>

@@ -16,6 +16,13 @@ use caplab_shared::{RunInfo, RunView, TargetInfo};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 
+/// A server the operator allowed (`GET /api/targets`).
+#[derive(serde::Deserialize, Clone, Debug, PartialEq)]
+pub struct AllowedTarget {
+    pub name: String,
+    pub url: String,
+}
+
 /// State shared by all components.
 #[derive(Clone, Copy)]
 pub struct Ctx {
@@ -33,6 +40,8 @@ pub struct Ctx {
     pub connected: RwSignal<bool>,
     /// Documents in the batch workload (a batch cell's default requests = documents × repeat).
     pub documents: RwSignal<u32>,
+    /// The servers this caplab may load (`GET /api/targets`), the default first.
+    pub targets: RwSignal<Vec<AllowedTarget>>,
     /// Who this page is (operator or viewer); None until known.
     pub me: RwSignal<Option<share::WhoAmI>>,
 }
@@ -60,11 +69,15 @@ pub fn App() -> impl IntoView {
         connected: RwSignal::new(false),
         documents: RwSignal::new(5),
         me: RwSignal::new(None),
+        targets: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);
     leptos::task::spawn_local(async move {
         if let Ok(me) = api::get_json::<share::WhoAmI>("api/whoami").await {
             ctx.me.set(Some(me));
+        }
+        if let Ok(t) = api::get_json::<Vec<AllowedTarget>>("api/targets").await {
+            ctx.targets.set(t);
         }
         if let Ok(d) = api::get_json::<serde_json::Value>("api/defaults").await {
             if let Some(n) = d["documents"].as_u64() {

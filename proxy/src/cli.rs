@@ -14,6 +14,7 @@ use crate::runs::Registry;
 use crate::server::auth::{new_token, Access};
 use crate::server::{app, AppState};
 use crate::sim::{self, SimConfig};
+use crate::targets::Targets;
 
 #[derive(Parser, Debug)]
 #[command(name = "caplab", version, about = "LLM-serving capacity lab: load, measure and compare vLLM servers")]
@@ -26,9 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Serve the dashboard and API. Without --target, runs against the built-in simulated vLLM.
     Serve {
-        /// Base URL of the OpenAI-compatible server to load, e.g. http://127.0.0.1:8000
+        /// A server caplab may load, as NAME=URL (repeatable; a bare URL is named `default`),
+        /// e.g. --target vllm=http://127.0.0.1:8000. The first is the default; the built-in
+        /// simulator is always there as `sim` (the default when none is given). An API key is
+        /// read from CAPLAB_API_KEY_<NAME>
         #[arg(long)]
-        target: Option<String>,
+        target: Vec<String>,
         /// Address to listen on (use 0.0.0.0:PORT on a pod to reach it through the pod's proxy)
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
@@ -197,11 +201,9 @@ fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
     Ok(Access::new(operator, hosts))
 }
 
-async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, auth: AuthArgs, sim: SimArgs) -> anyhow::Result<ExitCode> {
-    let (target, simulated) = match target {
-        Some(t) => (t.trim_end_matches('/').to_string(), false),
-        None => (spawn_sim(sim.config()).await?, true),
-    };
+async fn serve(target: Vec<String>, listen: SocketAddr, data_dir: PathBuf, auth: AuthArgs, sim: SimArgs) -> anyhow::Result<ExitCode> {
+    let sim_url = spawn_sim(sim.config()).await?;
+    let targets = Targets::new(&target, &sim_url, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let (registry, unreadable) = Registry::open(Some(data_dir.clone()));
     for u in unreadable {
         eprintln!("caplab: skipped a saved run that could not be read: {u}");
@@ -212,7 +214,7 @@ async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, au
     let links = |token: Option<&str>| token.map(|t| format!("?token={t}")).unwrap_or_default();
     let operator_link = links(access.operator_token());
     let viewer_link = if access.open() { None } else { Some(links(Some(&access.viewer_token()))) };
-    let state = Arc::new(AppState::new(registry, Engine::new(), target.clone(), access));
+    let state = Arc::new(AppState::new(registry, Engine::new(), targets.clone(), access));
     println!("caplab dashboard: http://{}/{operator_link}", shown(addr));
     if let Some(v) = &viewer_link {
         println!("read-only viewer link (for clients; it cannot start or stop anything): http://{}/{v}", shown(addr));
@@ -222,10 +224,11 @@ async fn serve(target: Option<String>, listen: SocketAddr, data_dir: PathBuf, au
     } else {
         println!("WARNING: --no-auth: anyone who can reach {} can start load against the target and read every result", shown(addr));
     }
-    if simulated {
-        println!("target: built-in SIMULATED vLLM at {target} (its numbers are simulated, not a GPU's)");
-    } else {
-        println!("target: {target}");
+    for (i, t) in targets.all().iter().enumerate() {
+        let default = if i == 0 { " (default)" } else { "" };
+        let what = if t.name == crate::targets::SIM { " — built-in SIMULATED vLLM: its numbers are simulated, not a GPU's" } else { "" };
+        let key = if t.auth.is_some() { ", with credentials" } else { "" };
+        println!("target {}{default}: {}{key}{what}", t.name, t.url);
     }
     println!("runs are saved under {}", data_dir.display());
     if !crate::server::assets::dashboard_built() {

@@ -277,6 +277,18 @@ pub fn requests_csv(info: &RunInfo, samples: &[RequestSample]) -> std::io::Resul
     write_rows(samples.iter().map(|s| RequestRow::new(info, s)), RequestRow::new(info, &RequestSample::default()))
 }
 
+/// Appends rows (no header) for `samples` to an open `requests.csv`, flushed before it returns.
+pub fn append_requests(file: &mut std::fs::File, info: &RunInfo, samples: &[RequestSample]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
+    for s in samples {
+        w.serialize(RequestRow::new(info, s))?;
+    }
+    let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
+    file.write_all(&bytes)?;
+    file.flush()
+}
+
 pub fn summary_csv(info: &RunInfo, cells: &[CellResult]) -> std::io::Result<Vec<u8>> {
     write_rows(cells.iter().map(|c| SummaryRow::new(info, c)), SummaryRow::new(info, &CellResult::default()))
 }

@@ -10,6 +10,7 @@ use caplab_shared::{FieldError, RunStatus, ServerMsg};
 use crate::engine::{prepare, Engine};
 use crate::runs::{Registry, Run};
 use crate::spec_input::spec_from_value;
+use crate::targets::{Target, Targets};
 use crate::server::AppState;
 use crate::target::probe;
 
@@ -39,15 +40,22 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     if !errors.is_empty() {
         bail!("{} (with --target, --gpu and --model applied):\n  {}", invalid(), listed(&errors));
     }
+    // The person at the terminal is the operator: any URL may be loaded from here.
     if spec.target.is_empty() {
         spec.target = crate::cli::spawn_sim(Default::default()).await?;
     }
+    let key = std::env::var("CAPLAB_API_KEY").ok();
+    let target = Target::from_url("cli", &spec.target, key.as_deref()).map_err(|e| anyhow::anyhow!("target: {e}"))?;
+    spec.target = target.url.clone();
     let engine = Engine::new();
-    let info = probe(&engine.client, &spec.target).await?;
+    let mut info = probe(&engine.client, &target.url, target.auth.as_ref()).await?;
+    info.name = target.name.clone();
     let spec = prepare(spec, &info).map_err(|errors| anyhow::anyhow!("the experiment does not fit {}:\n  {}", info.url, listed(&errors)))?;
-    let (registry, _) = Registry::open(Some(out.to_path_buf()));
+    // Saves into `out` without reading the runs already there.
+    let registry = Registry::writing_to(out.to_path_buf());
     // The terminal's user is the operator; no HTTP edge is served here.
-    let state = AppState::new(registry, engine.clone(), spec.target.clone(), crate::server::auth::Access::new(None, vec![]));
+    let targets = Targets::new(&[], &target.url, |_| None).map_err(anyhow::Error::msg)?;
+    let state = AppState::new(registry, engine.clone(), targets, crate::server::auth::Access::new(None, vec![]));
     let run_info = state.new_run_info(spec, info);
     let run = Run::new(run_info.clone(), Vec::new(), &state.shutdown);
     let sim_note = if run_info.target.simulated { " — SIMULATED target" } else { "" };
@@ -64,10 +72,13 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     for missing in run_info.target.server.unavailable() {
         eprintln!("  unavailable with this server: {missing}");
     }
+    if let Err(e) = state.registry.begin(&run) {
+        eprintln!("caplab: cannot start the run's files in {} ({e}); they are written when it ends", out.display());
+    }
     let (_, mut rx) = run.subscribe();
     let task = tokio::spawn({
         let (engine, run) = (engine.clone(), run.clone());
-        async move { engine.run(run).await }
+        async move { engine.run(run, target.auth).await }
     });
     let stop = state.shutdown.clone();
     tokio::spawn(async move {

@@ -13,4 +13,5 @@ pub mod server;
 pub mod sim;
 pub mod spec_input;
 pub mod target;
+pub mod targets;
 pub mod workload;

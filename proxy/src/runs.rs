@@ -21,7 +21,17 @@ pub struct Run {
     view: Mutex<RunView>,
     tx: broadcast::Sender<ServerMsg>,
     samples: Mutex<Vec<RequestSample>>,
+    /// Where completed requests are appended as they come in (None: not saved).
+    journal: Mutex<Option<Journal>>,
     pub cancel: CancellationToken,
+}
+
+/// A running run's `requests.csv`, appended to on every aggregator tick, so a `kill -9` loses at
+/// most the requests still in flight. `run.json` beside it says the run was running; a restart
+/// then finds it `interrupted` and rebuilds its cells from these rows.
+struct Journal {
+    file: std::fs::File,
+    info: RunInfo,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -37,6 +47,7 @@ impl Run {
             view: Mutex::new(RunView::new(info)),
             tx,
             samples: Mutex::new(samples),
+            journal: Mutex::new(None),
             cancel: parent.child_token(),
         })
     }
@@ -68,10 +79,22 @@ impl Run {
         lock(&self.view).info.clone()
     }
 
+    /// Keeps a batch of completed requests: appended to the journal first (when the run has
+    /// one), then to memory. A journal that cannot be written is reported once and dropped; the
+    /// run goes on and is still saved whole at its end.
     pub fn append_samples(&self, batch: &mut Vec<RequestSample>) {
-        if !batch.is_empty() {
-            lock(&self.samples).append(batch);
+        if batch.is_empty() {
+            return;
         }
+        let mut journal = lock(&self.journal);
+        if let Some(j) = journal.as_mut() {
+            if let Err(e) = export::append_requests(&mut j.file, &j.info, batch) {
+                tracing::error!("run {}: cannot append to its journal ({e}); completed requests are kept in memory only", self.id);
+                *journal = None;
+            }
+        }
+        drop(journal);
+        lock(&self.samples).append(batch);
     }
 
     pub fn sample_count(&self) -> usize {
@@ -113,6 +136,11 @@ impl Registry {
             }
         }
         (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0) }, unreadable)
+    }
+
+    /// A registry that saves under `dir` without loading what is already there (`caplab run`).
+    pub fn writing_to(dir: PathBuf) -> Registry {
+        Registry { runs: RwLock::new(BTreeMap::new()), dir: Some(dir), seq: AtomicU64::new(0) }
     }
 
     /// A new id, sortable by creation time and unique even across processes sharing the data
@@ -166,6 +194,20 @@ impl Registry {
         infos
     }
 
+    /// Starts a run's files: `run.json` (status running) and a `requests.csv` with its header,
+    /// to which every completed request is then appended (`Run::append_samples`).
+    pub fn begin(&self, run: &Run) -> std::io::Result<()> {
+        let Some(dir) = &self.dir else { return Ok(()) };
+        let path = dir.join(&run.id);
+        std::fs::create_dir_all(&path)?;
+        let view = run.view();
+        write_atomic(&path.join("run.json"), &serde_json::to_vec_pretty(&view)?)?;
+        write_atomic(&path.join("requests.csv"), &export::requests_csv(&view.info, &[])?)?;
+        let file = std::fs::OpenOptions::new().append(true).open(path.join("requests.csv"))?;
+        *lock(&run.journal) = Some(Journal { file, info: view.info });
+        Ok(())
+    }
+
     /// Writes a finished run's files. Errors are returned, never fatal: the run stays in memory.
     pub fn persist(&self, run: &Run) -> std::io::Result<Option<PathBuf>> {
         let Some(dir) = &self.dir else { return Ok(None) };
@@ -180,9 +222,13 @@ impl Registry {
     }
 }
 
+/// Replaces a file whole or not at all: written beside it, flushed to disk, renamed over it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     std::fs::rename(tmp, path)
 }
 
@@ -190,10 +236,28 @@ fn load_run(path: &Path) -> anyhow::Result<Arc<Run>> {
     let mut view: RunView = serde_json::from_slice(&std::fs::read(path.join("run.json"))?)?;
     let samples = export::read_requests_csv(&std::fs::read(path.join("requests.csv"))?)?;
     if view.info.status == RunStatus::Running {
-        view.info.status = RunStatus::Failed;
-        view.info.message = Some("caplab stopped while this run was in progress".into());
+        // caplab died mid-run: what its journal holds is what it measured.
+        view.info.status = RunStatus::Interrupted;
+        view.cells = recompute_cells(&view.info.spec, &samples);
+        view.info.message = Some(format!(
+            "caplab stopped (killed or crashed) while this run was in progress: the {} requests that completed before are kept, and its cells are recomputed from them",
+            samples.len()
+        ));
     }
     Ok(Run::from_view(view, samples))
+}
+
+/// The cells of an interrupted run, from its journalled requests (cells with none are left out).
+fn recompute_cells(spec: &caplab_shared::ExperimentSpec, samples: &[RequestSample]) -> Vec<caplab_shared::CellResult> {
+    let documents = crate::workload::Inputs::default().documents.len();
+    let slo = spec.slo.effective(spec.workload);
+    spec.cells()
+        .iter()
+        .filter_map(|cell| {
+            let of_cell: Vec<RequestSample> = samples.iter().filter(|s| s.cell == cell.index).cloned().collect();
+            (!of_cell.is_empty()).then(|| caplab_shared::CellResult::compute(cell, &of_cell, &slo, spec.cell_requests(cell, documents)))
+        })
+        .collect()
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC for a Unix time (days-from-civil inverse, Howard Hinnant's algorithm).

@@ -20,6 +20,9 @@ pub enum RunStatus {
     Stopped,
     /// Could not run (the message says why).
     Failed,
+    /// caplab itself stopped (killed, crashed, the machine went down) while it ran: every
+    /// request that completed before was journalled and is kept, cells recomputed from them.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -32,6 +35,7 @@ impl RunStatus {
             RunStatus::Finished => "finished",
             RunStatus::Stopped => "stopped",
             RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
         }
     }
 }
@@ -39,7 +43,10 @@ impl RunStatus {
 /// The server a run measures.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 pub struct TargetInfo {
-    /// Base URL (without `/v1`).
+    /// The name the operator gave it (`--target NAME=URL`; `sim` for the built-in simulator).
+    #[serde(default)]
+    pub name: String,
+    /// Base URL (without `/v1`, without credentials).
     pub url: String,
     /// True when this is caplab's built-in simulator: its numbers are not a GPU's.
     pub simulated: bool,

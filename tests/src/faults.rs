@@ -50,11 +50,13 @@ pub struct FaultServer {
     pub tokens: u32,
     pub token_delay: Duration,
     pub served: AtomicUsize,
+    /// The `Authorization` header of the last generation request, if any.
+    pub last_auth: std::sync::Mutex<Option<String>>,
 }
 
 /// Starts the server on 127.0.0.1:0; returns its base URL.
 pub async fn start(plan: Vec<Fault>, tokens: u32, token_delay: Duration, transformers_like: bool) -> (String, Arc<FaultServer>) {
-    let state = Arc::new(FaultServer { plan, transformers_like, tokens, token_delay, served: AtomicUsize::new(0) });
+    let state = Arc::new(FaultServer { plan, transformers_like, tokens, token_delay, served: AtomicUsize::new(0), last_auth: Default::default() });
     let mut app = Router::new()
         .route("/v1/models", get(|| async { Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":"faulty"}]})) }))
         .route("/v1/completions", post(generate))
@@ -98,7 +100,8 @@ pub async fn replay(body: &'static [u8]) -> String {
     url
 }
 
-async fn generate(State(s): State<Arc<FaultServer>>, body: Bytes) -> Response {
+async fn generate(State(s): State<Arc<FaultServer>>, headers: axum::http::HeaderMap, body: Bytes) -> Response {
+    *s.last_auth.lock().unwrap_or_else(|p| p.into_inner()) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).map(String::from);
     // Like `transformers serve`: vLLM-only fields are refused.
     if body.windows(10).any(|w| w == b"ignore_eos") {
         let detail = json!({"detail": "Unexpected fields in the request: {'ignore_eos'}"});

@@ -12,9 +12,9 @@ async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
     use Fault::*;
     let plan = vec![Ok, Status500, UnknownModel, ContextLength, Disconnect, Stall, Malformed, NoUsage, ErrorEvent, Ok, NoDone, NoFinish, EmptyBody];
     let (target, server) = faults::start(plan.clone(), 6, Duration::from_millis(5), true).await;
-    let caplab = Caplab::start(&[]).await.unwrap();
+    let caplab = Caplab::start(&["--target", &format!("faulty={target}")]).await.unwrap();
     let c = caplab_tests::client();
-    let probe: serde_json::Value = c.get(caplab.api(&format!("target?url={target}"))).send().await.unwrap().json().await.unwrap();
+    let probe: serde_json::Value = c.get(caplab.api("target?name=faulty")).send().await.unwrap().json().await.unwrap();
     assert_eq!(probe["simulated"], false);
     assert_eq!(probe["server"], "transformers-serve", "{probe}");
 
@@ -22,7 +22,7 @@ async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
     let id = start_run(
         &c,
         &caplab,
-        json!({"target": target, "workload": "batch", "concurrency": [5], "max_new_tokens": [6], "requests": 26, "timeout_s": 1.0}),
+        json!({"target": "faulty", "workload": "batch", "concurrency": [5], "max_new_tokens": [6], "requests": 26, "timeout_s": 1.0}),
     )
     .await
     .unwrap();
@@ -61,11 +61,11 @@ async fn every_fault_lands_in_its_class_and_the_rest_is_measured() {
 #[tokio::test]
 async fn an_unrecognised_server_without_usage_is_measured_with_tokens_unknown() {
     let (target, _server) = faults::start(vec![Fault::Ok, Fault::NoUsage], 4, Duration::from_millis(2), false).await;
-    let caplab = Caplab::start(&[]).await.unwrap();
+    let caplab = Caplab::start(&["--target", &format!("faulty={target}")]).await.unwrap();
     let c = caplab_tests::client();
-    let probe: serde_json::Value = c.get(caplab.api(&format!("target?url={target}"))).send().await.unwrap().json().await.unwrap();
+    let probe: serde_json::Value = c.get(caplab.api("target?name=faulty")).send().await.unwrap().json().await.unwrap();
     assert_eq!(probe["server"], "openai-compatible", "{probe}");
-    let id = start_run(&c, &caplab, json!({"target": target, "workload": "chat", "concurrency": [2], "max_new_tokens": [4], "requests": 6}))
+    let id = start_run(&c, &caplab, json!({"target": "faulty", "workload": "chat", "concurrency": [2], "max_new_tokens": [4], "requests": 6}))
         .await
         .unwrap();
     let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();

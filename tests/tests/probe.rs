@@ -63,11 +63,11 @@ async fn recording_server() -> (String, Arc<Mutex<Vec<(usize, String)>>>) {
 async fn the_first_request_never_reuses_a_probe_connection() {
     let (url, seen) = recording_server().await;
     let client = reqwest::Client::new();
-    let info = probe(&client, &url).await.unwrap();
+    let info = probe(&client, &url, None).await.unwrap();
     assert!(info.models.is_empty(), "its /v1/models failed");
     let (live, cancel) = (LiveCounters::default(), CancellationToken::new());
     let post_url = format!("{url}/v1/completions");
-    let call = Call { client: &client, url: &post_url, timeout: Duration::from_secs(5), live: &live, cancel: &cancel, usage_required: true };
+    let call = Call { client: &client, url: &post_url, timeout: Duration::from_secs(5), live: &live, cancel: &cancel, usage_required: true, auth: None };
     let sample = execute(&call, bytes::Bytes::from_static(b"{}"), tokio::time::Instant::now()).await;
     assert_eq!(sample.error, None, "{:?}", sample.error_message);
     let seen = seen.lock().unwrap().clone();

@@ -140,3 +140,38 @@ async fn listening_beyond_loopback_needs_a_token_or_an_explicit_no_auth() {
     assert!(caplab.token.is_none());
     assert_eq!(reqwest::Client::new().get(caplab.api("runs")).send().await.unwrap().status(), 200);
 }
+
+/// caplab is no request forwarder: experiments name an allowed target, never a URL, and the
+/// probe takes a name too. Credentials in a target's URL never reach a view or a file.
+#[tokio::test]
+async fn only_allowed_targets_and_no_credentials_in_views_or_files() {
+    let (fault_url, server) = caplab_tests::faults::start(vec![caplab_tests::faults::Fault::Ok], 4, Duration::from_millis(1), true).await;
+    let with_creds = fault_url.replacen("http://", "http://alice:s3cret@", 1);
+    let caplab = Caplab::start(&["--target", &format!("lab={with_creds}")]).await.unwrap();
+    let c = client();
+    for target in ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:22"] {
+        let r = c.post(caplab.api("runs")).json(&json!({"workload": "chat", "target": target})).send().await.unwrap();
+        assert_eq!(r.status(), 422);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["fields"][0]["field"], "target");
+        assert!(body["fields"][0]["message"].as_str().unwrap().contains("lab, sim"), "{body}");
+    }
+    assert_eq!(c.get(caplab.api("target?url=http://127.0.0.1:22")).send().await.unwrap().status(), 422, "no port scanner");
+    assert_eq!(c.get(caplab.api("target?name=nope")).send().await.unwrap().status(), 422);
+    let targets = c.get(caplab.api("targets")).send().await.unwrap().text().await.unwrap();
+    assert!(targets.contains("\"lab\"") && targets.contains("\"sim\"") && !targets.contains("s3cret"), "{targets}");
+
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "target": "lab", "concurrency": [1], "max_new_tokens": [4], "requests": 2})).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(view.cells[0].requests_ok, 2);
+    assert_eq!(view.info.target.name, "lab");
+    // The credentials went to the server as Basic auth, and nowhere else.
+    let sent = server.last_auth.lock().unwrap().clone().unwrap();
+    assert_eq!(sent, "Basic YWxpY2U6czNjcmV0", "alice:s3cret");
+    for file in ["run.json", "requests.csv", "summary.csv"] {
+        let text = std::fs::read_to_string(caplab.data_dir.join(&id).join(file)).unwrap();
+        assert!(!text.contains("s3cret") && !text.contains("alice"), "{file} holds the credentials");
+    }
+    let shown = c.get(caplab.api(&format!("runs/{id}"))).send().await.unwrap().text().await.unwrap();
+    assert!(!shown.contains("s3cret"));
+}

@@ -59,7 +59,8 @@ impl Engine {
     }
 
     /// Runs every cell of `run`'s spec, publishing as it goes, and sets the final status.
-    pub async fn run(&self, run: Arc<Run>) {
+    /// `auth`: the target's `Authorization`, sent with every request (never stored in the run).
+    pub async fn run(&self, run: Arc<Run>, auth: Option<reqwest::header::HeaderValue>) {
         let info = run.info();
         let spec = info.spec.clone();
         let run_start = Instant::now();
@@ -70,7 +71,7 @@ impl Engine {
             if run.cancel.is_cancelled() {
                 break;
             }
-            let result = self.run_cell(&run, &info.target, &spec, &cell, &live, &mut agg).await;
+            let result = self.run_cell(&run, &info.target, auth.clone(), &spec, &cell, &live, &mut agg).await;
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
         }
         let view = run.view();
@@ -89,6 +90,7 @@ impl Engine {
         &self,
         run: &Arc<Run>,
         target: &TargetInfo,
+        auth: Option<reqwest::header::HeaderValue>,
         spec: &ExperimentSpec,
         cell: &CellSpec,
         live: &Arc<LiveCounters>,
@@ -104,6 +106,7 @@ impl Engine {
             live: live.clone(),
             cancel: run.cancel.clone(),
             usage_required: target.server.sends_usage(),
+            auth,
             cell: cell.index,
             warmup: spec.warmup,
             total: spec.warmup + self.cell_requests(spec, cell),

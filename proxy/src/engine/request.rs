@@ -33,6 +33,8 @@ pub struct Call<'a> {
     /// The server is known to send `usage` when asked (`ServerKind::sends_usage`): a stream
     /// without it is then a `protocol` error; otherwise it succeeds with its tokens unknown.
     pub usage_required: bool,
+    /// `Authorization` for the target (its API key or URL credentials), if it needs one.
+    pub auth: Option<&'a reqwest::header::HeaderValue>,
 }
 
 struct InFlight<'a>(&'a AtomicU32);
@@ -133,9 +135,11 @@ fn ms(d: Duration) -> f64 {
 }
 
 async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (ErrorClass, String)> {
-    let resp = call
-        .client
-        .post(call.url)
+    let mut req = call.client.post(call.url);
+    if let Some(auth) = call.auth {
+        req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
+    }
+    let resp = req
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
         .send()

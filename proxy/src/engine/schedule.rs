@@ -24,6 +24,7 @@ pub struct CellCtx {
     pub live: Arc<LiveCounters>,
     pub cancel: CancellationToken,
     pub usage_required: bool,
+    pub auth: Option<reqwest::header::HeaderValue>,
     pub cell: u32,
     pub warmup: u32,
     /// Requests in the cell, warm-ups included.
@@ -33,7 +34,7 @@ pub struct CellCtx {
 
 impl CellCtx {
     async fn one(&self, i: u32, scheduled: Instant) -> RequestSample {
-        let call = Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required };
+        let call = Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required, auth: self.auth.as_ref() };
         let mut s = execute(&call, self.set.body(i), scheduled).await;
         s.cell = self.cell;
         s.index = i;

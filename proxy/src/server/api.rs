@@ -21,13 +21,24 @@ use crate::target::probe;
 
 #[derive(Deserialize)]
 pub struct TargetQuery {
+    name: Option<String>,
     url: Option<String>,
 }
 
-/// What the target (the default one, or `?url=`) is and which models it serves.
+/// What an allowed target (the default one, or `?name=`) is and which models it serves.
 pub async fn target(State(st): State<Arc<AppState>>, Query(q): Query<TargetQuery>) -> Result<Json<TargetInfo>, ApiError> {
-    let url = q.url.filter(|u| !u.is_empty()).unwrap_or_else(|| st.default_target.clone());
-    probe(&st.engine.client, &url).await.map(Json).map_err(|e| ApiError::field("target", e.to_string()))
+    if q.url.is_some() {
+        return Err(ApiError::field("target", "give ?name= of an allowed target (GET /api/targets lists them); URLs are not probed from here"));
+    }
+    let target = st.targets.resolve(q.name.as_deref().unwrap_or("")).map_err(|e| ApiError::Invalid(vec![e]))?;
+    let mut info = probe(&st.engine.client, &target.url, target.auth.as_ref()).await.map_err(|e| ApiError::field("target", e.to_string()))?;
+    info.name = target.name.clone();
+    Ok(Json(info))
+}
+
+/// The targets this caplab may load, the default first: `[{name, url}]` (no credentials).
+pub async fn targets(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(json!(st.targets.all().iter().map(|t| json!({"name": t.name, "url": t.url})).collect::<Vec<_>>()))
 }
 
 /// A spec to start the form from, and what the built-in workloads hold.
@@ -36,7 +47,7 @@ pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<serde_json::Value
         "spec": ExperimentSpec::default(),
         "documents": st.engine.inputs.documents.len(),
         "chat_prompts": st.engine.inputs.chat_prompts.len(),
-        "default_target": st.default_target,
+        "default_target": st.targets.default_target().name,
     }))
 }
 
@@ -71,10 +82,10 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
-    if spec.target.is_empty() {
-        spec.target = st.default_target.clone();
-    }
-    let target = probe(&st.engine.client, &spec.target).await.map_err(|e| ApiError::field("target", e.to_string()))?;
+    let allowed = st.targets.resolve(&spec.target).map_err(|e| ApiError::Invalid(vec![e]))?.clone();
+    spec.target = allowed.name.clone();
+    let mut target = probe(&st.engine.client, &allowed.url, allowed.auth.as_ref()).await.map_err(|e| ApiError::field("target", e.to_string()))?;
+    target.name = allowed.name.clone();
     let spec = prepare(spec, &target).map_err(ApiError::Invalid)?;
     let info = st.new_run_info(spec, target);
     let run = Run::new(info.clone(), Vec::new(), &st.shutdown);
@@ -83,7 +94,7 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
         let url = &info.target.url;
         return Err(ApiError::Conflict(format!("run {busy} is still loading {url}: stop it or wait for it to end")));
     }
-    st.spawn_run(run);
+    st.spawn_run(run, allowed.auth);
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 

@@ -17,14 +17,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::engine::Engine;
 use crate::runs::Registry;
+use crate::targets::Targets;
 pub use error::{ApiError, ErrorBody};
 
 /// What every handler shares.
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub engine: Engine,
-    /// Base URL used when an experiment names no target.
-    pub default_target: String,
+    /// The servers this caplab may load (the first is the default).
+    pub targets: Targets,
     /// Cancelled when the process is asked to stop: runs stop, sockets close.
     pub shutdown: CancellationToken,
     /// Every run's task, so shutdown can wait until each has saved its files.
@@ -34,11 +35,11 @@ pub struct AppState {
 }
 
 impl AppState {
-    pub fn new(registry: Registry, engine: Engine, default_target: String, access: auth::Access) -> Self {
+    pub fn new(registry: Registry, engine: Engine, targets: Targets, access: auth::Access) -> Self {
         AppState {
             registry: Arc::new(registry),
             engine,
-            default_target,
+            targets,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             access,
@@ -61,11 +62,14 @@ impl AppState {
         }
     }
 
-    /// Runs `run` to its end in the background, then saves it.
-    pub fn spawn_run(&self, run: Arc<crate::runs::Run>) {
+    /// Runs `run` to its end in the background, journalling every completed request, then saves it.
+    pub fn spawn_run(&self, run: Arc<crate::runs::Run>, auth: Option<reqwest::header::HeaderValue>) {
+        if let Err(e) = self.registry.begin(&run) {
+            tracing::error!("run {}: cannot start its files ({e}); it is saved only when it ends", run.id);
+        }
         let (engine, registry) = (self.engine.clone(), self.registry.clone());
         self.tasks.spawn(async move {
-            engine.run(run.clone()).await;
+            engine.run(run.clone(), auth).await;
             match registry.persist(&run) {
                 Ok(Some(path)) => tracing::info!("run {} saved in {}", run.id, path.display()),
                 Ok(None) => {}
@@ -89,6 +93,7 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/whoami", &["GET"]),
     ("/api/viewer-link/rotate", &["POST"]),
     ("/api/target", &["GET"]),
+    ("/api/targets", &["GET"]),
     ("/api/defaults", &["GET"]),
     ("/api/runs", &["GET", "POST"]),
     ("/api/runs/{id}", &["GET"]),
@@ -107,6 +112,7 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/whoami" => get(api::whoami),
         "/api/viewer-link/rotate" => post(api::rotate_viewer_link),
         "/api/target" => get(api::target),
+        "/api/targets" => get(api::targets),
         "/api/defaults" => get(api::defaults),
         "/api/runs" => get(api::list_runs).post(api::start_run),
         "/api/runs/{id}" => get(api::get_run),

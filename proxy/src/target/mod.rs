@@ -6,6 +6,7 @@ mod recognise;
 use std::time::Duration;
 
 use caplab_shared::TargetInfo;
+use reqwest::header::HeaderValue;
 use futures_util::StreamExt;
 
 pub use recognise::{recognise, Answer, Signals};
@@ -28,9 +29,9 @@ pub enum ProbeError {
 /// and `/props` (at once, each within 5 s) and recognises the engine from the answers.
 /// Only a target that answers none of them is unreachable; `/v1/models` failing (as on
 /// `transformers serve` with a local model) just leaves the model list empty.
-pub async fn probe(client: &reqwest::Client, url: &str) -> Result<TargetInfo, ProbeError> {
+pub async fn probe(client: &reqwest::Client, url: &str, auth: Option<&HeaderValue>) -> Result<TargetInfo, ProbeError> {
     let base = url.trim_end_matches('/').trim_end_matches("/v1").to_string();
-    let ask = |path: &'static str| fetch(client, format!("{base}{path}"));
+    let ask = |path: &'static str| fetch(client, format!("{base}{path}"), auth);
     let (models, health, metrics, version, info, api_version, props) =
         tokio::join!(ask("/v1/models"), ask("/health"), ask("/metrics"), ask("/version"), ask("/info"), ask("/api/version"), ask("/props"));
     let models = match models {
@@ -60,9 +61,12 @@ pub async fn probe(client: &reqwest::Client, url: &str) -> Result<TargetInfo, Pr
 /// `Connection: close`, so no probe connection is left in the pool for the run: a server may
 /// close it after an error (transformers serve does after its 500 on `/v1/models`), and the
 /// run's first request would then be sent into a reset connection.
-async fn fetch(client: &reqwest::Client, url: String) -> Result<Answer, String> {
-    let resp = client
-        .get(&url)
+async fn fetch(client: &reqwest::Client, url: String, auth: Option<&HeaderValue>) -> Result<Answer, String> {
+    let mut req = client.get(&url);
+    if let Some(a) = auth {
+        req = req.header(reqwest::header::AUTHORIZATION, a.clone());
+    }
+    let resp = req
         .header(reqwest::header::CONNECTION, "close")
         .timeout(PROBE_TIMEOUT)
         .send()

@@ -125,6 +125,7 @@ pub fn recognise(s: &Signals) -> TargetInfo {
         .and_then(|m| m.get("max_model_len").or_else(|| m.get("meta")?.get("n_ctx_train"))?.as_u64())
         .and_then(|n| u32::try_from(n).ok());
     TargetInfo {
+        name: String::new(),
         url: s.url.clone(),
         simulated: kind == ServerKind::CaplabSim,
         server: kind,
