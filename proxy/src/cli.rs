@@ -124,6 +124,7 @@ impl SimArgs {
 }
 
 pub fn main(cli: Cli) -> ExitCode {
+    crate::fd_limit::raise();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CAPLAB_LOG").unwrap_or_else(|_| "caplab=info".into()))
         .with_writer(std::io::stderr)

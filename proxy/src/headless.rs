@@ -36,7 +36,8 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     if let Some(m) = overrides.model {
         spec.model = m;
     }
-    let errors = spec.validate();
+    let mut errors = spec.validate();
+    errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
     if !errors.is_empty() {
         bail!("{} (with --target, --gpu and --model applied):\n  {}", invalid(), listed(&errors));
     }
@@ -117,7 +118,13 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
         Some(path) => eprintln!("results: {}/summary.csv, requests.csv, run.json", path.display()),
         None => eprintln!("results were not saved"),
     }
-    Ok(if view.info.status == RunStatus::Finished { ExitCode::SUCCESS } else { ExitCode::from(2) })
+    // 0: every cell ran; 2: stopped (by a user, a signal or max_error_rate); 3: every request failed.
+    let all_failed = !view.cells.is_empty() && view.cells.iter().all(|c| c.requests_ok == 0);
+    Ok(match view.info.status {
+        RunStatus::Finished if all_failed => ExitCode::from(3),
+        RunStatus::Finished => ExitCode::SUCCESS,
+        _ => ExitCode::from(2),
+    })
 }
 
 /// Field errors, one per line.

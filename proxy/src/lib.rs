@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod engine;
 pub mod export;
+pub mod fd_limit;
 pub mod headless;
 pub mod runs;
 pub mod server;

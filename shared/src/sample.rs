@@ -27,10 +27,14 @@ pub enum ErrorClass {
     Protocol,
     /// The run was stopped while this request was in flight.
     Cancelled,
+    /// The target answered 429 Too Many Requests (its `Retry-After`, if any, is in the message).
+    RateLimited,
+    /// caplab's own resources ran out (e.g. too many open files): not the target's fault.
+    Client,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 9] = [
+    pub const ALL: [ErrorClass; 11] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::ContextLength,
@@ -40,6 +44,8 @@ impl ErrorClass {
         ErrorClass::Stream,
         ErrorClass::Protocol,
         ErrorClass::Cancelled,
+        ErrorClass::RateLimited,
+        ErrorClass::Client,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +59,8 @@ impl ErrorClass {
             ErrorClass::Stream => "stream",
             ErrorClass::Protocol => "protocol",
             ErrorClass::Cancelled => "cancelled",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::Client => "client",
         }
     }
 }

@@ -118,6 +118,12 @@ pub struct ExperimentSpec {
     pub slo: Slo,
     /// Seed for arrival times in rate mode.
     pub seed: u64,
+    /// The run stops itself when at least this share of the last `error_window` finished requests
+    /// failed (0 < x ≤ 1; the default 1 stops it only when all of them failed: a dead target is
+    /// not hammered for the rest of the run).
+    pub max_error_rate: f64,
+    /// How many of the latest finished requests `max_error_rate` looks at.
+    pub error_window: u32,
 }
 
 impl Default for ExperimentSpec {
@@ -142,6 +148,8 @@ impl Default for ExperimentSpec {
             ignore_eos: true,
             slo: Slo::default(),
             seed: 0,
+            max_error_rate: 1.0,
+            error_window: 50,
         }
     }
 }
@@ -264,6 +272,12 @@ impl ExperimentSpec {
             format!("must be between 1 and {MAX_REPEAT}"),
         );
         check(self.warmup <= MAX_WARMUP, "warmup", format!("at most {MAX_WARMUP} per cell"));
+        check(
+            self.max_error_rate.is_finite() && self.max_error_rate > 0.0 && self.max_error_rate <= 1.0,
+            "max_error_rate",
+            "must be above 0 and at most 1 (a share of the last error_window requests)".into(),
+        );
+        check((1..=MAX_WARMUP).contains(&self.error_window), "error_window", format!("must be between 1 and {MAX_WARMUP}"));
         check(self.requests_per_worker <= MAX_REPEAT, "requests_per_worker", format!("at most {MAX_REPEAT} (0 = off)"));
         check(
             self.mode == LoadMode::Rate || self.concurrency.iter().all(|&c| c.saturating_mul(self.requests_per_worker) <= MAX_REQUESTS),

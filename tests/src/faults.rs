@@ -40,6 +40,14 @@ pub enum Fault {
     NoFinish,
     /// HTTP 200 with an empty body.
     EmptyBody,
+    /// HTTP 429 with `Retry-After: 7`.
+    RateLimited,
+    /// HTTP 524 with Cloudflare's HTML error page, as RunPod's proxy sends it.
+    Html524,
+    /// The connection is accepted and the request read, but no response headers ever come.
+    NoHeaders,
+    /// A correct stream whose only text event is one 1 MiB chunk.
+    BigChunk,
 }
 
 pub struct FaultServer {
@@ -116,6 +124,28 @@ async fn generate(State(s): State<Arc<FaultServer>>, headers: axum::http::Header
             return error(StatusCode::BAD_REQUEST, "This model's maximum context length is 64 tokens. However, you requested 300 tokens.")
         }
         Fault::EmptyBody => return (StatusCode::OK, [(header::CONTENT_TYPE, "text/event-stream")], "").into_response(),
+        Fault::RateLimited => {
+            let body = Json(json!({"error": {"message": "rate limit exceeded", "code": 429}}));
+            return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "7")], body).into_response();
+        }
+        Fault::Html524 => {
+            let page = "<!DOCTYPE html>\n<html><head><title>pod.proxy.runpod.net | 524: A timeout occurred</title></head><body>Cloudflare</body></html>";
+            let status = StatusCode::from_u16(524).unwrap_or(StatusCode::GATEWAY_TIMEOUT);
+            return (status, [(header::CONTENT_TYPE, "text/html")], page).into_response();
+        }
+        Fault::NoHeaders => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return StatusCode::OK.into_response();
+        }
+        Fault::BigChunk => {
+            let text = "x".repeat(1 << 20);
+            let stream = format!(
+                "data: {}\n\ndata: {}\n\ndata: [DONE]\n\n",
+                json!({"choices":[{"index":0,"text":text,"finish_reason":"length"}]}),
+                json!({"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":s.tokens}})
+            );
+            return ([(header::CONTENT_TYPE, "text/event-stream")], stream).into_response();
+        }
         _ => {}
     }
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);

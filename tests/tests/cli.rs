@@ -68,3 +68,15 @@ async fn a_bad_experiment_file_is_refused_with_the_reason() {
     assert!(!stderr.contains("u32") && !stderr.contains("f64"), "{stderr}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// `caplab run` says by its exit code when every request failed (3), instead of 0.
+#[tokio::test]
+async fn every_request_failing_is_a_nonzero_exit() {
+    let (target, _server) = caplab_tests::faults::start(vec![caplab_tests::faults::Fault::Status500], 4, std::time::Duration::from_millis(1), true).await;
+    let dir = temp_dir("cli-failing");
+    let file = dir.join("x.toml");
+    std::fs::write(&file, "workload = \"chat\"\nconcurrency = [2]\nmax_new_tokens = [4]\nrequests = 6\n").unwrap();
+    let result = Command::new(caplab_bin()).arg("run").arg(&file).args(["--target", &target, "--out"]).arg(&dir).output().await.unwrap();
+    assert_eq!(result.status.code(), Some(3), "{}", String::from_utf8_lossy(&result.stderr));
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -60,6 +60,7 @@ impl<'a> Aggregator<'a> {
             } else if s.error.is_none() && !s.warmup {
                 self.recent.push_back((now, s.ttft_ms, s.e2e_ms));
             }
+
             self.batch.push(s);
         }
         self.run.append_samples(&mut self.batch);

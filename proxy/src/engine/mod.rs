@@ -5,6 +5,7 @@
 //! touches the run's shared state, once per tick.
 
 mod aggregate;
+mod breaker;
 pub mod request;
 mod schedule;
 pub mod sse;
@@ -64,7 +65,7 @@ impl Engine {
         let info = run.info();
         let spec = info.spec.clone();
         let run_start = Instant::now();
-        let live = Arc::new(LiveCounters::default());
+        let live = Arc::new(LiveCounters::with_breaker(spec.max_error_rate, spec.error_window));
         let total = self.total_requests(&spec);
         let mut agg = Aggregator::new(&run, live.clone(), run_start, total);
         for cell in spec.cells() {
@@ -77,7 +78,9 @@ impl Engine {
         let view = run.view();
         let all_failed = !view.cells.is_empty() && view.cells.iter().all(|c| c.requests_ok == 0 && c.requests_failed > 0);
         let (status, message) = if run.cancel.is_cancelled() {
-            (RunStatus::Stopped, Some("stopped before the end: cells marked partial cover only the requests that ended".to_string()))
+            let reason = live.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let why = reason.map(|r| format!("{r}; ")).unwrap_or_default();
+            (RunStatus::Stopped, Some(format!("{why}stopped before the end: cells marked partial cover only the requests that ended")))
         } else if all_failed {
             (RunStatus::Finished, Some("every request failed: see the error classes and requests.csv".to_string()))
         } else {

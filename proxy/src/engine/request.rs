@@ -18,6 +18,33 @@ pub struct LiveCounters {
     pub in_flight: AtomicU32,
     /// Output tokens so far: +1 per text event as it arrives, corrected to `usage` at the end.
     pub output_tokens: AtomicI64,
+    /// Watches failures as each request ends (not on the aggregator's tick: a dead target
+    /// fails hundreds of requests in 250 ms). None: never stops the run.
+    pub breaker: Option<std::sync::Mutex<super::breaker::ErrorBreaker>>,
+    /// Why the run stopped itself, once it did.
+    pub stop_reason: std::sync::Mutex<Option<String>>,
+}
+
+impl LiveCounters {
+    pub fn with_breaker(max_error_rate: f64, error_window: u32) -> Self {
+        LiveCounters { breaker: Some(std::sync::Mutex::new(super::breaker::ErrorBreaker::new(max_error_rate, error_window))), ..Default::default() }
+    }
+
+    /// Records how a request ended; true when the run must stop now (its reason is kept).
+    pub fn record_outcome(&self, error: Option<ErrorClass>) -> bool {
+        let Some(breaker) = &self.breaker else { return false };
+        if error == Some(ErrorClass::Cancelled) {
+            return false;
+        }
+        let tripped = breaker.lock().unwrap_or_else(|p| p.into_inner()).record(error.is_some());
+        match tripped {
+            Some(reason) => {
+                self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 /// Largest error body kept (bytes).
@@ -144,11 +171,21 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
         .body(body)
         .send()
         .await
-        .map_err(|e| (ErrorClass::Connect, root_cause(&e)))?;
+        .map_err(|e| {
+            let cause = root_cause(&e);
+            // Out of file descriptors is caplab's own shortage, never the target's fault.
+            let own = cause.contains("Too many open files") || cause.contains("os error 24");
+            (if own { ErrorClass::Client } else { ErrorClass::Connect }, cause)
+        })?;
     let status = resp.status();
     m.status = Some(status.as_u16());
     if !status.is_success() {
-        return Err(classify_status(status.as_u16(), &read_error_body(resp).await));
+        let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
+        let (class, mut message) = classify_status(status.as_u16(), &read_error_body(resp).await);
+        if let Some(r) = retry_after {
+            message.push_str(&format!(" (Retry-After: {r})"));
+        }
+        return Err((class, message));
     }
     let mut parser = SseParser::default();
     let mut body = resp.bytes_stream();
@@ -235,14 +272,29 @@ async fn read_error_body(resp: reqwest::Response) -> String {
     }
     match serde_json::from_slice::<serde_json::Value>(&out) {
         Ok(v) => error_message(&v),
-        Err(_) => String::from_utf8_lossy(&out).trim().to_string(),
+        Err(_) => {
+            let text = String::from_utf8_lossy(&out).trim().to_string();
+            html_title(&text).map_or(text, |title| format!("an HTML error page, as a proxy sends (e.g. Cloudflare in front of a pod): {title}"))
+        }
     }
+}
+
+/// The `<title>` of an HTML page, if `text` is one.
+fn html_title(text: &str) -> Option<String> {
+    let lower = text.to_ascii_lowercase();
+    if !(lower.starts_with("<!doctype html") || lower.starts_with("<html")) {
+        return None;
+    }
+    let start = lower.find("<title>")? + "<title>".len();
+    let end = start + lower[start..].find("</title>")?;
+    Some(text[start..end].split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
 /// Maps an error status and the server's message to a class.
 pub fn classify_status(status: u16, message: &str) -> (ErrorClass, String) {
     let lower = message.to_ascii_lowercase();
     let class = match status {
+        429 => ErrorClass::RateLimited,
         404 if lower.contains("model") => ErrorClass::UnknownModel,
         // A server pinned to one model refuses any other name, often with 400
         // (`transformers serve`: "Server is pinned to 'PATH'; requested 'other'.").
@@ -291,5 +343,9 @@ mod tests {
         assert_eq!(c(400, "Server is pinned to '/tmp/m'; requested 'other'."), ErrorClass::UnknownModel);
         assert_eq!(c(503, ""), ErrorClass::Server);
         assert_eq!(classify_status(503, "").1, "HTTP 503: (empty body)");
+        assert_eq!(c(429, "Too Many Requests"), ErrorClass::RateLimited, "not a bad request");
+        let page = "<!DOCTYPE html>\n<html><head><title>example.com | 524: A timeout occurred</title></head><body>…</body></html>";
+        assert_eq!(html_title(page).as_deref(), Some("example.com | 524: A timeout occurred"));
+        assert_eq!(html_title("{\"error\":1}"), None);
     }
 }

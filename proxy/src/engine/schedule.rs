@@ -36,6 +36,9 @@ impl CellCtx {
     async fn one(&self, i: u32, scheduled: Instant) -> RequestSample {
         let call = Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required, auth: self.auth.as_ref() };
         let mut s = execute(&call, self.set.body(i), scheduled).await;
+        if self.live.record_outcome(s.error) {
+            self.cancel.cancel();
+        }
         s.cell = self.cell;
         s.index = i;
         s.warmup = i < self.warmup;

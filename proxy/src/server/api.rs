@@ -78,7 +78,8 @@ pub fn parse_spec(body: &[u8]) -> Result<ExperimentSpec, ApiError> {
 /// Validates, checks the target, and starts the run in the background.
 pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let mut spec = parse_spec(&body)?;
-    let errors = spec.validate();
+    let mut errors = spec.validate();
+    errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
     }
