@@ -258,11 +258,29 @@ async fn sigterm_mid_run_stops_and_saves_the_run() {
     let mut caplab = Caplab::start_in(dir.clone(), &["--sim-itl-ms", "20"]).await.unwrap();
     let c = client();
     let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [3], "max_new_tokens": [400], "requests": 9})).await.unwrap();
-    // A viewer is connected: shutdown must not wait for it forever.
-    let (_ws, _) = tokio_tungstenite::connect_async(caplab.ws_request(&format!("runs/{id}/ws"))).await.unwrap();
+    // A viewer is connected: it gets the run's final `stopped` status, then a close frame.
+    let (mut ws, _) = tokio_tungstenite::connect_async(caplab.ws_request(&format!("runs/{id}/ws"))).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
+    let viewer = tokio::spawn(async move {
+        let (mut last_status, mut close) = (None, None);
+        while let Some(Ok(msg)) = ws.next().await {
+            match msg {
+                tokio_tungstenite::tungstenite::Message::Text(t) => {
+                    if let Ok(ServerMsg::Status { status, .. }) = serde_json::from_str::<ServerMsg>(&t) {
+                        last_status = Some(status);
+                    }
+                }
+                tokio_tungstenite::tungstenite::Message::Close(frame) => close = frame.map(|f| f.reason.to_string()),
+                _ => {}
+            }
+        }
+        (last_status, close)
+    });
     let status = caplab.terminate(Duration::from_secs(20)).await.unwrap();
     assert!(status.success(), "{status:?}");
+    let (last_status, close) = viewer.await.unwrap();
+    assert_eq!(last_status, Some(RunStatus::Stopped), "the viewer saw the run end");
+    assert_eq!(close.as_deref(), Some("caplab is shutting down"));
     let saved: RunView = serde_json::from_slice(&std::fs::read(dir.join(&id).join("run.json")).unwrap()).unwrap();
     assert_eq!(saved.info.status, RunStatus::Stopped);
     assert_eq!(saved.cells[0].errors.get(&ErrorClass::Cancelled), Some(&3), "the in-flight requests are recorded as cancelled");

@@ -86,6 +86,9 @@ impl AppState {
     }
 }
 
+/// The largest request body accepted (an experiment is a few hundred bytes): 413 beyond.
+pub const MAX_BODY: usize = 64 * 1024;
+
 /// Every API route and its methods. The router is built from this table (`app`), and the
 /// tests walk it to check that each one refuses a missing or wrong token.
 pub const API_ROUTES: &[(&str, &[&str])] = &[
@@ -127,6 +130,10 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
 
 pub fn app(state: Arc<AppState>) -> Router {
     let api = API_ROUTES.iter().fold(Router::new(), |router, (path, _)| router.route(path, handlers(path)));
-    // Every route and every file of the dashboard pass the gate first.
-    api.fallback(assets::serve).layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard)).with_state(state)
+    // Every route and every file of the dashboard pass the gate first; no body may be larger
+    // than an experiment ever needs.
+    api.fallback(assets::serve)
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .with_state(state)
 }

@@ -5,21 +5,25 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
 use caplab_shared::ServerMsg;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 use super::{ApiError, AppState};
 use crate::runs::Run;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
+/// How long a shutdown waits for a run's final status before closing its viewers anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn watch(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run = st.registry.get(&id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))?;
     let shutdown = st.shutdown.clone();
-    Ok(ws.on_upgrade(move |socket| stream_run(socket, run, shutdown)))
+    // Tracked with the runs, so a shutdown waits for every viewer to get its last messages.
+    let tasks = st.tasks.clone();
+    Ok(ws.on_upgrade(move |socket| tasks.track_future(stream_run(socket, run, shutdown))))
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
@@ -52,13 +56,31 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
                 Some(Ok(_)) => {}
             },
             _ = ping.tick() => if socket.send(Message::Ping(Default::default())).await.is_err() { break },
-            // Let the last messages of stopped runs through, then close so the server can exit.
+            // Shutting down: forward the run's last messages up to its final status (its cells
+            // and `stopped`), then say goodbye with a close frame so the page knows why.
             _ = shutdown.cancelled() => {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                while let Ok(m) = rx.try_recv() {
-                    if !send(&mut socket, &m).await { break }
+                let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
+                loop {
+                    // What is queued first; a run already ended has its final status in the queue
+                    // (the view and the channel change together), so only a running one is awaited.
+                    let next = match rx.try_recv() {
+                        Ok(m) => Ok(m),
+                        Err(TryRecvError::Lagged(_)) => continue,
+                        Err(TryRecvError::Closed) => break,
+                        Err(TryRecvError::Empty) if run.info().status.is_terminal() => break,
+                        Err(TryRecvError::Empty) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                            Ok(Ok(m)) => Ok(m),
+                            Ok(Err(RecvError::Lagged(_))) => continue,
+                            Ok(Err(RecvError::Closed)) | Err(_) => Err(()),
+                        },
+                    };
+                    let Ok(m) = next else { break };
+                    let ended = matches!(&m, ServerMsg::Status { status, .. } if status.is_terminal());
+                    if !send(&mut socket, &m).await { return }
+                    if ended { break }
                 }
-                let _ = socket.send(Message::Close(None)).await;
+                let frame = CloseFrame { code: close_code::AWAY, reason: "caplab is shutting down".into() };
+                let _ = socket.send(Message::Close(Some(frame))).await;
                 break;
             }
         }
