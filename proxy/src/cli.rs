@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::engine::Engine;
 use crate::runs::Registry;
 use crate::server::auth::{new_token, Access};
+use crate::server::listen::ConnLimits;
 use crate::server::{app, AppState};
 use crate::sim::{self, SimConfig};
 use crate::targets::Targets;
@@ -41,6 +42,16 @@ pub enum Command {
         data_dir: PathBuf,
         #[command(flatten)]
         auth: AuthArgs,
+        /// Seconds a client may take to send its request headers before its connection is closed
+        #[arg(long, default_value_t = 10.0)]
+        header_read_timeout_s: f64,
+        /// Most connections to the dashboard open at once; more wait to be accepted
+        #[arg(long, default_value_t = 1024)]
+        max_connections: usize,
+        /// Seconds between pings of each viewer's WebSocket (well inside proxies' 100 s idle
+        /// limit); a viewer silent for two pings and 10 s more is closed
+        #[arg(long, default_value_t = 20.0)]
+        ws_ping_s: f64,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -140,7 +151,13 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { target, listen, data_dir, auth, sim } => serve(target, listen, data_dir, auth, sim).await,
+            Command::Serve { target, listen, data_dir, auth, header_read_timeout_s, max_connections, ws_ping_s, sim } => {
+                let limits = ConnLimits {
+                    header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout_s.clamp(0.1, 3600.0)),
+                    max_connections: max_connections.max(1),
+                };
+                serve(target, listen, data_dir, auth, limits, ws_ping_s, sim).await
+            }
             Command::Sim { listen, sim } => run_sim(listen, sim).await,
             Command::Run { experiment, target, out, gpu, model } => {
                 crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
@@ -202,7 +219,18 @@ fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
     Ok(Access::new(operator, hosts))
 }
 
-async fn serve(target: Vec<String>, listen: SocketAddr, data_dir: PathBuf, auth: AuthArgs, sim: SimArgs) -> anyhow::Result<ExitCode> {
+async fn serve(
+    target: Vec<String>,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    auth: AuthArgs,
+    limits: ConnLimits,
+    ws_ping_s: f64,
+    sim: SimArgs,
+) -> anyhow::Result<ExitCode> {
+    if !(0.1..=90.0).contains(&ws_ping_s) {
+        anyhow::bail!("--ws-ping-s {ws_ping_s}: give 0.1 to 90 seconds (proxies close a socket idle for 100 s)");
+    }
     let sim_url = spawn_sim(sim.config()).await?;
     let targets = Targets::new(&target, &sim_url, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let (registry, unreadable) = Registry::open(Some(data_dir.clone()));
@@ -215,7 +243,9 @@ async fn serve(target: Vec<String>, listen: SocketAddr, data_dir: PathBuf, auth:
     let links = |token: Option<&str>| token.map(|t| format!("?token={t}")).unwrap_or_default();
     let operator_link = links(access.operator_token());
     let viewer_link = if access.open() { None } else { Some(links(Some(&access.viewer_token()))) };
-    let state = Arc::new(AppState::new(registry, Engine::new(), targets.clone(), access));
+    let mut state = AppState::new(registry, Engine::new(), targets.clone(), access);
+    state.ws_ping = std::time::Duration::from_secs_f64(ws_ping_s);
+    let state = Arc::new(state);
     println!("caplab dashboard: http://{}/{operator_link}", shown(addr));
     if let Some(v) = &viewer_link {
         println!("read-only viewer link (for clients; it cannot start or stop anything): http://{}/{v}", shown(addr));
@@ -236,13 +266,12 @@ async fn serve(target: Vec<String>, listen: SocketAddr, data_dir: PathBuf, auth:
         println!("note: this build has no dashboard; run scripts/build-frontend.sh and rebuild");
     }
     let stopping = state.clone();
-    axum::serve(listener, app(state.clone()))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            println!("caplab: stopping; runs in progress are stopped and saved");
-            stopping.shutdown.cancel();
-        })
-        .await?;
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        println!("caplab: stopping; runs in progress are stopped and saved");
+        stopping.shutdown.cancel();
+    });
+    crate::server::listen::serve(listener, app(state.clone()), limits, state.shutdown.clone()).await;
     state.shut_down(std::time::Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
 }

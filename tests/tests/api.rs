@@ -288,3 +288,34 @@ async fn sigterm_mid_run_stops_and_saves_the_run() {
     assert_eq!(rows, 1 + 3, "every request that was sent has its row");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A viewer that never answers a ping is closed, so dead sockets do not pile up; one that
+/// answers (a client that reads pongs back automatically) stays.
+#[tokio::test]
+async fn a_viewer_that_never_answers_pings_is_closed() {
+    let caplab = Caplab::start(&["--ws-ping-s", "0.5", "--sim-itl-ms", "20"]).await.unwrap();
+    let c = client();
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [1], "max_new_tokens": [400], "requests": 50})).await.unwrap();
+    let path = format!("runs/{id}/ws");
+    let (mut silent, _) = tokio_tungstenite::connect_async(caplab.ws_request(&path)).await.unwrap();
+    let (mut alive, _) = tokio_tungstenite::connect_async(caplab.ws_request(&path)).await.unwrap();
+    // The live one reads (and so answers pings) for 13 s; the silent one reads nothing.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(13);
+    while let Ok(next) = tokio::time::timeout_at(deadline, alive.next()).await {
+        assert!(matches!(next, Some(Ok(_))), "an answering viewer stays connected: {next:?}");
+    }
+    // The silent one was closed: its stream ends (with our close frame, when it can still be read).
+    let mut close = None;
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = silent.next().await {
+            match msg {
+                Ok(tokio_tungstenite::tungstenite::Message::Close(frame)) => close = frame.map(|f| f.reason.to_string()),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the silent viewer's socket was closed by the server");
+    assert!(close.is_none() || close.as_deref() == Some("no answer to pings"), "{close:?}");
+}

@@ -179,3 +179,29 @@ async fn only_allowed_targets_and_no_credentials_in_views_or_files() {
     let shown = c.get(caplab.api(&format!("runs/{id}"))).send().await.unwrap().text().await.unwrap();
     assert!(!shown.contains("s3cret"));
 }
+
+/// A client that never finishes its request headers is cut off, and a cap on connections keeps
+/// such clients from taking every descriptor: the dashboard keeps answering.
+#[tokio::test]
+async fn slow_header_clients_are_cut_off_and_connections_capped() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let caplab = Caplab::start(&["--header-read-timeout-s", "1", "--max-connections", "8"]).await.unwrap();
+    let addr = caplab.url.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..12 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /api/runs HTTP/1.1\r\nHost: x").await.unwrap(); // never finished
+        slow.push(s);
+    }
+    // More slow clients than the cap: a real request still gets through once they are cut off.
+    let started = std::time::Instant::now();
+    let ok = client().get(caplab.api("runs")).timeout(Duration::from_secs(15)).send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(started.elapsed() < Duration::from_secs(8), "{:?}", started.elapsed());
+    // Each slow client's connection was closed by the server.
+    for mut s in slow {
+        let mut buf = [0u8; 256];
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.expect("closed, not left hanging");
+        assert!(matches!(read, Ok(0) | Err(_)) || buf.starts_with(b"HTTP/1.1 408"), "{read:?}");
+    }
+}

@@ -4,6 +4,7 @@ mod api;
 pub mod assets;
 pub mod auth;
 mod error;
+pub mod listen;
 mod ws;
 
 use std::sync::Arc;
@@ -32,6 +33,9 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Who may do what (tokens, allowed host names).
     pub access: auth::Access,
+    /// How often viewers' WebSockets are pinged; one that answers nothing for two pings and
+    /// 10 s more is closed.
+    pub ws_ping: std::time::Duration,
 }
 
 impl AppState {
@@ -43,6 +47,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             access,
+            ws_ping: std::time::Duration::from_secs(20),
         }
     }
 

@@ -14,7 +14,6 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use super::{ApiError, AppState};
 use crate::runs::Run;
 
-const PING_EVERY: Duration = Duration::from_secs(20);
 /// How long a shutdown waits for a run's final status before closing its viewers anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -22,8 +21,8 @@ pub async fn watch(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>, Path(i
     let run = st.registry.get(&id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))?;
     let shutdown = st.shutdown.clone();
     // Tracked with the runs, so a shutdown waits for every viewer to get its last messages.
-    let tasks = st.tasks.clone();
-    Ok(ws.on_upgrade(move |socket| tasks.track_future(stream_run(socket, run, shutdown))))
+    let (tasks, ping_every) = (st.tasks.clone(), st.ws_ping);
+    Ok(ws.on_upgrade(move |socket| tasks.track_future(stream_run(socket, run, shutdown, ping_every))))
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
@@ -33,13 +32,16 @@ async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
     }
 }
 
-async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::sync::CancellationToken) {
+async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::sync::CancellationToken, ping_every: Duration) {
     let (view, mut rx) = run.subscribe();
     if !send(&mut socket, &ServerMsg::Snapshot { view: Box::new(view) }).await {
         return;
     }
-    let mut ping = tokio::time::interval(PING_EVERY);
+    let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
+    // A viewer that answers nothing (not even a pong) for this long is gone: its socket is closed.
+    let silence_limit = ping_every * 2 + Duration::from_secs(10);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
@@ -53,9 +55,16 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
             },
             incoming = socket.recv() => match incoming {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
-                Some(Ok(_)) => {}
+                Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
             },
-            _ = ping.tick() => if socket.send(Message::Ping(Default::default())).await.is_err() { break },
+            _ = ping.tick() => {
+                if last_heard.elapsed() > silence_limit {
+                    let frame = CloseFrame { code: close_code::POLICY, reason: "no answer to pings".into() };
+                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    break;
+                }
+                if socket.send(Message::Ping(Default::default())).await.is_err() { break }
+            }
             // Shutting down: forward the run's last messages up to its final status (its cells
             // and `stopped`), then say goodbye with a close frame so the page knows why.
             _ = shutdown.cancelled() => {
