@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use crate::engine::Engine;
 use crate::runs::Registry;
 use crate::server::auth::{new_token, Access};
+use crate::server::limits::Limits;
 use crate::server::listen::ConnLimits;
 use crate::server::{app, AppState};
 use crate::sim::{self, SimConfig};
@@ -48,6 +49,8 @@ pub enum Command {
         /// Most connections to the dashboard open at once; more wait to be accepted
         #[arg(long, default_value_t = 1024)]
         max_connections: usize,
+        #[command(flatten)]
+        limits: LimitArgs,
         /// Seconds between pings of each viewer's WebSocket (well inside proxies' 100 s idle
         /// limit); a viewer silent for two pings and 10 s more is closed
         #[arg(long, default_value_t = 20.0)]
@@ -80,6 +83,49 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+}
+
+/// What runs started over HTTP may ask for (see `GET /api/limits`).
+#[derive(Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Largest concurrency (or open-loop in-flight cap) of a cell
+    #[arg(long, default_value_t = Limits::default().max_concurrency)]
+    pub max_concurrency: u32,
+    /// Most requests one run may send, warm-ups included
+    #[arg(long, default_value_t = Limits::default().max_requests_per_run)]
+    pub max_requests_per_run: u64,
+    /// Largest max_new_tokens
+    #[arg(long, default_value_t = Limits::default().max_new_tokens)]
+    pub max_new_tokens: u32,
+    /// Most cells in a grid
+    #[arg(long, default_value_t = Limits::default().max_cells)]
+    pub max_cells: usize,
+    /// A run still going after this many seconds stops itself
+    #[arg(long, default_value_t = Limits::default().max_run_duration_s)]
+    pub max_run_duration_s: f64,
+    /// Largest request body in bytes
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most runs kept; a new run is refused beyond it until one is deleted
+    #[arg(long, default_value_t = Limits::default().runs_kept)]
+    pub runs_kept: usize,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> anyhow::Result<Limits> {
+        if !(self.max_run_duration_s.is_finite() && self.max_run_duration_s > 0.0) {
+            anyhow::bail!("--max-run-duration-s must be a positive number of seconds");
+        }
+        Ok(Limits {
+            max_concurrency: self.max_concurrency.max(1),
+            max_requests_per_run: self.max_requests_per_run.max(1),
+            max_new_tokens: self.max_new_tokens.max(1),
+            max_cells: self.max_cells.max(1),
+            max_run_duration_s: self.max_run_duration_s,
+            max_body_bytes: self.max_body_bytes.max(1024),
+            runs_kept: self.runs_kept.max(1),
+        })
+    }
 }
 
 /// Who may use `caplab serve`.
@@ -151,12 +197,15 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { target, listen, data_dir, auth, header_read_timeout_s, max_connections, ws_ping_s, sim } => {
+            Command::Serve { target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits: limit_args, ws_ping_s, sim } => {
                 let limits = ConnLimits {
                     header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout_s.clamp(0.1, 3600.0)),
                     max_connections: max_connections.max(1),
                 };
-                serve(target, listen, data_dir, auth, limits, ws_ping_s, sim).await
+                match limit_args.limits() {
+                    Ok(run_limits) => serve(target, listen, data_dir, auth, limits, run_limits, ws_ping_s, sim).await,
+                    Err(e) => Err(e),
+                }
             }
             Command::Sim { listen, sim } => run_sim(listen, sim).await,
             Command::Run { experiment, target, out, gpu, model } => {
@@ -225,6 +274,7 @@ async fn serve(
     data_dir: PathBuf,
     auth: AuthArgs,
     limits: ConnLimits,
+    run_limits: Limits,
     ws_ping_s: f64,
     sim: SimArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -245,6 +295,7 @@ async fn serve(
     let viewer_link = if access.open() { None } else { Some(links(Some(&access.viewer_token()))) };
     let mut state = AppState::new(registry, Engine::new(), targets.clone(), access);
     state.ws_ping = std::time::Duration::from_secs_f64(ws_ping_s);
+    state.limits = run_limits;
     let state = Arc::new(state);
     println!("caplab dashboard: http://{}/{operator_link}", shown(addr));
     if let Some(v) = &viewer_link {

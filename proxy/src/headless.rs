@@ -79,7 +79,7 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     let (_, mut rx) = run.subscribe();
     let task = tokio::spawn({
         let (engine, run) = (engine.clone(), run.clone());
-        async move { engine.run(run, target.auth).await }
+        async move { engine.run(run, target.auth, None).await }
     });
     let stop = state.shutdown.clone();
     tokio::spawn(async move {

@@ -23,6 +23,8 @@ pub struct Run {
     samples: Mutex<Vec<RequestSample>>,
     /// Where completed requests are appended as they come in (None: not saved).
     journal: Mutex<Option<Journal>>,
+    /// Its final files are written (or it was loaded from them): it may be deleted.
+    settled: std::sync::atomic::AtomicBool,
     pub cancel: CancellationToken,
 }
 
@@ -48,6 +50,7 @@ impl Run {
             tx,
             samples: Mutex::new(samples),
             journal: Mutex::new(None),
+            settled: std::sync::atomic::AtomicBool::new(false),
             cancel: parent.child_token(),
         })
     }
@@ -55,7 +58,17 @@ impl Run {
     fn from_view(view: RunView, samples: Vec<RequestSample>) -> Arc<Run> {
         let run = Run::new(view.info.clone(), samples, &CancellationToken::new());
         *lock(&run.view) = view;
+        run.settle();
         run
+    }
+
+    /// Marks the run's files as final: nothing will write them again.
+    pub fn settle(&self) {
+        self.settled.store(true, Ordering::Release);
+    }
+
+    pub fn is_settled(&self) -> bool {
+        self.settled.load(Ordering::Acquire)
     }
 
     /// Applies `msg` to the view and sends it to every viewer, atomically with `subscribe`.
@@ -206,6 +219,18 @@ impl Registry {
         let file = std::fs::OpenOptions::new().append(true).open(path.join("requests.csv"))?;
         *lock(&run.journal) = Some(Journal { file, info: view.info });
         Ok(())
+    }
+
+    /// Forgets a run and removes its folder (the id is one this registry holds, never a path).
+    pub fn delete(&self, id: &str) -> std::io::Result<()> {
+        let removed = self.runs.write().unwrap_or_else(|p| p.into_inner()).remove(id);
+        match (&self.dir, removed) {
+            (Some(dir), Some(_)) => match std::fs::remove_dir_all(dir.join(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
     }
 
     /// Writes a finished run's files. Errors are returned, never fatal: the run stays in memory.

@@ -319,3 +319,38 @@ async fn a_viewer_that_never_answers_pings_is_closed() {
     assert!(ended.is_ok(), "the silent viewer's socket was closed by the server");
     assert!(close.is_none() || close.as_deref() == Some("no answer to pings"), "{close:?}");
 }
+
+/// The operator's limits: shown by /api/limits, every breach named at once, a run that goes on
+/// too long stops itself and says why, and runs beyond --runs-kept wait for a delete.
+#[tokio::test]
+async fn limits_are_shown_enforced_and_runs_can_be_deleted() {
+    let caplab = Caplab::start(&[
+        "--max-concurrency", "8", "--max-new-tokens", "64", "--max-requests-per-run", "100", "--max-run-duration-s", "1",
+        "--runs-kept", "1", "--sim-itl-ms", "20",
+    ])
+    .await
+    .unwrap();
+    let c = client();
+    let limits: serde_json::Value = c.get(caplab.api("limits")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((limits["max_concurrency"].as_u64(), limits["runs_kept"].as_u64()), (Some(8), Some(1)));
+    let r = c.post(caplab.api("runs")).json(&json!({"workload": "chat", "concurrency": [16], "max_new_tokens": [128], "requests": 500})).send().await.unwrap();
+    assert_eq!(r.status(), 422);
+    let body: serde_json::Value = r.json().await.unwrap();
+    let fields: Vec<&str> = body["fields"].as_array().unwrap().iter().map(|f| f["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, vec!["concurrency", "max_new_tokens", "requests"], "{body}");
+
+    // Within the limits but longer than 1 s: it stops itself, saying why.
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [2], "max_new_tokens": [64], "requests": 100})).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Stopped);
+    assert!(view.info.message.as_deref().unwrap().starts_with("stopped by itself after 1 s"), "{:?}", view.info.message);
+
+    // One run kept: the next is refused until it is deleted (files included).
+    let r = c.post(caplab.api("runs")).json(&json!({"workload": "chat", "concurrency": [1], "max_new_tokens": [4], "requests": 1})).send().await.unwrap();
+    assert_eq!(r.status(), 409);
+    assert!(caplab.data_dir.join(&id).exists());
+    assert_eq!(c.delete(caplab.api(&format!("runs/{id}"))).send().await.unwrap().status(), 204);
+    assert!(!caplab.data_dir.join(&id).exists());
+    assert_eq!(c.get(caplab.api(&format!("runs/{id}"))).send().await.unwrap().status(), 404);
+    start_run(&c, &caplab, json!({"workload": "chat", "concurrency": [1], "max_new_tokens": [4], "requests": 1})).await.unwrap();
+}

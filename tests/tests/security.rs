@@ -27,6 +27,7 @@ async fn every_route_refuses_a_missing_or_wrong_token() {
                 let req = match *method {
                     "GET" => c.get(&url),
                     "POST" => c.post(&url).json(&json!({"workload": "chat"})),
+                    "DELETE" => c.delete(&url),
                     other => panic!("a method the test does not know: {other}"),
                 };
                 let r = req.send().await.unwrap();
@@ -93,6 +94,7 @@ async fn a_viewer_watches_and_downloads_but_cannot_start_or_stop() {
     let start = viewer.post(caplab.api("runs")).json(&json!({"workload": "chat"})).send().await.unwrap();
     assert_eq!(start.status(), 403);
     assert_eq!(viewer.post(caplab.api("viewer-link/rotate")).json(&json!({})).send().await.unwrap().status(), 403);
+    assert_eq!(viewer.delete(caplab.api(&format!("runs/{id}"))).send().await.unwrap().status(), 403);
     let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(view.cells[0].requests_ok, 8, "the viewer's stop changed nothing");
     assert_eq!(viewer.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().status(), 200);

@@ -61,11 +61,28 @@ impl Engine {
 
     /// Runs every cell of `run`'s spec, publishing as it goes, and sets the final status.
     /// `auth`: the target's `Authorization`, sent with every request (never stored in the run).
-    pub async fn run(&self, run: Arc<Run>, auth: Option<reqwest::header::HeaderValue>) {
+    /// `max_duration`: past it, the run stops itself (and says so).
+    pub async fn run(&self, run: Arc<Run>, auth: Option<reqwest::header::HeaderValue>, max_duration: Option<Duration>) {
         let info = run.info();
         let spec = info.spec.clone();
         let run_start = Instant::now();
         let live = Arc::new(LiveCounters::with_breaker(spec.max_error_rate, spec.error_window));
+        // Ends the duration timer below when this run ends, whichever way.
+        let run_over = tokio_util::sync::CancellationToken::new();
+        let _end_timer = run_over.clone().drop_guard();
+        if let Some(limit) = max_duration {
+            let (live, cancel) = (live.clone(), run.cancel.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(limit) => {
+                        let reason = format!("stopped by itself after {:.0} s, this caplab's limit on a run's duration (--max-run-duration-s)", limit.as_secs_f64());
+                        live.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
+                        cancel.cancel();
+                    }
+                    _ = run_over.cancelled() => {}
+                }
+            });
+        }
         let total = self.total_requests(&spec);
         let mut agg = Aggregator::new(&run, live.clone(), run_start, total);
         for cell in spec.cells() {

@@ -80,8 +80,22 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
     let mut spec = parse_spec(&body)?;
     let mut errors = spec.validate();
     errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
+    // An open loop without a cap is held to this caplab's limit on requests in flight.
+    if spec.mode == caplab_shared::LoadMode::Rate && spec.max_in_flight == 0 {
+        spec.max_in_flight = st.limits.max_concurrency;
+    }
+    if errors.is_empty() {
+        errors.extend(st.limits.check(&spec, st.engine.total_requests(&spec)));
+    }
     if !errors.is_empty() {
         return Err(ApiError::Invalid(errors));
+    }
+    let kept = st.registry.list().len();
+    if kept >= st.limits.runs_kept {
+        return Err(ApiError::Conflict(format!(
+            "this caplab keeps at most {} runs (--runs-kept) and has {kept}: delete some first (DELETE /api/runs/ID)",
+            st.limits.runs_kept
+        )));
     }
     let allowed = st.targets.resolve(&spec.target).map_err(|e| ApiError::Invalid(vec![e]))?.clone();
     spec.target = allowed.name.clone();
@@ -105,6 +119,31 @@ fn find(st: &AppState, id: &str) -> Result<Arc<Run>, ApiError> {
 
 pub async fn get_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<RunView>, ApiError> {
     Ok(Json(find(&st, &id)?.view()))
+}
+
+/// Deletes a run that has ended: from the list and from disk.
+pub async fn delete_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let run = find(&st, &id)?;
+    if !run.info().status.is_terminal() {
+        return Err(ApiError::Conflict(format!("run {id} is still running: stop it first")));
+    }
+    // A run that has just ended may still be writing its files: let it finish first.
+    for _ in 0..200 {
+        if run.is_settled() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    if !run.is_settled() {
+        return Err(ApiError::Conflict(format!("run {id} is still saving its files: try again in a moment")));
+    }
+    st.registry.delete(&id).map_err(|e| ApiError::Internal(format!("could not delete run {id}'s files: {e}")))?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// What runs started here may ask for.
+pub async fn limits(State(st): State<Arc<AppState>>) -> Json<super::limits::Limits> {
+    Json(st.limits.clone())
 }
 
 pub async fn stop_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {

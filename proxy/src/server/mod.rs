@@ -4,6 +4,7 @@ mod api;
 pub mod assets;
 pub mod auth;
 mod error;
+pub mod limits;
 pub mod listen;
 mod ws;
 
@@ -33,6 +34,8 @@ pub struct AppState {
     pub tasks: TaskTracker,
     /// Who may do what (tokens, allowed host names).
     pub access: auth::Access,
+    /// What runs started over HTTP may ask for (`GET /api/limits`).
+    pub limits: limits::Limits,
     /// How often viewers' WebSockets are pinged; one that answers nothing for two pings and
     /// 10 s more is closed.
     pub ws_ping: std::time::Duration,
@@ -47,6 +50,7 @@ impl AppState {
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
             access,
+            limits: limits::Limits::default(),
             ws_ping: std::time::Duration::from_secs(20),
         }
     }
@@ -73,13 +77,15 @@ impl AppState {
             tracing::error!("run {}: cannot start its files ({e}); it is saved only when it ends", run.id);
         }
         let (engine, registry) = (self.engine.clone(), self.registry.clone());
+        let deadline = std::time::Duration::from_secs_f64(self.limits.max_run_duration_s);
         self.tasks.spawn(async move {
-            engine.run(run.clone(), auth).await;
+            engine.run(run.clone(), auth, Some(deadline)).await;
             match registry.persist(&run) {
                 Ok(Some(path)) => tracing::info!("run {} saved in {}", run.id, path.display()),
                 Ok(None) => {}
                 Err(e) => tracing::error!("could not save run {}: {e}", run.id),
             }
+            run.settle();
         });
     }
 
@@ -91,20 +97,18 @@ impl AppState {
     }
 }
 
-/// The largest request body accepted (an experiment is a few hundred bytes): 413 beyond.
-pub const MAX_BODY: usize = 64 * 1024;
-
 /// Every API route and its methods. The router is built from this table (`app`), and the
 /// tests walk it to check that each one refuses a missing or wrong token.
 pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/health", &["GET"]),
     ("/api/whoami", &["GET"]),
+    ("/api/limits", &["GET"]),
     ("/api/viewer-link/rotate", &["POST"]),
     ("/api/target", &["GET"]),
     ("/api/targets", &["GET"]),
     ("/api/defaults", &["GET"]),
     ("/api/runs", &["GET", "POST"]),
-    ("/api/runs/{id}", &["GET"]),
+    ("/api/runs/{id}", &["GET", "DELETE"]),
     ("/api/runs/{id}/stop", &["POST"]),
     ("/api/runs/{id}/ws", &["GET"]),
     ("/api/runs/{id}/requests.csv", &["GET"]),
@@ -118,12 +122,13 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
     match path {
         "/api/health" => get(|| async { "ok" }),
         "/api/whoami" => get(api::whoami),
+        "/api/limits" => get(api::limits),
         "/api/viewer-link/rotate" => post(api::rotate_viewer_link),
         "/api/target" => get(api::target),
         "/api/targets" => get(api::targets),
         "/api/defaults" => get(api::defaults),
         "/api/runs" => get(api::list_runs).post(api::start_run),
-        "/api/runs/{id}" => get(api::get_run),
+        "/api/runs/{id}" => get(api::get_run).delete(api::delete_run),
         "/api/runs/{id}/stop" => post(api::stop_run),
         "/api/runs/{id}/ws" => get(ws::watch),
         "/api/runs/{id}/requests.csv" => get(api::requests_csv),
@@ -139,6 +144,6 @@ pub fn app(state: Arc<AppState>) -> Router {
     // than an experiment ever needs.
     api.fallback(assets::serve)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(MAX_BODY))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(state.limits.max_body_bytes))
         .with_state(state)
 }
