@@ -128,6 +128,11 @@ pub enum ServerMsg {
     Status { status: RunStatus, message: Option<String> },
 }
 
+/// Most ticks a view keeps. Past it, the older half is thinned to every other tick, so the
+/// latest stretch keeps its full 250 ms resolution, a day-long run's snapshot stays a few hundred
+/// KB, and the page's charts stay light. Server and page thin the same way (this function).
+pub const MAX_TICKS: usize = 2_400;
+
 impl RunView {
     pub fn new(info: RunInfo) -> Self {
         RunView { info, ticks: Vec::new(), cells: Vec::new() }
@@ -137,7 +142,17 @@ impl RunView {
     pub fn apply(&mut self, msg: &ServerMsg) {
         match msg {
             ServerMsg::Snapshot { view } => *self = (**view).clone(),
-            ServerMsg::Tick { tick } => self.ticks.push(tick.clone()),
+            ServerMsg::Tick { tick } => {
+                self.ticks.push(tick.clone());
+                if self.ticks.len() > MAX_TICKS {
+                    let half = self.ticks.len() / 2;
+                    let mut i = 0;
+                    self.ticks.retain(|_| {
+                        i += 1;
+                        i > half || i % 2 == 1
+                    });
+                }
+            }
             ServerMsg::CellDone { result } => {
                 match self.cells.iter_mut().find(|c| c.cell == result.cell) {
                     Some(existing) => *existing = (**result).clone(),
@@ -207,5 +222,21 @@ mod tests {
         let json = serde_json::to_string(&msg).unwrap();
         assert_eq!(json, r#"{"type":"status","status":"finished","message":null}"#);
         assert_eq!(serde_json::from_str::<ServerMsg>(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn ticks_stay_bounded_keep_the_latest_at_full_resolution_and_stay_in_order() {
+        let mut v = RunView::new(info());
+        for i in 0..100_000u64 {
+            v.apply(&ServerMsg::Tick { tick: LiveTick { t_s: i as f64 * 0.25, requests_done: i, ..Default::default() } });
+        }
+        assert!(v.ticks.len() <= MAX_TICKS, "{}", v.ticks.len());
+        assert_eq!(v.ticks.first().unwrap().t_s, 0.0, "the start is kept");
+        assert_eq!(v.ticks.last().unwrap().requests_done, 99_999, "the latest tick is kept");
+        assert!(v.ticks.windows(2).all(|w| w[0].t_s < w[1].t_s));
+        let tail = &v.ticks[v.ticks.len() - 100..];
+        assert!(tail.windows(2).all(|w| (w[1].t_s - w[0].t_s - 0.25).abs() < 1e-9), "the latest ticks at full resolution");
+        let snapshot = serde_json::to_string(&v).unwrap().len();
+        assert!(snapshot < 600_000, "a late viewer's snapshot stays small: {snapshot} bytes");
     }
 }
