@@ -40,9 +40,9 @@ pub fn watch(ctx: Ctx, id: String) {
                         Message::Bytes(b) => String::from_utf8_lossy(&b).into_owned(),
                     };
                     let Ok(msg) = serde_json::from_str::<ServerMsg>(&text) else { continue };
-                    let ended = matches!(&msg, ServerMsg::Status { status, .. } if status.is_terminal());
+                    let status_changed = matches!(&msg, ServerMsg::Status { .. });
                     apply(ctx, msg);
-                    if ended {
+                    if status_changed {
                         runs_list::refresh(ctx).await;
                     }
                     delay_ms = 500;

@@ -71,10 +71,10 @@ fn RunHeader() -> impl IntoView {
                 <Show when=simulated>
                     <span class="badge simulated" title="numbers from caplab's built-in simulator, not a GPU">"SIMULATED"</span>
                 </Show>
-                <Show when=move || status() == RunStatus::Running>
+                <Show when=move || !status().is_terminal()>
                     <span class="conn" title="live connection to caplab">{move || if ctx.connected.get() { "● live" } else { "○ reconnecting…" }}</span>
                 </Show>
-                <Show when=move || status() == RunStatus::Running && ctx.is_operator()>
+                <Show when=move || !status().is_terminal() && ctx.is_operator()>
                     <button id="stop" class="danger" on:click=stop>"Stop"</button>
                 </Show>
             </div>
@@ -166,7 +166,8 @@ fn ResultsTable() -> impl IntoView {
                     let state = match (&result, v.info.status) {
                         (Some(_), _) => "done",
                         (None, RunStatus::Running) if running == Some(cell.index) => "running…",
-                        (None, RunStatus::Running) => "queued",
+                        (None, RunStatus::Running) => "next",
+                        (None, RunStatus::Queued) => "waiting for the target",
                         (None, _) => "not run",
                     };
                     (cell.label(), state, result)

@@ -178,21 +178,14 @@ impl Registry {
         }
     }
 
-    /// Adds a new run unless another run is still loading the same target (checked and added
-    /// under one lock); then returns that run's id and gives back the new run's claimed folder.
-    pub fn insert_unless_busy(&self, run: Arc<Run>) -> Result<(), String> {
+    /// Adds a new run; returns how many runs are ahead of it on the same target (running or
+    /// queued), counted under the same lock that adds it.
+    pub fn insert_counting_ahead(&self, run: Arc<Run>) -> usize {
         let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
         let url = run.info().target.url;
-        let busy = runs.values().map(|r| r.info()).find(|i| i.status == RunStatus::Running && i.target.url == url);
-        if let Some(busy) = busy {
-            drop(runs);
-            if let Some(dir) = &self.dir {
-                let _ = std::fs::remove_dir(dir.join(&run.id)); // only the empty claim from next_id
-            }
-            return Err(busy.id);
-        }
+        let ahead = runs.values().map(|r| r.info()).filter(|i| !i.status.is_terminal() && i.target.url == url).count();
         runs.insert(run.id.clone(), run);
-        Ok(())
+        ahead
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Run>> {
@@ -260,8 +253,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 fn load_run(path: &Path) -> anyhow::Result<Arc<Run>> {
     let mut view: RunView = serde_json::from_slice(&std::fs::read(path.join("run.json"))?)?;
     let samples = export::read_requests_csv(&std::fs::read(path.join("requests.csv"))?)?;
-    if view.info.status == RunStatus::Running {
-        // caplab died mid-run: what its journal holds is what it measured.
+    if !view.info.status.is_terminal() {
+        // caplab died mid-run (or before a queued run began): what its journal holds is what it measured.
         view.info.status = RunStatus::Interrupted;
         view.cells = recompute_cells(&view.info.spec, &samples);
         view.info.message = Some(format!(

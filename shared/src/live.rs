@@ -13,6 +13,9 @@ use crate::spec::ExperimentSpec;
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
+    /// Waiting for the runs ahead of it on the same target to end (two runs loading one server
+    /// at once would each measure the other's load).
+    Queued,
     Running,
     /// Every cell ran to its end.
     Finished,
@@ -27,10 +30,11 @@ pub enum RunStatus {
 
 impl RunStatus {
     pub fn is_terminal(self) -> bool {
-        self != RunStatus::Running
+        !matches!(self, RunStatus::Running | RunStatus::Queued)
     }
     pub fn as_str(self) -> &'static str {
         match self {
+            RunStatus::Queued => "queued",
             RunStatus::Running => "running",
             RunStatus::Finished => "finished",
             RunStatus::Stopped => "stopped",

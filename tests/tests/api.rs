@@ -128,20 +128,32 @@ async fn stop_keeps_finished_requests_and_marks_the_rest_cancelled() {
     assert_eq!(again.status(), 409, "stopping an ended run is refused");
 }
 
+/// Two runs loading one server would each measure the other's load: a run for a busy target
+/// waits its turn in a visible queue, can be taken out of it, and starts when the target is free.
 #[tokio::test]
-async fn a_second_run_on_a_busy_target_is_refused() {
+async fn a_run_for_a_busy_target_waits_its_turn() {
     let caplab = Caplab::start(&["--sim-itl-ms", "20"]).await.unwrap();
     let c = client();
     let first = start_run(&c, &caplab, json!({"workload": "batch", "concurrency": [2], "max_new_tokens": [300]})).await.unwrap();
-    let second = c.post(caplab.api("runs")).json(&json!({"workload": "chat"})).send().await.unwrap();
-    assert_eq!(second.status(), 409);
-    let body: serde_json::Value = second.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains(&first), "the refusal names the busy run: {body}");
-    let folders: Vec<_> = std::fs::read_dir(&caplab.data_dir).unwrap().flatten().map(|e| e.file_name()).collect();
-    assert_eq!(folders, vec![std::ffi::OsString::from(&first)], "the refused run leaves no folder behind");
+    let second: serde_json::Value = c.post(caplab.api("runs")).json(&json!({"workload": "chat", "max_new_tokens": [4], "requests": 2})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(second["status"], "queued", "{second}");
+    assert!(second["message"].as_str().unwrap().starts_with("queued: 1 run ahead on sim"), "{second}");
+    let third: serde_json::Value = c.post(caplab.api("runs")).json(&json!({"workload": "chat", "max_new_tokens": [4], "requests": 2})).send().await.unwrap().json().await.unwrap();
+    assert!(third["message"].as_str().unwrap().starts_with("queued: 2 runs ahead"), "{third}");
+    let (second, third) = (second["id"].as_str().unwrap().to_string(), third["id"].as_str().unwrap().to_string());
+    // Taken out of the queue: it ends without sending anything.
+    assert_eq!(c.post(caplab.api(&format!("runs/{second}/stop"))).json(&json!({})).send().await.unwrap().status(), 202);
+    let view = wait_for_end(&c, &caplab, &second, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Stopped);
+    assert!(view.cells.is_empty() && view.ticks.is_empty(), "nothing was sent");
+    let runs: Vec<serde_json::Value> = c.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    let status_of = |id: &str| runs.iter().find(|r| r["id"] == id).map(|r| r["status"].clone()).unwrap();
+    assert_eq!((status_of(&first), status_of(&third)), (json!("running"), json!("queued")));
+    // The first one ends: the third starts and finishes.
     c.post(caplab.api(&format!("runs/{first}/stop"))).json(&json!({})).send().await.unwrap();
-    wait_for_end(&c, &caplab, &first, Duration::from_secs(10)).await.unwrap();
-    let third = start_run(&c, &caplab, json!({"workload": "chat", "max_new_tokens": [4], "requests": 2})).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &third, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Finished);
+    assert_eq!(view.cells[0].requests_ok, 2);
     assert_ne!(third, first, "ids are unique");
 }
 

@@ -7,7 +7,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};
+use caplab_shared::{ExperimentSpec, RunInfo, RunStatus, RunView, TargetInfo};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -103,12 +103,15 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
     target.name = allowed.name.clone();
     let spec = prepare(spec, &target).map_err(ApiError::Invalid)?;
     let info = st.new_run_info(spec, target);
-    let run = Run::new(info.clone(), Vec::new(), &st.shutdown);
-    // Two runs loading one server at once would each measure the other's load.
-    if let Err(busy) = st.registry.insert_unless_busy(run.clone()) {
-        let url = &info.target.url;
-        return Err(ApiError::Conflict(format!("run {busy} is still loading {url}: stop it or wait for it to end")));
+    let run = Run::new(info, Vec::new(), &st.shutdown);
+    // Two runs loading one server at once would each measure the other's load: a run for a
+    // busy target waits its turn, visibly, and can be taken out of the queue with Stop.
+    let ahead = st.registry.insert_counting_ahead(run.clone());
+    if ahead > 0 {
+        let message = format!("queued: {ahead} run{} ahead on {} (Stop takes it out of the queue)", if ahead == 1 { "" } else { "s" }, allowed.name);
+        run.publish(caplab_shared::ServerMsg::Status { status: RunStatus::Queued, message: Some(message) });
     }
+    let info = run.info();
     st.spawn_run(run, allowed.auth);
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }

@@ -36,6 +36,8 @@ pub struct AppState {
     pub access: auth::Access,
     /// What runs started over HTTP may ask for (`GET /api/limits`).
     pub limits: limits::Limits,
+    /// One gate per target URL: runs on one target take turns, first come first served.
+    gates: std::sync::Mutex<std::collections::HashMap<String, Arc<tokio::sync::Semaphore>>>,
     /// How often viewers' WebSockets are pinged; one that answers nothing for two pings and
     /// 10 s more is closed.
     pub ws_ping: std::time::Duration,
@@ -51,6 +53,7 @@ impl AppState {
             tasks: TaskTracker::new(),
             access,
             limits: limits::Limits::default(),
+            gates: Default::default(),
             ws_ping: std::time::Duration::from_secs(20),
         }
     }
@@ -71,15 +74,38 @@ impl AppState {
         }
     }
 
-    /// Runs `run` to its end in the background, journalling every completed request, then saves it.
+    /// The gate of one target: a single permit, handed out in the order runs asked for it.
+    fn gate(&self, url: &str) -> Arc<tokio::sync::Semaphore> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.entry(url.to_string()).or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(1))).clone()
+    }
+
+    /// Runs `run` in the background once its target is free (until then it is `queued`, and a
+    /// stop takes it out of the queue), journalling every completed request; then saves it.
     pub fn spawn_run(&self, run: Arc<crate::runs::Run>, auth: Option<reqwest::header::HeaderValue>) {
         if let Err(e) = self.registry.begin(&run) {
             tracing::error!("run {}: cannot start its files ({e}); it is saved only when it ends", run.id);
         }
         let (engine, registry) = (self.engine.clone(), self.registry.clone());
         let deadline = std::time::Duration::from_secs_f64(self.limits.max_run_duration_s);
+        let gate = self.gate(&run.info().target.url);
         self.tasks.spawn(async move {
-            engine.run(run.clone(), auth, Some(deadline)).await;
+            let turn = tokio::select! {
+                permit = gate.acquire_owned() => permit.ok(),
+                _ = run.cancel.cancelled() => None,
+            };
+            match turn {
+                Some(_permit) => {
+                    if run.info().status == RunStatus::Queued {
+                        run.publish(caplab_shared::ServerMsg::Status { status: RunStatus::Running, message: None });
+                    }
+                    engine.run(run.clone(), auth, Some(deadline)).await;
+                }
+                None => {
+                    let message = Some("taken out of the queue before it began: nothing was sent".to_string());
+                    run.publish(caplab_shared::ServerMsg::Status { status: RunStatus::Stopped, message });
+                }
+            }
             match registry.persist(&run) {
                 Ok(Some(path)) => tracing::info!("run {} saved in {}", run.id, path.display()),
                 Ok(None) => {}
