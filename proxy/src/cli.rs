@@ -12,7 +12,8 @@ use tokio::net::TcpListener;
 use crate::engine::Engine;
 use crate::runs::Registry;
 use crate::server::auth::{new_token, Access};
-use crate::server::limits::Limits;
+use crate::lab::Lab;
+use crate::limits::Limits;
 use crate::server::listen::ConnLimits;
 use crate::server::{app, AppState};
 use crate::sim::{self, SimConfig};
@@ -293,9 +294,8 @@ async fn serve(
     let links = |token: Option<&str>| token.map(|t| format!("?token={t}")).unwrap_or_default();
     let operator_link = links(access.operator_token());
     let viewer_link = if access.open() { None } else { Some(links(Some(&access.viewer_token()))) };
-    let mut state = AppState::new(registry, Engine::new(), targets.clone(), access);
+    let mut state = AppState::new(Lab::new(registry, Engine::new(), targets.clone(), Some(run_limits)), access);
     state.ws_ping = std::time::Duration::from_secs_f64(ws_ping_s);
-    state.limits = run_limits;
     let state = Arc::new(state);
     println!("caplab dashboard: http://{}/{operator_link}", shown(addr));
     if let Some(v) = &viewer_link {
@@ -320,10 +320,10 @@ async fn serve(
     tokio::spawn(async move {
         shutdown_signal().await;
         println!("caplab: stopping; runs in progress are stopped and saved");
-        stopping.shutdown.cancel();
+        stopping.lab.shutdown.cancel();
     });
-    crate::server::listen::serve(listener, app(state.clone()), limits, state.shutdown.clone()).await;
-    state.shut_down(std::time::Duration::from_secs(30)).await;
+    crate::server::listen::serve(listener, app(state.clone()), limits, state.lab.shutdown.clone()).await;
+    state.lab.shut_down(std::time::Duration::from_secs(30)).await;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -7,12 +7,11 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use caplab_shared::{FieldError, RunStatus, ServerMsg};
 
-use crate::engine::{prepare, Engine};
-use crate::runs::{Registry, Run};
+use crate::engine::Engine;
+use crate::lab::{Lab, Refusal};
+use crate::runs::Registry;
 use crate::spec_input::spec_from_value;
 use crate::targets::{Target, Targets};
-use crate::server::AppState;
-use crate::target::probe;
 
 /// What the command line overrides in the experiment file.
 #[derive(Default)]
@@ -36,11 +35,6 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     if let Some(m) = overrides.model {
         spec.model = m;
     }
-    let mut errors = spec.validate();
-    errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
-    if !errors.is_empty() {
-        bail!("{} (with --target, --gpu and --model applied):\n  {}", invalid(), listed(&errors));
-    }
     // The person at the terminal is the operator: any URL may be loaded from here.
     if spec.target.is_empty() {
         spec.target = crate::cli::spawn_sim(Default::default()).await?;
@@ -48,17 +42,15 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     let key = std::env::var("CAPLAB_API_KEY").ok();
     let target = Target::from_url("cli", &spec.target, key.as_deref()).map_err(|e| anyhow::anyhow!("target: {e}"))?;
     spec.target = target.url.clone();
-    let engine = Engine::new();
-    let mut info = probe(&engine.client, &target.url, target.auth.as_ref()).await?;
-    info.name = target.name.clone();
-    let spec = prepare(spec, &info).map_err(|errors| anyhow::anyhow!("the experiment does not fit {}:\n  {}", info.url, listed(&errors)))?;
-    // Saves into `out` without reading the runs already there.
-    let registry = Registry::writing_to(out.to_path_buf());
-    // The terminal's user is the operator; no HTTP edge is served here.
+    // Saves into `out` without reading the runs already there; no limits but the machine's.
     let targets = Targets::new(&[], &target.url, |_| None).map_err(anyhow::Error::msg)?;
-    let state = AppState::new(registry, engine.clone(), targets, crate::server::auth::Access::new(None, vec![]));
-    let run_info = state.new_run_info(spec, info);
-    let run = Run::new(run_info.clone(), Vec::new(), &state.shutdown);
+    let lab = Lab::new(Registry::writing_to(out.to_path_buf()), Engine::new(), targets, None);
+    let run = match lab.admit(spec, &target).await {
+        Ok(run) => run,
+        Err(Refusal::Invalid(errors)) => bail!("{} (with --target, --gpu and --model applied):\n  {}", invalid(), listed(&errors)),
+        Err(Refusal::Conflict(why)) => bail!("{why}"),
+    };
+    let run_info = run.info();
     let sim_note = if run_info.target.simulated { " — SIMULATED target" } else { "" };
     eprintln!(
         "caplab run {}: {} {} cells, {} requests against {} ({}, model {}){sim_note}",
@@ -73,15 +65,9 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     for missing in run_info.target.server.unavailable() {
         eprintln!("  unavailable with this server: {missing}");
     }
-    if let Err(e) = state.registry.begin(&run) {
-        eprintln!("caplab: cannot start the run's files in {} ({e}); they are written when it ends", out.display());
-    }
     let (_, mut rx) = run.subscribe();
-    let task = tokio::spawn({
-        let (engine, run) = (engine.clone(), run.clone());
-        async move { engine.run(run, target.auth, None).await }
-    });
-    let stop = state.shutdown.clone();
+    lab.launch(run.clone(), target.auth.clone());
+    let stop = lab.shutdown.clone();
     tokio::spawn(async move {
         crate::cli::shutdown_signal().await;
         stop.cancel();
@@ -111,12 +97,16 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
         }
     }
     eprintln!();
-    let _ = task.await;
+    // Wait until the run's files are written.
+    lab.tasks.close();
+    lab.tasks.wait().await;
     let view = run.view();
     print!("{}", table(&view));
-    match state.registry.persist(&run)? {
-        Some(path) => eprintln!("results: {}/summary.csv, requests.csv, run.json", path.display()),
-        None => eprintln!("results were not saved"),
+    let folder = out.join(&run.id);
+    if folder.join("summary.csv").exists() {
+        eprintln!("results: {}/summary.csv, requests.csv, run.json", folder.display());
+    } else {
+        eprintln!("results were not saved (see the error above)");
     }
     // 0: every cell ran; 2: stopped (by a user, a signal or max_error_rate); 3: every request failed.
     let all_failed = !view.cells.is_empty() && view.cells.iter().all(|c| c.requests_ok == 0);

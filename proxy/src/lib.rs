@@ -9,6 +9,8 @@ pub mod engine;
 pub mod export;
 pub mod fd_limit;
 pub mod headless;
+pub mod lab;
+pub mod limits;
 pub mod runs;
 pub mod server;
 pub mod sim;

@@ -7,16 +7,16 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use caplab_shared::{ExperimentSpec, RunInfo, RunStatus, RunView, TargetInfo};
+use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};
 use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::Role;
 use super::{ApiError, AppState};
-use crate::engine::prepare;
 use crate::export;
 use crate::spec_input::spec_from_value;
 use crate::runs::Run;
+use crate::lab::Refusal;
 use crate::target::probe;
 
 #[derive(Deserialize)]
@@ -30,24 +30,24 @@ pub async fn target(State(st): State<Arc<AppState>>, Query(q): Query<TargetQuery
     if q.url.is_some() {
         return Err(ApiError::field("target", "give ?name= of an allowed target (GET /api/targets lists them); URLs are not probed from here"));
     }
-    let target = st.targets.resolve(q.name.as_deref().unwrap_or("")).map_err(|e| ApiError::Invalid(vec![e]))?;
-    let mut info = probe(&st.engine.client, &target.url, target.auth.as_ref()).await.map_err(|e| ApiError::field("target", e.to_string()))?;
+    let target = st.lab.targets.resolve(q.name.as_deref().unwrap_or("")).map_err(|e| ApiError::Invalid(vec![e]))?;
+    let mut info = probe(&st.lab.engine.client, &target.url, target.auth.as_ref()).await.map_err(|e| ApiError::field("target", e.to_string()))?;
     info.name = target.name.clone();
     Ok(Json(info))
 }
 
 /// The targets this caplab may load, the default first: `[{name, url}]` (no credentials).
 pub async fn targets(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!(st.targets.all().iter().map(|t| json!({"name": t.name, "url": t.url})).collect::<Vec<_>>()))
+    Json(json!(st.lab.targets.all().iter().map(|t| json!({"name": t.name, "url": t.url})).collect::<Vec<_>>()))
 }
 
 /// A spec to start the form from, and what the built-in workloads hold.
 pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
     Json(json!({
         "spec": ExperimentSpec::default(),
-        "documents": st.engine.inputs.documents.len(),
-        "chat_prompts": st.engine.inputs.chat_prompts.len(),
-        "default_target": st.targets.default_target().name,
+        "documents": st.lab.engine.inputs.documents.len(),
+        "chat_prompts": st.lab.engine.inputs.chat_prompts.len(),
+        "default_target": st.lab.targets.default_target().name,
     }))
 }
 
@@ -66,7 +66,7 @@ pub async fn rotate_viewer_link(State(st): State<Arc<AppState>>) -> Result<Json<
 }
 
 pub async fn list_runs(State(st): State<Arc<AppState>>) -> Json<Vec<RunInfo>> {
-    Json(st.registry.list())
+    Json(st.lab.registry.list())
 }
 
 /// Parses a spec, naming every field that is wrong.
@@ -75,49 +75,22 @@ pub fn parse_spec(body: &[u8]) -> Result<ExperimentSpec, ApiError> {
     spec_from_value(value).map_err(ApiError::Invalid)
 }
 
-/// Validates, checks the target, and starts the run in the background.
+/// Admits the spec against the allowed target it names and starts it in the background.
 pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Response, ApiError> {
     let mut spec = parse_spec(&body)?;
-    let mut errors = spec.validate();
-    errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
-    // An open loop without a cap is held to this caplab's limit on requests in flight.
-    if spec.mode == caplab_shared::LoadMode::Rate && spec.max_in_flight == 0 {
-        spec.max_in_flight = st.limits.max_concurrency;
-    }
-    if errors.is_empty() {
-        errors.extend(st.limits.check(&spec, st.engine.total_requests(&spec)));
-    }
-    if !errors.is_empty() {
-        return Err(ApiError::Invalid(errors));
-    }
-    let kept = st.registry.list().len();
-    if kept >= st.limits.runs_kept {
-        return Err(ApiError::Conflict(format!(
-            "this caplab keeps at most {} runs (--runs-kept) and has {kept}: delete some first (DELETE /api/runs/ID)",
-            st.limits.runs_kept
-        )));
-    }
-    let allowed = st.targets.resolve(&spec.target).map_err(|e| ApiError::Invalid(vec![e]))?.clone();
+    let allowed = st.lab.targets.resolve(&spec.target).map_err(|e| ApiError::Invalid(vec![e]))?.clone();
     spec.target = allowed.name.clone();
-    let mut target = probe(&st.engine.client, &allowed.url, allowed.auth.as_ref()).await.map_err(|e| ApiError::field("target", e.to_string()))?;
-    target.name = allowed.name.clone();
-    let spec = prepare(spec, &target).map_err(ApiError::Invalid)?;
-    let info = st.new_run_info(spec, target);
-    let run = Run::new(info, Vec::new(), &st.shutdown);
-    // Two runs loading one server at once would each measure the other's load: a run for a
-    // busy target waits its turn, visibly, and can be taken out of the queue with Stop.
-    let ahead = st.registry.insert_counting_ahead(run.clone());
-    if ahead > 0 {
-        let message = format!("queued: {ahead} run{} ahead on {} (Stop takes it out of the queue)", if ahead == 1 { "" } else { "s" }, allowed.name);
-        run.publish(caplab_shared::ServerMsg::Status { status: RunStatus::Queued, message: Some(message) });
-    }
+    let run = st.lab.admit(spec, &allowed).await.map_err(|refusal| match refusal {
+        Refusal::Invalid(fields) => ApiError::Invalid(fields),
+        Refusal::Conflict(why) => ApiError::Conflict(why),
+    })?;
     let info = run.info();
-    st.spawn_run(run, allowed.auth);
+    st.lab.launch(run, allowed.auth);
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
 fn find(st: &AppState, id: &str) -> Result<Arc<Run>, ApiError> {
-    st.registry.get(id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))
+    st.lab.find(id).map_err(ApiError::NotFound)
 }
 
 pub async fn get_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<RunView>, ApiError> {
@@ -140,13 +113,13 @@ pub async fn delete_run(State(st): State<Arc<AppState>>, Path(id): Path<String>)
     if !run.is_settled() {
         return Err(ApiError::Conflict(format!("run {id} is still saving its files: try again in a moment")));
     }
-    st.registry.delete(&id).map_err(|e| ApiError::Internal(format!("could not delete run {id}'s files: {e}")))?;
+    st.lab.registry.delete(&id).map_err(|e| ApiError::Internal(format!("could not delete run {id}'s files: {e}")))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 /// What runs started here may ask for.
-pub async fn limits(State(st): State<Arc<AppState>>) -> Json<super::limits::Limits> {
-    Json(st.limits.clone())
+pub async fn limits(State(st): State<Arc<AppState>>) -> Json<crate::limits::Limits> {
+    Json(st.limits())
 }
 
 pub async fn stop_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -18,10 +18,10 @@ use crate::runs::Run;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 pub async fn watch(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let run = st.registry.get(&id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))?;
-    let shutdown = st.shutdown.clone();
+    let run = st.lab.find(&id).map_err(ApiError::NotFound)?;
+    let shutdown = st.lab.shutdown.clone();
     // Tracked with the runs, so a shutdown waits for every viewer to get its last messages.
-    let (tasks, ping_every) = (st.tasks.clone(), st.ws_ping);
+    let (tasks, ping_every) = (st.lab.tasks.clone(), st.ws_ping);
     Ok(ws.on_upgrade(move |socket| tasks.track_future(stream_run(socket, run, shutdown, ping_every))))
 }
 

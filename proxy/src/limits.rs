@@ -1,5 +1,5 @@
 //! What one `caplab serve` accepts from the people who may start runs on it: set by flags,
-//! shown by `GET /api/limits`, checked when a run is admitted (every breach named at once).
+//! shown by `GET /api/limits`, checked when a run is admitted (`lab`; every breach named at once).
 
 use caplab_shared::{ExperimentSpec, FieldError, LoadMode};
 use serde::Serialize;

@@ -1,0 +1,171 @@
+//! One home for a run's life, shared by `caplab serve` and `caplab run`: admission (validate →
+//! the open-file limit and the operator's limits → probe the target → prepare the spec), the
+//! queue (one run per target at a time), journalling and saving, finding a run, and shutdown.
+//! The HTTP edge (`server`) and the terminal (`headless`) only read input and show results.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use caplab_shared::{ExperimentSpec, FieldError, LoadMode, RunInfo, RunStatus, ServerMsg, TargetInfo};
+use reqwest::header::HeaderValue;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::engine::{prepare, Engine};
+use crate::limits::Limits;
+use crate::runs::{Registry, Run};
+use crate::target::probe;
+use crate::targets::{Target, Targets};
+
+/// Why a run was not admitted.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Fields that are wrong, each with its reason.
+    Invalid(Vec<FieldError>),
+    /// The spec is fine but this caplab cannot take it now (e.g. `--runs-kept`).
+    Conflict(String),
+}
+
+/// Everything runs share.
+pub struct Lab {
+    pub registry: Arc<Registry>,
+    pub engine: Engine,
+    /// The servers this caplab may load (the first is the default).
+    pub targets: Targets,
+    /// The operator's limits on runs started over HTTP; None for `caplab run` (the operator's own).
+    pub limits: Option<Limits>,
+    /// Cancelled when the process is asked to stop: runs stop, sockets close.
+    pub shutdown: CancellationToken,
+    /// Every run's task (and every viewer's), so shutdown waits until each has saved its files.
+    pub tasks: TaskTracker,
+    /// One gate per target URL: runs on one target take turns, first come first served.
+    gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl Lab {
+    pub fn new(registry: Registry, engine: Engine, targets: Targets, limits: Option<Limits>) -> Lab {
+        Lab {
+            registry: Arc::new(registry),
+            engine,
+            targets,
+            limits,
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            gates: Mutex::default(),
+        }
+    }
+
+    /// The run with this id, or the words that say there is none.
+    pub fn find(&self, id: &str) -> Result<Arc<Run>, String> {
+        self.registry.get(id).ok_or_else(|| format!("no run with id {id:?}"))
+    }
+
+    /// Admits `spec` against `target`: checks it whole (every problem at once), probes the
+    /// target, prepares the spec, and registers the run (`queued` when its target is busy).
+    pub async fn admit(&self, mut spec: ExperimentSpec, target: &Target) -> Result<Arc<Run>, Refusal> {
+        let mut errors = spec.validate();
+        errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
+        if let Some(limits) = &self.limits {
+            // An open loop without a cap is held to this caplab's limit on requests in flight.
+            if spec.mode == LoadMode::Rate && spec.max_in_flight == 0 {
+                spec.max_in_flight = limits.max_concurrency;
+            }
+            if errors.is_empty() {
+                errors.extend(limits.check(&spec, self.engine.total_requests(&spec)));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Refusal::Invalid(errors));
+        }
+        if let Some(limits) = &self.limits {
+            let kept = self.registry.list().len();
+            if kept >= limits.runs_kept {
+                return Err(Refusal::Conflict(format!(
+                    "this caplab keeps at most {} runs (--runs-kept) and has {kept}: delete some first (DELETE /api/runs/ID)",
+                    limits.runs_kept
+                )));
+            }
+        }
+        let mut info = probe(&self.engine.client, &target.url, target.auth.as_ref())
+            .await
+            .map_err(|e| Refusal::Invalid(vec![FieldError::new("target", e.to_string())]))?;
+        info.name = target.name.clone();
+        let spec = prepare(spec, &info).map_err(Refusal::Invalid)?;
+        let run = Run::new(self.new_run_info(spec, info), Vec::new(), &self.shutdown);
+        // Two runs loading one server at once would each measure the other's load: a run for a
+        // busy target waits its turn, visibly, and can be taken out of the queue with Stop.
+        let ahead = self.registry.insert_counting_ahead(run.clone());
+        if ahead > 0 {
+            let plural = if ahead == 1 { "" } else { "s" };
+            let message = format!("queued: {ahead} run{plural} ahead on {} (Stop takes it out of the queue)", target.name);
+            run.publish(ServerMsg::Status { status: RunStatus::Queued, message: Some(message) });
+        }
+        Ok(run)
+    }
+
+    /// A new run's identity: its id, and the requests it will send (the one place they are counted).
+    fn new_run_info(&self, spec: ExperimentSpec, target: TargetInfo) -> RunInfo {
+        let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        RunInfo {
+            id: self.registry.next_id(now_ms),
+            cells_total: spec.cells().len() as u32,
+            requests_total: self.engine.total_requests(&spec),
+            spec,
+            target,
+            status: RunStatus::Running,
+            started_unix_ms: now_ms,
+            message: None,
+        }
+    }
+
+    /// The gate of one target: a single permit, handed out in the order runs asked for it.
+    fn gate(&self, url: &str) -> Arc<Semaphore> {
+        let mut gates = self.gates.lock().unwrap_or_else(|p| p.into_inner());
+        gates.entry(url.to_string()).or_insert_with(|| Arc::new(Semaphore::new(1))).clone()
+    }
+
+    /// Runs an admitted run in the background once its target is free (until then it is
+    /// `queued`, and a stop takes it out of the queue), journalling every completed request;
+    /// then saves it. `auth`: the target's credentials, sent and never stored.
+    pub fn launch(&self, run: Arc<Run>, auth: Option<HeaderValue>) {
+        if let Err(e) = self.registry.begin(&run) {
+            tracing::error!("run {}: cannot start its files ({e}); it is saved only when it ends", run.id);
+        }
+        let (engine, registry) = (self.engine.clone(), self.registry.clone());
+        let deadline = self.limits.as_ref().map(|l| Duration::from_secs_f64(l.max_run_duration_s));
+        let gate = self.gate(&run.info().target.url);
+        self.tasks.spawn(async move {
+            let turn = tokio::select! {
+                permit = gate.acquire_owned() => permit.ok(),
+                _ = run.cancel.cancelled() => None,
+            };
+            match turn {
+                Some(_permit) => {
+                    if run.info().status == RunStatus::Queued {
+                        run.publish(ServerMsg::Status { status: RunStatus::Running, message: None });
+                    }
+                    engine.run(run.clone(), auth, deadline).await;
+                }
+                None => {
+                    let message = Some("taken out of the queue before it began: nothing was sent".to_string());
+                    run.publish(ServerMsg::Status { status: RunStatus::Stopped, message });
+                }
+            }
+            match registry.persist(&run) {
+                Ok(Some(path)) => tracing::info!("run {} saved in {}", run.id, path.display()),
+                Ok(None) => {}
+                Err(e) => tracing::error!("could not save run {}: {e}", run.id),
+            }
+            run.settle();
+        });
+    }
+
+    /// Stops every run, closes every socket, and waits (up to `limit`) for runs to be saved.
+    pub async fn shut_down(&self, limit: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
+    }
+}
