@@ -29,36 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve the dashboard and API. Without --target, runs against the built-in simulated vLLM.
-    Serve {
-        /// A server caplab may load, as NAME=URL (repeatable; a bare URL is named `default`),
-        /// e.g. --target vllm=http://127.0.0.1:8000. The first is the default; the built-in
-        /// simulator is always there as `sim` (the default when none is given). An API key is
-        /// read from CAPLAB_API_KEY_<NAME>
-        #[arg(long)]
-        target: Vec<String>,
-        /// Address to listen on (use 0.0.0.0:PORT on a pod to reach it through the pod's proxy)
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Folder where finished runs are saved (and loaded from at start)
-        #[arg(long, default_value = "caplab-runs")]
-        data_dir: PathBuf,
-        #[command(flatten)]
-        auth: AuthArgs,
-        /// Seconds a client may take to send its request headers before its connection is closed
-        #[arg(long, default_value_t = 10.0)]
-        header_read_timeout_s: f64,
-        /// Most connections to the dashboard open at once; more wait to be accepted
-        #[arg(long, default_value_t = 1024)]
-        max_connections: usize,
-        #[command(flatten)]
-        limits: LimitArgs,
-        /// Seconds between pings of each viewer's WebSocket (well inside proxies' 100 s idle
-        /// limit); a viewer silent for two pings and 10 s more is closed
-        #[arg(long, default_value_t = 20.0)]
-        ws_ping_s: f64,
-        #[command(flatten)]
-        sim: SimArgs,
-    },
+    Serve(ServeArgs),
     /// Run the built-in simulated vLLM server on its own.
     Sim {
         #[arg(long, default_value = "127.0.0.1:8000")]
@@ -84,6 +55,39 @@ pub enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+}
+
+/// `caplab serve`'s flags.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// A server caplab may load, as NAME=URL (repeatable; a bare URL is named `default`),
+    /// e.g. --target vllm=http://127.0.0.1:8000. The first is the default; the built-in
+    /// simulator is always there as `sim` (the default when none is given). An API key is
+    /// read from CAPLAB_API_KEY_<NAME>
+    #[arg(long)]
+    target: Vec<String>,
+    /// Address to listen on (use 0.0.0.0:PORT on a pod to reach it through the pod's proxy)
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Folder where finished runs are saved (and loaded from at start)
+    #[arg(long, default_value = "caplab-runs")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    auth: AuthArgs,
+    /// Seconds a client may take to send its request headers before its connection is closed
+    #[arg(long, default_value_t = 10.0)]
+    header_read_timeout_s: f64,
+    /// Most connections to the dashboard open at once; more wait to be accepted
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    #[command(flatten)]
+    limits: LimitArgs,
+    /// Seconds between pings of each viewer's WebSocket (well inside proxies' 100 s idle
+    /// limit); a viewer silent for two pings and 10 s more is closed
+    #[arg(long, default_value_t = 20.0)]
+    ws_ping_s: f64,
+    #[command(flatten)]
+    sim: SimArgs,
 }
 
 /// What runs started over HTTP may ask for (see `GET /api/limits`).
@@ -198,16 +202,7 @@ pub fn main(cli: Cli) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve { target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits: limit_args, ws_ping_s, sim } => {
-                let limits = ConnLimits {
-                    header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout_s.clamp(0.1, 3600.0)),
-                    max_connections: max_connections.max(1),
-                };
-                match limit_args.limits() {
-                    Ok(run_limits) => serve(target, listen, data_dir, auth, limits, run_limits, ws_ping_s, sim).await,
-                    Err(e) => Err(e),
-                }
-            }
+            Command::Serve(args) => serve(args).await,
             Command::Sim { listen, sim } => run_sim(listen, sim).await,
             Command::Run { experiment, target, out, gpu, model } => {
                 crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
@@ -269,16 +264,13 @@ fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
     Ok(Access::new(operator, hosts))
 }
 
-async fn serve(
-    target: Vec<String>,
-    listen: SocketAddr,
-    data_dir: PathBuf,
-    auth: AuthArgs,
-    limits: ConnLimits,
-    run_limits: Limits,
-    ws_ping_s: f64,
-    sim: SimArgs,
-) -> anyhow::Result<ExitCode> {
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let ServeArgs { target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits, ws_ping_s, sim } = args;
+    let run_limits = limits.limits()?;
+    let limits = ConnLimits {
+        header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout_s.clamp(0.1, 3600.0)),
+        max_connections: max_connections.max(1),
+    };
     if !(0.1..=90.0).contains(&ws_ping_s) {
         anyhow::bail!("--ws-ping-s {ws_ping_s}: give 0.1 to 90 seconds (proxies close a socket idle for 100 s)");
     }

@@ -49,7 +49,7 @@ async fn a_stream_cut_before_its_finish_reason_is_broken() {
     for &(name, body, ..) in ENGINES {
         let text = std::str::from_utf8(body).unwrap();
         let cut = text.find("finish_reason\":\"").map(|i| text[..i].rfind("data:").unwrap()).unwrap();
-        let s = measure(Box::leak(text[..cut].as_bytes().to_vec().into_boxed_slice()), true).await;
+        let s = measure(Box::leak(text.as_bytes()[..cut].to_vec().into_boxed_slice()), true).await;
         assert_eq!(s.error, Some(ErrorClass::Stream), "{name}: {:?}", s.error_message);
         assert!(s.error_message.as_deref().unwrap().contains("without a finish_reason"), "{name}");
     }
@@ -61,7 +61,7 @@ async fn a_stream_cut_before_its_finish_reason_is_broken() {
 async fn a_body_cut_inside_an_event_is_a_broken_stream() {
     let text = std::str::from_utf8(include_bytes!("../fixtures/vllm_completions_stream.txt")).unwrap();
     let usage = text.find("\"usage\":{").unwrap();
-    let s = measure(Box::leak(text[..usage].as_bytes().to_vec().into_boxed_slice()), true).await;
+    let s = measure(Box::leak(text.as_bytes()[..usage].to_vec().into_boxed_slice()), true).await;
     assert_eq!(s.error, Some(ErrorClass::Stream), "{:?}", s.error_message);
     assert!(s.error_message.as_deref().unwrap().starts_with("the stream ended in the middle of an event"), "{:?}", s.error_message);
 }

@@ -13,7 +13,7 @@ pub mod sse;
 use std::sync::Arc;
 use std::time::Duration;
 
-use caplab_shared::{CellResult, CellSpec, ExperimentSpec, FieldError, LoadMode, RunStatus, ServerMsg, TargetInfo};
+use caplab_shared::{CellResult, CellSpec, ExperimentSpec, FieldError, LoadMode, RunInfo, RunStatus, ServerMsg, TargetInfo};
 use tokio::time::Instant;
 
 use crate::runs::Run;
@@ -89,7 +89,7 @@ impl Engine {
             if run.cancel.is_cancelled() {
                 break;
             }
-            let result = self.run_cell(&run, &info.target, auth.clone(), &spec, &cell, &live, &mut agg).await;
+            let result = self.run_cell(&run, &info, auth.clone(), &cell, &live, &mut agg).await;
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
         }
         let view = run.view();
@@ -109,13 +109,13 @@ impl Engine {
     async fn run_cell(
         &self,
         run: &Arc<Run>,
-        target: &TargetInfo,
+        info: &RunInfo,
         auth: Option<reqwest::header::HeaderValue>,
-        spec: &ExperimentSpec,
         cell: &CellSpec,
         live: &Arc<LiveCounters>,
         agg: &mut Aggregator<'_>,
     ) -> CellResult {
+        let (target, spec) = (&info.target, &info.spec);
         let set: RequestSet = request_set(&self.inputs, spec.workload, &spec.model, cell.max_new_tokens, target.server, spec.ignore_eos);
         let url = format!("{}{}", target.url, set.path);
         let ctx = Arc::new(schedule::CellCtx {
