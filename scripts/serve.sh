@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the release binary (the committed dashboard, frontend/dist, is embedded) and runs
-# `caplab serve` (on the built-in simulator unless you pass --target URL).
+# `caplab serve` (on the built-in simulator unless you pass --target NAME=URL).
 #   scripts/serve.sh                                   # simulator, http://127.0.0.1:8080/
-#   scripts/serve.sh --target http://127.0.0.1:8000 --listen 0.0.0.0:8080
+#   scripts/serve.sh --target vllm=http://127.0.0.1:8000 --listen 0.0.0.0:8080
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Only after an edit of the dashboard's sources: rebuild it (installs the wasm toolchain once).

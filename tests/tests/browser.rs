@@ -1,6 +1,6 @@
 //! The dashboard in a real headless Chromium, served by the real binary: compose a
 //! batch experiment, watch the chart move, see the summary, download the CSV.
-//! Needs Debian's `chromium` and `chromedriver` (scripts/setup.sh --browser).
+//! Needs Debian's `chromium` and `chromedriver` (scripts/setup.sh browser).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -29,7 +29,7 @@ async fn browser() -> Browser {
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {driver_bin} ({e}); run scripts/setup.sh --browser"));
+        .unwrap_or_else(|e| panic!("cannot start {driver_bin} ({e}); run scripts/setup.sh browser"));
     let downloads = temp_dir("downloads");
     let profile = temp_dir("chrome-profile");
     let mut caps = serde_json::Map::new();

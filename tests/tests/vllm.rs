@@ -1,5 +1,5 @@
 //! Against a REAL vLLM (CPU build) server: `scripts/test.sh` starts one with
-//! `scripts/vllm-cpu.sh` and passes its URL in CAPLAB_VLLM_URL. Ignored by a plain
+//! `scripts/cpu-engine.sh vllm` and passes its URL in CAPLAB_VLLM_URL. Ignored by a plain
 //! `cargo test`; run with `-- --ignored --test-threads=1` (the tests read the
 //! server's cumulative /metrics, so they must not overlap).
 
@@ -13,7 +13,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 fn vllm_url() -> String {
-    std::env::var("CAPLAB_VLLM_URL").expect("CAPLAB_VLLM_URL: start a vLLM with scripts/vllm-cpu.sh")
+    std::env::var("CAPLAB_VLLM_URL").expect("CAPLAB_VLLM_URL: start a vLLM with scripts/cpu-engine.sh vllm")
 }
 
 /// Prometheus text → (metric name with labels stripped, `le` label or "") → value, summed over other labels.
