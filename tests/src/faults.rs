@@ -64,6 +64,21 @@ pub struct FaultServer {
 
 /// Starts the server on 127.0.0.1:0; returns its base URL.
 pub async fn start(plan: Vec<Fault>, tokens: u32, token_delay: Duration, transformers_like: bool) -> (String, Arc<FaultServer>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let (url, state, _task) = serve_on(listener, plan, tokens, token_delay, transformers_like);
+    (url, state)
+}
+
+/// Serves on `listener`. Aborting the returned task kills the server outright: its listener
+/// and every open connection close at once (a crash), and its port is free for a server that
+/// comes back.
+pub fn serve_on(
+    listener: tokio::net::TcpListener,
+    plan: Vec<Fault>,
+    tokens: u32,
+    token_delay: Duration,
+    transformers_like: bool,
+) -> (String, Arc<FaultServer>, tokio::task::JoinHandle<()>) {
     let state = Arc::new(FaultServer { plan, transformers_like, tokens, token_delay, served: AtomicUsize::new(0), last_auth: Default::default() });
     let mut app = Router::new()
         .route("/v1/models", get(|| async { Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":"faulty"}]})) }))
@@ -78,10 +93,21 @@ pub async fn start(plan: Vec<Fault>, tokens: u32, token_delay: Duration, transfo
                 r
             }));
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}", listener.local_addr().expect("addr"));
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    (url, state)
+    let task = tokio::spawn(async move {
+        // Connections live in this task's set, so aborting the task drops them all.
+        let mut connections = tokio::task::JoinSet::new();
+        loop {
+            while connections.try_join_next().is_some() {}
+            let Ok((stream, _)) = listener.accept().await else { continue };
+            let service = hyper_util::service::TowerToHyperService::new(app.clone());
+            connections.spawn(async move {
+                let builder = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+                let _ = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service).await;
+            });
+        }
+    });
+    (url, state, task)
 }
 
 fn chunk(text: &str, finish: Option<&str>) -> Bytes {

@@ -112,3 +112,33 @@ async fn a_failing_target_stops_the_run_by_itself() {
     let served = server.served.load(std::sync::atomic::Ordering::SeqCst);
     assert!(served < 200, "the target was not hammered: {served} requests");
 }
+
+/// A target that dies mid-run (every connection cut) and comes back on the same port: the
+/// requests it cut and the connections it refused are counted, caplab backs off instead of
+/// burning the rest of the cell in milliseconds, and the run goes on once it is back.
+#[tokio::test]
+async fn a_target_that_dies_mid_run_and_comes_back() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (url, first, task) = faults::serve_on(listener, vec![Fault::Ok], 8, Duration::from_millis(5), true);
+    let caplab = Caplab::start(&["--target", &format!("faulty={url}")]).await.unwrap();
+    let c = caplab_tests::client();
+    let id = start_run(&c, &caplab, json!({"target": "faulty", "workload": "chat", "concurrency": [2], "max_new_tokens": [8], "requests": 120}))
+        .await
+        .unwrap();
+    while first.served.load(std::sync::atomic::Ordering::SeqCst) < 20 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    task.abort(); // dies: listener and connections gone
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let (_, second, _task) = faults::serve_on(listener, vec![Fault::Ok], 8, Duration::from_millis(5), true);
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Finished, "{:?}", view.info.message);
+    let cell = &view.cells[0];
+    let down = cell.errors.get(&ErrorClass::Connect).copied().unwrap_or(0) + cell.errors.get(&ErrorClass::Stream).copied().unwrap_or(0);
+    assert!(down >= 2, "the outage is measured: {:?}", cell.errors);
+    assert!(down <= 30, "caplab backed off rather than burning the cell against a dead target: {:?}", cell.errors);
+    assert_eq!(cell.requests_ok + cell.requests_failed, 120);
+    assert!(second.served.load(std::sync::atomic::Ordering::SeqCst) >= 60, "the run went on against the server that came back");
+}

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use caplab_shared::{CellSpec, ExperimentSpec, LoadMode, RequestSample};
+use caplab_shared::{CellSpec, ErrorClass, ExperimentSpec, LoadMode, RequestSample};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Gamma};
 use tokio::sync::mpsc::UnboundedSender;
@@ -59,20 +59,40 @@ pub async fn drive(ctx: Arc<CellCtx>, spec: ExperimentSpec, cell: CellSpec, tx: 
     }
 }
 
-/// `concurrency` workers; each sends its next request as soon as its last one ends.
-/// A request's scheduled time is the moment its worker became free.
+/// A worker whose request could not reach the target (no connection, or one cut before the
+/// response ended) waits this long before its next request, doubling up to
+/// `UNREACHABLE_BACKOFF_MAX` while it stays so: a server that is restarting is not sent the
+/// rest of the cell in milliseconds. The wait is caplab's choice, not queueing: the next
+/// request is scheduled when it ends.
+const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(50);
+const UNREACHABLE_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// `concurrency` workers; each sends its next request as soon as its last one ends (after a
+/// short backoff when the target could not be reached). A request's scheduled time is the
+/// moment its worker became free to send it.
 async fn closed_loop(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<RequestSample>) {
     let next = Arc::new(AtomicU32::new(0));
     let workers: Vec<_> = (0..concurrency.min(ctx.total))
         .map(|_| {
             let (ctx, next, tx) = (ctx.clone(), next.clone(), tx.clone());
             tokio::spawn(async move {
+                let mut backoff = Duration::ZERO;
                 while !ctx.cancel.is_cancelled() {
+                    if !backoff.is_zero() {
+                        tokio::select! {
+                            _ = tokio::time::sleep(backoff) => {}
+                            _ = ctx.cancel.cancelled() => break,
+                        }
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= ctx.total {
                         break;
                     }
                     let sample = ctx.one(i, Instant::now()).await;
+                    backoff = match sample.error {
+                        Some(ErrorClass::Connect | ErrorClass::Stream) => (backoff * 2).clamp(UNREACHABLE_BACKOFF, UNREACHABLE_BACKOFF_MAX),
+                        _ => Duration::ZERO,
+                    };
                     if tx.send(sample).is_err() {
                         break;
                     }
