@@ -109,9 +109,8 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
         eprintln!("results were not saved (see the error above)");
     }
     // 0: every cell ran; 2: stopped (by a user, a signal or max_error_rate); 3: every request failed.
-    let all_failed = !view.cells.is_empty() && view.cells.iter().all(|c| c.requests_ok == 0);
     Ok(match view.info.status {
-        RunStatus::Finished if all_failed => ExitCode::from(3),
+        RunStatus::Finished if view.every_request_failed() => ExitCode::from(3),
         RunStatus::Finished => ExitCode::SUCCESS,
         _ => ExitCode::from(2),
     })

@@ -171,6 +171,12 @@ impl RunView {
         }
     }
 
+    /// Every cell ran and none had a successful request (said by the run's message and by
+    /// `caplab run`'s exit code).
+    pub fn every_request_failed(&self) -> bool {
+        !self.cells.is_empty() && self.cells.iter().all(|c| c.requests_ok == 0 && c.requests_failed > 0)
+    }
+
     /// Fraction of the run's requests finished, 0..=1.
     pub fn progress(&self) -> f64 {
         if self.info.status == RunStatus::Finished {

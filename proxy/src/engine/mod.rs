@@ -76,7 +76,7 @@ impl Engine {
                 tokio::select! {
                     _ = tokio::time::sleep(limit) => {
                         let reason = format!("stopped by itself after {:.0} s, this caplab's limit on a run's duration (--max-run-duration-s)", limit.as_secs_f64());
-                        live.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
+                        live.stop_because(reason);
                         cancel.cancel();
                     }
                     _ = run_over.cancelled() => {}
@@ -93,12 +93,10 @@ impl Engine {
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
         }
         let view = run.view();
-        let all_failed = !view.cells.is_empty() && view.cells.iter().all(|c| c.requests_ok == 0 && c.requests_failed > 0);
         let (status, message) = if run.cancel.is_cancelled() {
-            let reason = live.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let why = reason.map(|r| format!("{r}; ")).unwrap_or_default();
+            let why = live.stop_reason().map(|r| format!("{r}; ")).unwrap_or_default();
             (RunStatus::Stopped, Some(format!("{why}stopped before the end: cells marked partial cover only the requests that ended")))
-        } else if all_failed {
+        } else if view.every_request_failed() {
             (RunStatus::Finished, Some("every request failed: see the error classes and requests.csv".to_string()))
         } else {
             (RunStatus::Finished, None)

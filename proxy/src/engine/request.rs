@@ -21,8 +21,8 @@ pub struct LiveCounters {
     /// Watches failures as each request ends (not on the aggregator's tick: a dead target
     /// fails hundreds of requests in 250 ms). None: never stops the run.
     pub breaker: Option<std::sync::Mutex<super::breaker::ErrorBreaker>>,
-    /// Why the run stopped itself, once it did.
-    pub stop_reason: std::sync::Mutex<Option<String>>,
+    /// Why the run stopped itself, once it did (the first reason is kept).
+    stop_reason: std::sync::Mutex<Option<String>>,
 }
 
 impl LiveCounters {
@@ -37,13 +37,16 @@ impl LiveCounters {
             return false;
         }
         let tripped = breaker.lock().unwrap_or_else(|p| p.into_inner()).record(error.is_some());
-        match tripped {
-            Some(reason) => {
-                self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
-                true
-            }
-            None => false,
-        }
+        tripped.map(|reason| self.stop_because(reason)).is_some()
+    }
+
+    /// Keeps why the run stops itself (the first reason given wins).
+    pub fn stop_because(&self, reason: String) {
+        self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(reason);
+    }
+
+    pub fn stop_reason(&self) -> Option<String> {
+        self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
