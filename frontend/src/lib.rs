@@ -36,6 +36,8 @@ pub struct Ctx {
     pub runs: RwSignal<Vec<RunInfo>>,
     /// Bumped whenever another run is shown, which ends the previous run's socket loop.
     pub watch_gen: RwSignal<u64>,
+    /// The id of the run being followed (the page address says it too: `#run=ID`).
+    pub watching: RwSignal<Option<String>>,
     /// Whether the live socket is connected.
     pub connected: RwSignal<bool>,
     /// Documents in the batch workload (a batch cell's default requests = documents × repeat).
@@ -66,6 +68,7 @@ pub fn App() -> impl IntoView {
         current: RwSignal::new(None),
         runs: RwSignal::new(Vec::new()),
         watch_gen: RwSignal::new(0),
+        watching: RwSignal::new(None),
         connected: RwSignal::new(false),
         documents: RwSignal::new(5),
         me: RwSignal::new(None),
@@ -96,6 +99,13 @@ pub fn App() -> impl IntoView {
             live::watch(ctx, id);
         }
     });
+    // A link to another run opened in this tab (only the `#run=` part changes) shows that run.
+    let hash_listener = window_event_listener(leptos::ev::hashchange, move |_| {
+        if let Some(id) = live::linked_run().filter(|id| ctx.watching.with_untracked(|w| w.as_ref() != Some(id))) {
+            live::watch(ctx, id);
+        }
+    });
+    on_cleanup(move || hash_listener.remove());
     view! {
         <header>
             <h1>"caplab"</h1>

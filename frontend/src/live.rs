@@ -17,6 +17,7 @@ pub fn linked_run() -> Option<String> {
 
 /// Shows run `id` and follows it until it ends or another run is shown.
 pub fn watch(ctx: Ctx, id: String) {
+    ctx.watching.set(Some(id.clone()));
     if let Some(location) = web_sys::window().map(|w| w.location()) {
         let _ = location.set_hash(&format!("run={id}"));
     }

@@ -276,7 +276,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let sim_url = spawn_sim(sim.config()).await?;
     let targets = Targets::new(&target, &sim_url, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
-    let (registry, unreadable) = Registry::open(Some(data_dir.clone()));
+    let (registry, unreadable) = Registry::open(data_dir.clone());
     for u in unreadable {
         eprintln!("caplab: skipped a saved run that could not be read: {u}");
     }

@@ -281,15 +281,19 @@ pub fn requests_csv(info: &RunInfo, samples: &[RequestSample]) -> std::io::Resul
     write_rows(samples.iter().map(|s| RequestRow::new(info, s)), RequestRow::new(info, &RequestSample::default()))
 }
 
-/// Appends rows (no header) for `samples` to an open `requests.csv`, flushed before it returns.
-pub fn append_requests(file: &mut std::fs::File, info: &RunInfo, samples: &[RequestSample]) -> std::io::Result<()> {
-    use std::io::Write;
+/// The rows (no header) for `samples`, as appended to a `requests.csv`.
+pub fn request_rows(info: &RunInfo, samples: &[RequestSample]) -> std::io::Result<Vec<u8>> {
     let mut w = csv::WriterBuilder::new().has_headers(false).from_writer(Vec::new());
     for s in samples {
         w.serialize(RequestRow::new(info, s))?;
     }
-    let bytes = w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))?;
-    file.write_all(&bytes)?;
+    w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Appends rows (no header) for `samples` to an open `requests.csv` in one write.
+pub fn append_requests(file: &mut std::fs::File, info: &RunInfo, samples: &[RequestSample]) -> std::io::Result<()> {
+    use std::io::Write;
+    file.write_all(&request_rows(info, samples)?)?;
     file.flush()
 }
 

@@ -59,7 +59,7 @@ impl Lab {
 
     /// The run with this id, or the words that say there is none.
     pub fn find(&self, id: &str) -> Result<Arc<Run>, String> {
-        self.registry.get(id).ok_or_else(|| format!("no run with id {id:?}"))
+        self.registry.find(id)
     }
 
     /// Admits `spec` against `target`: checks it whole (every problem at once), probes the
@@ -80,7 +80,7 @@ impl Lab {
             return Err(Refusal::Invalid(errors));
         }
         if let Some(limits) = &self.limits {
-            let kept = self.registry.list().len();
+            let kept = self.registry.len();
             if kept >= limits.runs_kept {
                 return Err(Refusal::Conflict(format!(
                     "this caplab keeps at most {} runs (--runs-kept) and has {kept}: delete some first (DELETE /api/runs/ID)",
@@ -93,7 +93,7 @@ impl Lab {
             .map_err(|e| Refusal::Invalid(vec![FieldError::new("target", e.to_string())]))?;
         info.name = target.name.clone();
         let spec = prepare(spec, &info).map_err(Refusal::Invalid)?;
-        let run = Run::new(self.new_run_info(spec, info), Vec::new(), &self.shutdown);
+        let run = Run::new(self.new_run_info(spec, info), &self.shutdown);
         // Two runs loading one server at once would each measure the other's load: a run for a
         // busy target waits its turn, visibly, and can be taken out of the queue with Stop.
         let ahead = self.registry.insert_counting_ahead(run.clone());
@@ -153,12 +153,10 @@ impl Lab {
                     run.publish(ServerMsg::Status { status: RunStatus::Stopped, message });
                 }
             }
-            match registry.persist(&run) {
-                Ok(Some(path)) => tracing::info!("run {} saved in {}", run.id, path.display()),
-                Ok(None) => {}
-                Err(e) => tracing::error!("could not save run {}: {e}", run.id),
+            match registry.save(&run) {
+                Ok(path) => tracing::info!("run {} saved in {}", run.id, path.display()),
+                Err(e) => tracing::error!("could not save run {} (it stays in memory until caplab stops): {e}", run.id),
             }
-            run.settle();
         });
     }
 

@@ -1,9 +1,15 @@
-//! Runs: each run's live view, samples and fan-out, the registry of all runs, and
-//! their files on disk (`<data-dir>/<id>/run.json`, `requests.csv`, `summary.csv`).
+//! Runs: each run's live view and fan-out, the registry of all runs, and their files on disk
+//! (`<data-dir>/<id>/info.json`, `run.json`, `requests.csv`, `summary.csv`).
+//!
+//! Memory stays bounded however many runs there are and however long they last: a running
+//! run holds its view (ticks thinned, see `caplab_shared::MAX_TICKS`) and streams every completed
+//! request to its `requests.csv`; a finished run is only its `RunInfo` in the index, read back
+//! from disk when someone asks for it. The engine keeps one cell's requests in memory while
+//! that cell runs (its exact percentiles need them), bounded by `--max-requests-per-run`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use caplab_shared::{RequestSample, RunInfo, RunStatus, RunView, ServerMsg};
@@ -15,25 +21,29 @@ use crate::export;
 /// Messages a slow viewer may fall behind by before it is resent a snapshot.
 const FANOUT_CAPACITY: usize = 1024;
 
-/// One run: its view (changed only through `publish`), its samples, and its stop switch.
+/// One run: its view (changed only through `publish`), where its requests are kept, and its
+/// stop switch.
 pub struct Run {
     pub id: String,
     view: Mutex<RunView>,
     tx: broadcast::Sender<ServerMsg>,
-    samples: Mutex<Vec<RequestSample>>,
-    /// Where completed requests are appended as they come in (None: not saved).
-    journal: Mutex<Option<Journal>>,
-    /// Its final files are written (or it was loaded from them): it may be deleted.
-    settled: std::sync::atomic::AtomicBool,
+    requests: Mutex<Requests>,
+    /// Its final files are written (or it was read from them): it may be deleted.
+    settled: AtomicBool,
     pub cancel: CancellationToken,
 }
 
-/// A running run's `requests.csv`, appended to on every aggregator tick, so a `kill -9` loses at
-/// most the requests still in flight. `run.json` beside it says the run was running; a restart
-/// then finds it `interrupted` and rebuilds its cells from these rows.
-struct Journal {
-    file: std::fs::File,
-    info: RunInfo,
+/// Where a run's completed requests are: its `requests.csv` (the journal, appended to on every
+/// aggregator tick, so a `kill -9` loses at most the requests still in flight; `run.json`
+/// beside it says the run was running, and a restart finds it `interrupted` and rebuilds its
+/// cells from these rows), and, only when that file cannot be written, memory.
+#[derive(Default)]
+struct Requests {
+    path: Option<PathBuf>,
+    /// Open for appending while the run goes on.
+    journal: Option<std::fs::File>,
+    /// Requests that could not be written to the file (kept until they are).
+    unwritten: Vec<RequestSample>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -42,22 +52,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Run {
     /// A run that stops when `parent` (the process's shutdown) is cancelled, or on its own stop.
-    pub fn new(info: RunInfo, samples: Vec<RequestSample>, parent: &CancellationToken) -> Arc<Run> {
+    pub fn new(info: RunInfo, parent: &CancellationToken) -> Arc<Run> {
         let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
         Arc::new(Run {
             id: info.id.clone(),
             view: Mutex::new(RunView::new(info)),
             tx,
-            samples: Mutex::new(samples),
-            journal: Mutex::new(None),
-            settled: std::sync::atomic::AtomicBool::new(false),
+            requests: Mutex::default(),
+            settled: AtomicBool::new(false),
             cancel: parent.child_token(),
         })
     }
 
-    fn from_view(view: RunView, samples: Vec<RequestSample>) -> Arc<Run> {
-        let run = Run::new(view.info.clone(), samples, &CancellationToken::new());
+    /// A finished run as read back from its folder.
+    fn saved(view: RunView, requests_csv: PathBuf) -> Arc<Run> {
+        let run = Run::new(view.info.clone(), &CancellationToken::new());
         *lock(&run.view) = view;
+        lock(&run.requests).path = Some(requests_csv);
         run.settle();
         run
     }
@@ -92,68 +103,93 @@ impl Run {
         lock(&self.view).info.clone()
     }
 
-    /// Keeps a batch of completed requests: appended to the journal first (when the run has
-    /// one), then to memory. A journal that cannot be written is reported once and dropped; the
-    /// run goes on and is still saved whole at its end.
-    pub fn append_samples(&self, batch: &mut Vec<RequestSample>) {
+    /// Keeps a batch of completed requests: appended to the journal. A journal that cannot be
+    /// written is reported once and closed; from then on requests are kept in memory and
+    /// written when the run is saved.
+    pub fn record(&self, batch: &[RequestSample]) {
         if batch.is_empty() {
             return;
         }
-        let mut journal = lock(&self.journal);
-        if let Some(j) = journal.as_mut() {
-            if let Err(e) = export::append_requests(&mut j.file, &j.info, batch) {
-                tracing::error!("run {}: cannot append to its journal ({e}); completed requests are kept in memory only", self.id);
-                *journal = None;
+        let mut requests = lock(&self.requests);
+        if let Some(file) = requests.journal.as_mut() {
+            match export::append_requests(file, &self.info(), batch) {
+                Ok(()) => return,
+                Err(e) => {
+                    tracing::error!("run {}: cannot append to its journal ({e}); its requests are kept in memory until it is saved", self.id);
+                    requests.journal = None;
+                }
             }
         }
-        drop(journal);
-        lock(&self.samples).append(batch);
+        requests.unwritten.extend(batch.iter().map(|s| RequestSample { itl_gaps_ms: Vec::new(), ..s.clone() }));
     }
 
-    pub fn sample_count(&self) -> usize {
-        lock(&self.samples).len()
-    }
-
-    pub fn with_samples<R>(&self, f: impl FnOnce(&[RequestSample]) -> R) -> R {
-        f(&lock(&self.samples))
-    }
-
-    pub fn with_samples_mut<R>(&self, f: impl FnOnce(&mut [RequestSample]) -> R) -> R {
-        f(&mut lock(&self.samples))
+    /// `requests.csv` as it stands: the bytes on disk (up to the last whole batch written; the
+    /// caller reads them from `path`) and the rows of any requests only in memory.
+    pub fn requests_csv(&self) -> std::io::Result<(Option<(PathBuf, u64)>, Vec<u8>)> {
+        let requests = lock(&self.requests);
+        let on_disk = match &requests.path {
+            Some(p) => match std::fs::metadata(p) {
+                Ok(m) => Some((p.clone(), m.len())),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e),
+            },
+            None => None,
+        };
+        let info = self.info();
+        let tail = match on_disk {
+            Some(_) => export::request_rows(&info, &requests.unwritten)?,
+            None => export::requests_csv(&info, &requests.unwritten)?,
+        };
+        Ok((on_disk, tail))
     }
 }
 
-/// All runs of this process, plus those found on disk at start.
+/// A run the registry knows: one going on in this process, or one whose files are final.
+enum Entry {
+    Live(Arc<Run>),
+    Saved(RunInfo),
+}
+
+impl Entry {
+    fn info(&self) -> RunInfo {
+        match self {
+            Entry::Live(run) => run.info(),
+            Entry::Saved(info) => info.clone(),
+        }
+    }
+}
+
+/// Every run in the data folder: the ones going on here, and an index of the finished ones.
 pub struct Registry {
-    runs: RwLock<BTreeMap<String, Arc<Run>>>,
-    dir: Option<PathBuf>,
+    runs: RwLock<BTreeMap<String, Entry>>,
+    dir: PathBuf,
     seq: AtomicU64,
 }
 
 impl Registry {
-    /// A registry persisting under `dir` (None: memory only). Loads the runs already there;
-    /// returns the names of run folders it could not read, so the caller can say so.
-    pub fn open(dir: Option<PathBuf>) -> (Registry, Vec<String>) {
+    /// A registry persisting under `dir`, indexing the runs already there (each folder's small
+    /// `info.json`; a run caplab was killed in the middle of is recovered first). Returns the
+    /// folders it could not read, so the caller can say so.
+    pub fn open(dir: PathBuf) -> (Registry, Vec<String>) {
         let mut runs = BTreeMap::new();
         let mut unreadable = Vec::new();
-        if let Some(dir) = &dir {
-            if let Ok(entries) = std::fs::read_dir(dir) {
-                for entry in entries.flatten() {
-                    match load_run(&entry.path()) {
-                        Ok(run) => {
-                            runs.insert(run.id.clone(), run);
-                        }
-                        Err(e) => unreadable.push(format!("{}: {e}", entry.path().display())),
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                match index_entry(&entry.path()) {
+                    Ok(Some(info)) => {
+                        runs.insert(info.id.clone(), Entry::Saved(info));
                     }
+                    Ok(None) => {}
+                    Err(e) => unreadable.push(format!("{}: {e}", entry.path().display())),
                 }
             }
         }
         (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0) }, unreadable)
     }
 
-    /// A registry that saves under `dir` without loading what is already there (`caplab run`).
+    /// A registry that saves under `dir` without reading the runs already there (`caplab run`).
     pub fn writing_to(dir: PathBuf) -> Registry {
-        Registry { runs: RwLock::new(BTreeMap::new()), dir: Some(dir), seq: AtomicU64::new(0) }
+        Registry { runs: RwLock::new(BTreeMap::new()), dir, seq: AtomicU64::new(0) }
     }
 
     /// A new id, sortable by creation time and unique even across processes sharing the data
@@ -163,19 +199,21 @@ impl Registry {
         loop {
             let salt = rand::random::<u16>() ^ (self.seq.fetch_add(1, Ordering::Relaxed) as u16);
             let id = format!("{stamp}-{salt:04x}");
-            let on_disk = self.dir.as_ref().is_some_and(|d| d.join(&id).exists());
-            if !on_disk && self.get(&id).is_none() {
-                if let Some(d) = &self.dir {
-                    // Claim the folder now so a concurrent process picks another id. Other
-                    // failures (say, a read-only folder) surface when the run is saved.
-                    let _ = std::fs::create_dir_all(d);
-                    if std::fs::create_dir(d.join(&id)).is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) {
-                        continue;
-                    }
-                }
-                return id;
+            if self.dir.join(&id).exists() || self.contains(&id) {
+                continue;
             }
+            // Claim the folder now so a concurrent process picks another id. Other failures
+            // (say, a read-only folder) surface when the run is saved.
+            let _ = std::fs::create_dir_all(&self.dir);
+            if std::fs::create_dir(self.dir.join(&id)).is_err_and(|e| e.kind() == std::io::ErrorKind::AlreadyExists) {
+                continue;
+            }
+            return id;
         }
+    }
+
+    fn contains(&self, id: &str) -> bool {
+        self.runs.read().unwrap_or_else(|p| p.into_inner()).contains_key(id)
     }
 
     /// Adds a new run; returns how many runs are ahead of it on the same target (running or
@@ -183,61 +221,124 @@ impl Registry {
     pub fn insert_counting_ahead(&self, run: Arc<Run>) -> usize {
         let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
         let url = run.info().target.url;
-        let ahead = runs.values().map(|r| r.info()).filter(|i| !i.status.is_terminal() && i.target.url == url).count();
-        runs.insert(run.id.clone(), run);
+        let ahead = runs
+            .values()
+            .filter_map(|e| match e {
+                Entry::Live(r) => Some(r.info()),
+                Entry::Saved(_) => None,
+            })
+            .filter(|i| !i.status.is_terminal() && i.target.url == url)
+            .count();
+        runs.insert(run.id.clone(), Entry::Live(run));
         ahead
     }
 
-    pub fn get(&self, id: &str) -> Option<Arc<Run>> {
-        self.runs.read().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+    /// The run with this id: the live one, or a finished one read back from its folder.
+    pub fn find(&self, id: &str) -> Result<Arc<Run>, String> {
+        let saved = match self.runs.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            None => return Err(format!("no run with id {id:?}")),
+            Some(Entry::Live(run)) => return Ok(run.clone()),
+            Some(Entry::Saved(_)) => self.dir.join(id),
+        };
+        read_view(&saved)
+            .map(|view| Run::saved(view, saved.join("requests.csv")))
+            .map_err(|e| format!("run {id}'s files in {} cannot be read: {e}", saved.display()))
     }
 
     /// Every run, newest first.
     pub fn list(&self) -> Vec<RunInfo> {
         let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
-        let mut infos: Vec<RunInfo> = runs.values().map(|r| r.info()).collect();
+        let mut infos: Vec<RunInfo> = runs.values().map(Entry::info).collect();
         infos.sort_by(|a, b| b.started_unix_ms.cmp(&a.started_unix_ms).then(b.id.cmp(&a.id)));
         infos
     }
 
-    /// Starts a run's files: `run.json` (status running) and a `requests.csv` with its header,
-    /// to which every completed request is then appended (`Run::append_samples`).
+    /// How many runs there are, going on and saved.
+    pub fn len(&self) -> usize {
+        self.runs.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// How many runs are held whole in memory (those going on, and any whose files failed).
+    pub fn live(&self) -> usize {
+        self.runs.read().unwrap_or_else(|p| p.into_inner()).values().filter(|e| matches!(e, Entry::Live(_))).count()
+    }
+
+    /// Starts a run's files: `run.json` and `info.json` (status running) and a `requests.csv`
+    /// with its header, to which every completed request is then appended (`Run::record`).
     pub fn begin(&self, run: &Run) -> std::io::Result<()> {
-        let Some(dir) = &self.dir else { return Ok(()) };
-        let path = dir.join(&run.id);
+        let path = self.dir.join(&run.id);
         std::fs::create_dir_all(&path)?;
         let view = run.view();
-        write_atomic(&path.join("run.json"), &serde_json::to_vec_pretty(&view)?)?;
-        write_atomic(&path.join("requests.csv"), &export::requests_csv(&view.info, &[])?)?;
-        let file = std::fs::OpenOptions::new().append(true).open(path.join("requests.csv"))?;
-        *lock(&run.journal) = Some(Journal { file, info: view.info });
+        write_view(&path, &view)?;
+        let csv = path.join("requests.csv");
+        write_atomic(&csv, &export::requests_csv(&view.info, &[])?)?;
+        let mut requests = lock(&run.requests);
+        requests.journal = Some(std::fs::OpenOptions::new().append(true).open(&csv)?);
+        requests.path = Some(csv);
         Ok(())
     }
 
     /// Forgets a run and removes its folder (the id is one this registry holds, never a path).
     pub fn delete(&self, id: &str) -> std::io::Result<()> {
-        let removed = self.runs.write().unwrap_or_else(|p| p.into_inner()).remove(id);
-        match (&self.dir, removed) {
-            (Some(dir), Some(_)) => match std::fs::remove_dir_all(dir.join(id)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-            _ => Ok(()),
+        if self.runs.write().unwrap_or_else(|p| p.into_inner()).remove(id).is_some() {
+            match std::fs::remove_dir_all(self.dir.join(id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
+        Ok(())
     }
 
-    /// Writes a finished run's files. Errors are returned, never fatal: the run stays in memory.
-    pub fn persist(&self, run: &Run) -> std::io::Result<Option<PathBuf>> {
-        let Some(dir) = &self.dir else { return Ok(None) };
-        let path = dir.join(&run.id);
-        std::fs::create_dir_all(&path)?;
-        let view = run.view();
-        let requests = run.with_samples(|s| export::requests_csv(&view.info, s));
-        write_atomic(&path.join("requests.csv"), &requests?)?;
-        write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
-        write_atomic(&path.join("run.json"), &serde_json::to_vec_pretty(&view)?)?;
-        Ok(Some(path))
+    /// Writes an ended run's final files and, once they are on disk, lets go of it: from then
+    /// on the index holds its `RunInfo` only. On an error the run stays whole in memory (its
+    /// downloads still work) and the error is returned.
+    pub fn save(&self, run: &Arc<Run>) -> std::io::Result<PathBuf> {
+        let path = self.dir.join(&run.id);
+        let saved = self.write_final(run, &path);
+        run.settle();
+        if saved.is_ok() {
+            let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+            if runs.contains_key(&run.id) {
+                runs.insert(run.id.clone(), Entry::Saved(run.info()));
+            }
+        }
+        saved.map(|()| path)
     }
+
+    fn write_final(&self, run: &Run, path: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(path)?;
+        let view = run.view();
+        {
+            let mut requests = lock(&run.requests);
+            let csv = path.join("requests.csv");
+            if let Some(file) = requests.journal.take() {
+                file.sync_all()?;
+            }
+            if !requests.unwritten.is_empty() || !csv.exists() {
+                // Requests the journal could not take (or no journal at all): written now.
+                let mut file = match std::fs::OpenOptions::new().append(true).open(&csv) {
+                    Ok(f) if requests.path.is_some() => f,
+                    _ => {
+                        write_atomic(&csv, &export::requests_csv(&view.info, &[])?)?;
+                        std::fs::OpenOptions::new().append(true).open(&csv)?
+                    }
+                };
+                export::append_requests(&mut file, &view.info, &requests.unwritten)?;
+                file.sync_all()?;
+                requests.unwritten = Vec::new();
+                requests.path = Some(csv);
+            }
+        }
+        write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
+        write_view(path, &view)
+    }
+}
+
+/// `run.json` (the whole view) and `info.json` (what the index needs), each replaced atomically;
+/// `info.json` last, so an index entry never points at an older view.
+fn write_view(path: &Path, view: &RunView) -> std::io::Result<()> {
+    write_atomic(&path.join("run.json"), &serde_json::to_vec_pretty(view)?)?;
+    write_atomic(&path.join("info.json"), &serde_json::to_vec_pretty(&view.info)?)
 }
 
 /// Replaces a file whole or not at all: written beside it, flushed to disk, renamed over it.
@@ -250,19 +351,42 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::rename(tmp, path)
 }
 
-fn load_run(path: &Path) -> anyhow::Result<Arc<Run>> {
-    let mut view: RunView = serde_json::from_slice(&std::fs::read(path.join("run.json"))?)?;
-    let samples = export::read_requests_csv(&std::fs::read(path.join("requests.csv"))?)?;
-    if !view.info.status.is_terminal() {
-        // caplab died mid-run (or before a queued run began): what its journal holds is what it measured.
-        view.info.status = RunStatus::Interrupted;
-        view.cells = recompute_cells(&view.info.spec, &samples);
-        view.info.message = Some(format!(
-            "caplab stopped (killed or crashed) while this run was in progress: the {} requests that completed before are kept, and its cells are recomputed from them",
-            samples.len()
-        ));
+fn read_view(path: &Path) -> anyhow::Result<RunView> {
+    Ok(serde_json::from_slice(&std::fs::read(path.join("run.json"))?)?)
+}
+
+/// The index entry of one run folder (None: an empty folder, such as an id just claimed).
+/// A run that was going on when caplab died is recovered here, once: marked `interrupted`,
+/// its cells recomputed from its journal, and its files rewritten as final.
+fn index_entry(path: &Path) -> anyhow::Result<Option<RunInfo>> {
+    let info_json = path.join("info.json");
+    let info: RunInfo = match std::fs::read(&info_json) {
+        Ok(bytes) => serde_json::from_slice(&bytes)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !path.join("run.json").exists() {
+                return Ok(None);
+            }
+            // A folder from a caplab before the index: its info.json is written once.
+            let view = read_view(path)?;
+            write_atomic(&info_json, &serde_json::to_vec_pretty(&view.info)?)?;
+            view.info
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if info.status.is_terminal() {
+        return Ok(Some(info));
     }
-    Ok(Run::from_view(view, samples))
+    let mut view = read_view(path)?;
+    let samples = export::read_requests_csv(&std::fs::read(path.join("requests.csv"))?)?;
+    view.info.status = RunStatus::Interrupted;
+    view.cells = recompute_cells(&view.info.spec, &samples);
+    view.info.message = Some(format!(
+        "caplab stopped (killed or crashed) while this run was in progress: the {} requests that completed before are kept, and its cells are recomputed from them",
+        samples.len()
+    ));
+    write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
+    write_view(path, &view)?;
+    Ok(Some(view.info))
 }
 
 /// The cells of an interrupted run, from its journalled requests (cells with none are left out).
@@ -297,6 +421,90 @@ pub fn utc_stamp(unix_s: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use caplab_shared::{CellResult, ExperimentSpec};
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("caplab-runs-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A run of one cell with `n` completed requests, journalled; `finish` also saves it.
+    fn make_run(reg: &Registry, n: u32, finish: bool) -> Arc<Run> {
+        let info = RunInfo {
+            id: reg.next_id(1_795_894_517_000),
+            spec: ExperimentSpec { concurrency: vec![2], max_new_tokens: vec![8], ..Default::default() },
+            target: Default::default(),
+            status: RunStatus::Running,
+            started_unix_ms: 1_795_894_517_000,
+            message: None,
+            cells_total: 1,
+            requests_total: u64::from(n),
+        };
+        let run = Run::new(info, &CancellationToken::new());
+        reg.insert_counting_ahead(run.clone());
+        reg.begin(&run).unwrap();
+        let samples: Vec<RequestSample> = (0..n)
+            .map(|i| RequestSample { index: i, e2e_ms: 100.0 + f64::from(i), ttft_ms: Some(10.0), completion_tokens: Some(8), ..Default::default() })
+            .collect();
+        run.record(&samples[..n as usize / 2]);
+        run.record(&samples[n as usize / 2..]);
+        if finish {
+            let spec = run.info().spec;
+            let cell = CellResult::compute(&spec.cells()[0], &samples, &spec.slo.effective(spec.workload), n);
+            run.publish(ServerMsg::CellDone { result: Box::new(cell) });
+            run.publish(ServerMsg::Status { status: RunStatus::Finished, message: None });
+            reg.save(&run).unwrap();
+        }
+        run
+    }
+
+    #[test]
+    fn finished_runs_are_indexed_not_held_and_read_back_on_demand() {
+        let dir = temp_dir("index");
+        let reg = Registry::writing_to(dir.clone());
+        let ids: Vec<String> = (0..5).map(|_| make_run(&reg, 10, true).id.clone()).collect();
+        assert_eq!(reg.live(), 0, "a saved run is let go of");
+        assert_eq!(reg.len(), 5);
+
+        let (reopened, unreadable) = Registry::open(dir.clone());
+        assert!(unreadable.is_empty(), "{unreadable:?}");
+        assert_eq!((reopened.len(), reopened.live()), (5, 0), "opening reads the index only");
+        let run = reopened.find(&ids[2]).unwrap();
+        let view = run.view();
+        assert_eq!(view.info.status, RunStatus::Finished);
+        assert_eq!(view.cells[0].requests_ok, 10);
+        let (on_disk, tail) = run.requests_csv().unwrap();
+        let (path, len) = on_disk.expect("requests.csv on disk");
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(bytes.len() as u64, len);
+        assert!(tail.is_empty());
+        assert_eq!(export::read_requests_csv(&bytes).unwrap().len(), 10);
+        assert_eq!(reopened.live(), 0, "reading a saved run does not keep it");
+
+        // A folder whose run.json is damaged: listed from its index, and its reading says why.
+        std::fs::write(dir.join(&ids[0]).join("run.json"), b"{ not json").unwrap();
+        let err = reopened.find(&ids[0]).err().unwrap();
+        assert!(err.contains("cannot be read"), "{err}");
+        assert!(reopened.find("nope").err().unwrap().contains("no run with id"));
+    }
+
+    #[test]
+    fn a_run_killed_midway_is_recovered_once_as_interrupted() {
+        let dir = temp_dir("interrupted");
+        let reg = Registry::writing_to(dir.clone());
+        let id = make_run(&reg, 7, false).id.clone();
+        drop(reg); // as a kill -9 would: run.json still says running
+
+        let (reopened, _) = Registry::open(dir.clone());
+        let view = reopened.find(&id).unwrap().view();
+        assert_eq!(view.info.status, RunStatus::Interrupted);
+        assert_eq!(view.cells.len(), 1);
+        assert_eq!(view.cells[0].requests_ok, 7, "every journalled request counts");
+        assert!(dir.join(&id).join("summary.csv").exists(), "its files are made final");
+        let info: RunInfo = serde_json::from_slice(&std::fs::read(dir.join(&id).join("info.json")).unwrap()).unwrap();
+        assert_eq!(info.status, RunStatus::Interrupted, "the index says so too: recovery happens once");
+    }
 
     #[test]
     fn stamps_are_utc_calendar_times() {

@@ -64,7 +64,8 @@ pub fn temp_dir(tag: &str) -> PathBuf {
 }
 
 impl Caplab {
-    /// Starts `caplab serve --listen 127.0.0.1:0 EXTRA…` and waits for the URL it prints.
+    /// Starts `caplab serve --listen 127.0.0.1:0 EXTRA…` (EXTRA may name its own `--listen`)
+    /// and waits for the URL it prints.
     pub async fn start(extra: &[&str]) -> anyhow::Result<Caplab> {
         let mut caplab = Self::start_in(temp_dir("serve"), extra).await?;
         caplab.owns_dir = true;
@@ -89,9 +90,11 @@ impl Caplab {
             bail!("{} is missing: run `cargo build -p caplab` first", bin.display());
         }
         let own_auth = extra.iter().any(|a| *a == "--token" || *a == "--no-auth");
+        let own_listen = extra.contains(&"--listen");
         let mut child = Command::new(&bin)
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(if own_listen { vec![] } else { vec!["--listen", "127.0.0.1:0"] })
+            .arg("--data-dir")
             .arg(&data_dir)
             .args(if own_auth { vec![] } else { vec!["--token", TEST_TOKEN] })
             .args(extra)

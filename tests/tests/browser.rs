@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
-use caplab_tests::{temp_dir, Caplab};
+use caplab_tests::{client, start_run, temp_dir, Caplab};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -195,5 +195,71 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     assert!(c.find(Locator::Id("experiment-form")).await.is_err(), "no form for a viewer");
     assert!(c.find(Locator::Id("viewer-link")).await.is_err(), "no viewer link for a viewer");
     assert!(c.find(Locator::Id("download-csv")).await.is_ok(), "downloads stay");
+    let _ = c.clone().close().await;
+}
+
+/// Text of an element, or None while it is not there.
+async fn text_of(c: &Client, id: &str) -> Option<String> {
+    c.find(Locator::Id(id)).await.ok()?.text().await.ok()
+}
+
+/// Shows run `id` in the current tab and waits until it is shown running.
+async fn open_run(c: &Client, base: &str, id: &str) {
+    c.goto(&format!("{base}/#run={id}")).await.unwrap();
+    poll("the run shown running", Duration::from_secs(20), || async move {
+        (text_of(c, "run-id").await.as_deref() == Some(id) && text_of(c, "run-status").await.as_deref() == Some("running")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tabs_follow_one_run_see_a_stop_and_reconnect_after_a_crash() {
+    let dir = temp_dir("tabs");
+    let port = free_port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    // ~40 ms per token: 5 s a request, 16 waves of 4: over a minute unless stopped.
+    let slow = ["--listen", listen.as_str(), "--sim-itl-ms", "40"];
+    let caplab = Caplab::start_in(dir.clone(), &slow).await.unwrap();
+    let http = client();
+    let spec = json!({"workload": "chat", "target": "sim", "concurrency": [4], "max_new_tokens": [128], "requests": 64});
+    let first = start_run(&http, &caplab, spec.clone()).await.unwrap();
+
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/?token={}", caplab.url, caplab_tests::TEST_TOKEN)).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("f-concurrency")).await.unwrap();
+    // Two tabs of one browser (one cookie) watch the same run.
+    let tab1 = c.window().await.unwrap();
+    open_run(c, &caplab.url, &first).await;
+    let tab2 = c.new_window(true).await.unwrap().handle;
+    c.switch_to_window(tab2.clone()).await.unwrap();
+    open_run(c, &caplab.url, &first).await;
+    // Stop in the second tab…
+    c.find(Locator::Id("stop")).await.unwrap().click().await.unwrap();
+    poll("tab 2 to show the stop", Duration::from_secs(20), || async move { (text_of(c, "run-status").await.as_deref() == Some("stopped")).then_some(()) }).await;
+    // …is seen in the first, without a reload.
+    c.switch_to_window(tab1.clone()).await.unwrap();
+    poll("tab 1 to show the stop", Duration::from_secs(20), || async move { (text_of(c, "run-status").await.as_deref() == Some("stopped")).then_some(()) }).await;
+
+    // caplab dies mid-run and comes back on the same address: the page reconnects by itself
+    // (with backoff) and shows the run as the restarted caplab has it, interrupted, its
+    // completed requests kept.
+    let second = start_run(&http, &caplab, spec).await.unwrap();
+    open_run(c, &caplab.url, &second).await;
+    poll("a request to complete", Duration::from_secs(60), || async {
+        let view: serde_json::Value = http.get(caplab.api(&format!("runs/{second}"))).send().await.ok()?.json().await.ok()?;
+        (view["ticks"].as_array()?.last()?["requests_done"].as_u64()? >= 1).then_some(())
+    })
+    .await;
+    caplab.kill().await;
+    let caplab = Caplab::start_in(dir, &slow).await.unwrap();
+    let status = poll("the page to show the run interrupted", Duration::from_secs(30), || async move {
+        text_of(c, "run-status").await.filter(|s| s == "interrupted")
+    })
+    .await;
+    assert_eq!(status, "interrupted");
+    assert_eq!(text_of(c, "run-id").await.as_deref(), Some(second.as_str()));
+    let view: serde_json::Value = http.get(caplab.api(&format!("runs/{second}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(view["info"]["status"], "interrupted");
     let _ = c.clone().close().await;
 }

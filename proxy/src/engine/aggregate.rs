@@ -30,7 +30,8 @@ pub struct Aggregator<'a> {
     done: u64,
     errors: u64,
     recent: VecDeque<(Instant, Option<f64>, f64)>,
-    batch: Vec<RequestSample>,
+    /// The requests of the cell going on (journalled as they come; kept for its percentiles).
+    cell_samples: Vec<RequestSample>,
     eta: Eta,
 }
 
@@ -45,7 +46,7 @@ impl<'a> Aggregator<'a> {
             done: 0,
             errors: 0,
             recent: VecDeque::new(),
-            batch: Vec::new(),
+            cell_samples: Vec::new(),
             eta: Eta::default(),
         }
     }
@@ -53,6 +54,7 @@ impl<'a> Aggregator<'a> {
     /// Drains finished requests, stores them, and publishes one tick.
     pub fn tick(&mut self, cell: u32, rx: &mut UnboundedReceiver<RequestSample>) {
         let now = Instant::now();
+        let first_new = self.cell_samples.len();
         while let Ok(s) = rx.try_recv() {
             self.done += 1;
             if s.error.is_some_and(|e| e != ErrorClass::Cancelled) {
@@ -60,10 +62,9 @@ impl<'a> Aggregator<'a> {
             } else if s.error.is_none() && !s.warmup {
                 self.recent.push_back((now, s.ttft_ms, s.e2e_ms));
             }
-
-            self.batch.push(s);
+            self.cell_samples.push(s);
         }
-        self.run.append_samples(&mut self.batch);
+        self.run.record(&self.cell_samples[first_new..]);
         while self.recent.front().is_some_and(|r| now - r.0 > WINDOW) {
             self.recent.pop_front();
         }
@@ -93,6 +94,13 @@ impl<'a> Aggregator<'a> {
             eta_s,
         };
         self.run.publish(ServerMsg::Tick { tick });
+    }
+}
+
+impl Aggregator<'_> {
+    /// The requests of the cell that just ended; the next cell starts empty.
+    pub fn take_cell_samples(&mut self) -> Vec<RequestSample> {
+        std::mem::take(&mut self.cell_samples)
     }
 }
 

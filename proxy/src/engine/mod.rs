@@ -131,7 +131,6 @@ impl Engine {
             start: Instant::now(),
         });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-        let first_sample = run.sample_count();
         let mut load = tokio::spawn(schedule::drive(ctx, spec.clone(), cell.clone(), tx));
         let mut ticker = tokio::time::interval(TICK);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -143,13 +142,7 @@ impl Engine {
         }
         agg.tick(cell.index, &mut rx);
         let slo = spec.slo.effective(spec.workload);
-        // The per-gap ITL values are only needed for this cell's exact percentiles.
-        run.with_samples_mut(|all| {
-            let cell_samples = &mut all[first_sample..];
-            let result = CellResult::compute(cell, cell_samples, &slo, self.cell_requests(spec, cell));
-            cell_samples.iter_mut().for_each(|s| s.itl_gaps_ms = Vec::new());
-            result
-        })
+        CellResult::compute(cell, &agg.take_cell_samples(), &slo, self.cell_requests(spec, cell))
     }
 }
 

@@ -133,8 +133,12 @@ pub async fn stop_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -
 }
 
 fn download(name: String, mime: &'static str, bytes: Vec<u8>) -> Response {
+    download_body(name, mime, axum::body::Body::from(bytes))
+}
+
+fn download_body(name: String, mime: &'static str, body: axum::body::Body) -> Response {
     let disposition = format!("attachment; filename=\"{name}\"");
-    ([(header::CONTENT_TYPE, mime.to_string()), (header::CONTENT_DISPOSITION, disposition)], bytes).into_response()
+    ([(header::CONTENT_TYPE, mime.to_string()), (header::CONTENT_DISPOSITION, disposition)], body).into_response()
 }
 
 /// `caplab_<workload>_<mode>_<gpu>[_simulated]_<id>`: the GPU label made file-safe (runs of
@@ -167,11 +171,19 @@ fn file_stem(info: &RunInfo) -> String {
     parts.iter().filter(|p| !p.is_empty()).copied().collect::<Vec<_>>().join("_")
 }
 
+/// `requests.csv`, streamed from disk (a run going on: up to its last journalled batch).
 pub async fn requests_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    use futures_util::StreamExt;
+    use tokio::io::AsyncReadExt;
     let run = find(&st, &id)?;
     let info = run.info();
-    let bytes = run.with_samples(|s| export::requests_csv(&info, s)).map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(download(format!("{}_requests.csv", file_stem(&info)), "text/csv; charset=utf-8", bytes))
+    let (on_disk, tail) = run.requests_csv().map_err(|e| ApiError::Internal(format!("cannot read run {id}'s requests: {e}")))?;
+    let name = format!("{}_requests.csv", file_stem(&info));
+    let Some((path, len)) = on_disk else { return Ok(download(name, "text/csv; charset=utf-8", tail)) };
+    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::Internal(format!("cannot read {}: {e}", path.display())))?;
+    let head = tokio_util::io::ReaderStream::new(file.take(len));
+    let body = head.chain(futures_util::stream::once(async move { Ok(axum::body::Bytes::from(tail)) }));
+    Ok(download_body(name, "text/csv; charset=utf-8", axum::body::Body::from_stream(body)))
 }
 
 pub async fn summary_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
