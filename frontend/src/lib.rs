@@ -11,6 +11,8 @@ mod live;
 mod run_panel;
 mod runs_list;
 mod share;
+mod surface;
+mod telemetry;
 
 use caplab_shared::{RunInfo, RunView, TargetInfo};
 use leptos::prelude::*;

@@ -15,6 +15,8 @@ pub fn RunPanel() -> impl IntoView {
             fallback=|| view! { <div class="card empty"><p>"Compose an experiment and press Start, or pick an earlier run."</p></div> }>
             <RunHeader/>
             <Charts/>
+            <crate::telemetry::TelemetryPanel/>
+            <crate::surface::SurfacePanel/>
             <ResultsTable/>
             <Summary/>
         </Show>

@@ -35,167 +35,11 @@ pub struct RequestRow {
     pub done_marker: bool,
 }
 
-/// One grid cell, as written to `summary.csv`: the notes' eight columns first.
-#[derive(Serialize, Debug, Clone)]
-pub struct SummaryRow {
-    pub workload: String,
-    pub gpu: String,
-    pub concurrency: u32,
-    pub max_new_tokens: u32,
-    pub total_time_s: f64,
-    pub throughput_tok_s: f64,
-    pub p50_latency_ms: Option<f64>,
-    pub p95_latency_ms: Option<f64>,
-    pub simulated: bool,
-    pub model: String,
-    pub mode: String,
-    pub rate: Option<f64>,
-    pub requests_ok: u32,
-    pub requests_failed: u32,
-    pub requests_cancelled: u32,
-    pub partial: bool,
-    pub warmup_requests: u32,
-    pub errors_connect: u32,
-    pub errors_timeout: u32,
-    pub errors_context_length: u32,
-    pub errors_unknown_model: u32,
-    pub errors_bad_request: u32,
-    pub errors_server: u32,
-    pub errors_stream: u32,
-    pub errors_protocol: u32,
-    pub errors_cancelled: u32,
-    pub errors_rate_limited: u32,
-    pub errors_client: u32,
-    pub requests_per_s: f64,
-    pub total_tok_s: f64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub ttft_mean_ms: Option<f64>,
-    pub ttft_p50_ms: Option<f64>,
-    pub ttft_p90_ms: Option<f64>,
-    pub ttft_p95_ms: Option<f64>,
-    pub ttft_p99_ms: Option<f64>,
-    pub ttft_max_ms: Option<f64>,
-    pub itl_mean_ms: Option<f64>,
-    pub itl_p50_ms: Option<f64>,
-    pub itl_p90_ms: Option<f64>,
-    pub itl_p95_ms: Option<f64>,
-    pub itl_p99_ms: Option<f64>,
-    pub itl_max_ms: Option<f64>,
-    pub tpot_mean_ms: Option<f64>,
-    pub tpot_p50_ms: Option<f64>,
-    pub tpot_p90_ms: Option<f64>,
-    pub tpot_p95_ms: Option<f64>,
-    pub tpot_p99_ms: Option<f64>,
-    pub tpot_max_ms: Option<f64>,
-    pub e2e_mean_ms: Option<f64>,
-    pub e2e_p90_ms: Option<f64>,
-    pub e2e_p99_ms: Option<f64>,
-    pub e2e_max_ms: Option<f64>,
-    pub queue_p50_ms: Option<f64>,
-    pub queue_p95_ms: Option<f64>,
-    pub peak_concurrency: u32,
-    pub steady_start_s: f64,
-    pub steady_end_s: f64,
-    pub slo_e2e_ms: Option<f64>,
-    pub slo_ttft_ms: Option<f64>,
-    pub slo_tpot_ms: Option<f64>,
-    pub slo_pass: bool,
-    pub slo_missed: String,
-    pub good_requests: u32,
-    pub goodput_rps: f64,
-    pub short_outputs: u32,
-    pub tokens_unknown: u32,
-    pub done_markers: u32,
-    pub notes: String,
-}
-
 fn r2(v: f64) -> f64 {
     (v * 100.0).round() / 100.0
 }
-fn r2o(v: Option<f64>) -> Option<f64> {
-    v.map(r2)
-}
 fn r3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
-}
-
-impl SummaryRow {
-    pub fn new(info: &RunInfo, c: &CellResult) -> SummaryRow {
-        let err = |class| c.errors.get(&class).copied().unwrap_or(0);
-        SummaryRow {
-            workload: info.spec.workload.as_str().into(),
-            gpu: info.spec.gpu.clone(),
-            concurrency: c.concurrency,
-            max_new_tokens: c.max_new_tokens,
-            total_time_s: r3(c.total_time_s),
-            throughput_tok_s: r2(c.output_tok_s),
-            p50_latency_ms: r2o(c.e2e.p50),
-            p95_latency_ms: r2o(c.e2e.p95),
-            simulated: info.target.simulated,
-            model: info.spec.model.clone(),
-            mode: info.spec.mode.as_str().into(),
-            rate: c.rate,
-            requests_ok: c.requests_ok,
-            requests_failed: c.requests_failed,
-            requests_cancelled: c.requests_cancelled,
-            partial: c.partial,
-            warmup_requests: c.warmup_requests,
-            errors_connect: err(ErrorClass::Connect),
-            errors_timeout: err(ErrorClass::Timeout),
-            errors_context_length: err(ErrorClass::ContextLength),
-            errors_unknown_model: err(ErrorClass::UnknownModel),
-            errors_bad_request: err(ErrorClass::BadRequest),
-            errors_server: err(ErrorClass::Server),
-            errors_stream: err(ErrorClass::Stream),
-            errors_protocol: err(ErrorClass::Protocol),
-            errors_cancelled: err(ErrorClass::Cancelled),
-            errors_rate_limited: err(ErrorClass::RateLimited),
-            errors_client: err(ErrorClass::Client),
-            requests_per_s: r3(c.requests_per_s),
-            total_tok_s: r2(c.total_tok_s),
-            prompt_tokens: c.prompt_tokens,
-            completion_tokens: c.completion_tokens,
-            ttft_mean_ms: r2o(c.ttft.mean),
-            ttft_p50_ms: r2o(c.ttft.p50),
-            ttft_p90_ms: r2o(c.ttft.p90),
-            ttft_p95_ms: r2o(c.ttft.p95),
-            ttft_p99_ms: r2o(c.ttft.p99),
-            ttft_max_ms: r2o(c.ttft.max),
-            itl_mean_ms: r2o(c.itl.mean),
-            itl_p50_ms: r2o(c.itl.p50),
-            itl_p90_ms: r2o(c.itl.p90),
-            itl_p95_ms: r2o(c.itl.p95),
-            itl_p99_ms: r2o(c.itl.p99),
-            itl_max_ms: r2o(c.itl.max),
-            tpot_mean_ms: r2o(c.tpot.mean),
-            tpot_p50_ms: r2o(c.tpot.p50),
-            tpot_p90_ms: r2o(c.tpot.p90),
-            tpot_p95_ms: r2o(c.tpot.p95),
-            tpot_p99_ms: r2o(c.tpot.p99),
-            tpot_max_ms: r2o(c.tpot.max),
-            e2e_mean_ms: r2o(c.e2e.mean),
-            e2e_p90_ms: r2o(c.e2e.p90),
-            e2e_p99_ms: r2o(c.e2e.p99),
-            e2e_max_ms: r2o(c.e2e.max),
-            queue_p50_ms: r2o(c.queue.p50),
-            queue_p95_ms: r2o(c.queue.p95),
-            peak_concurrency: c.peak_concurrency,
-            steady_start_s: r3(c.steady_start_s),
-            steady_end_s: r3(c.steady_end_s),
-            slo_e2e_ms: c.slo.e2e_ms,
-            slo_ttft_ms: c.slo.ttft_ms,
-            slo_tpot_ms: c.slo.tpot_ms,
-            slo_pass: c.slo_pass,
-            slo_missed: c.slo_missed.join("; "),
-            good_requests: c.good_requests,
-            goodput_rps: r3(c.goodput_rps),
-            short_outputs: c.short_outputs,
-            tokens_unknown: c.tokens_unknown,
-            done_markers: c.done_markers,
-            notes: c.notes.join("; "),
-        }
-    }
 }
 
 impl RequestRow {
@@ -297,8 +141,170 @@ pub fn append_requests(file: &mut std::fs::File, info: &RunInfo, samples: &[Requ
     file.flush()
 }
 
+/// The run's OOM surface as a standalone SVG, titled with what it measured.
+pub fn surface_svg(view: &caplab_shared::RunView) -> String {
+    let info = &view.info;
+    let simulated = if info.target.simulated { " — SIMULATED" } else { "" };
+    let title = format!("{} · {} · {} · run {}{simulated}", info.spec.workload.as_str(), info.spec.gpu, info.spec.model, info.id);
+    caplab_shared::surface::svg(&view.cells, &title)
+}
+
+/// `summary.csv`: the header and one row per cell, both from `summary_columns`.
 pub fn summary_csv(info: &RunInfo, cells: &[CellResult]) -> std::io::Result<Vec<u8>> {
-    write_rows(cells.iter().map(|c| SummaryRow::new(info, c)), SummaryRow::new(info, &CellResult::default()))
+    let columns = summary_columns();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(columns.iter().map(|c| c.name.as_str()))?;
+    for cell in cells {
+        w.write_record(columns.iter().map(|c| (c.value)(info, cell).to_string()))?;
+    }
+    w.into_inner().map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// One value of the summary, as it is written.
+enum Value {
+    Text(String),
+    Num(Option<f64>),
+    Int(u64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Text(t) => f.write_str(t),
+            Value::Num(Some(v)) => write!(f, "{v:?}"),
+            Value::Num(None) => Ok(()),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A column of `summary.csv`: its name and how a cell's value is read.
+struct Column {
+    name: String,
+    value: Box<dyn Fn(&RunInfo, &CellResult) -> Value>,
+}
+
+fn col(name: impl Into<String>, value: impl Fn(&RunInfo, &CellResult) -> Value + 'static) -> Column {
+    Column { name: name.into(), value: Box::new(value) }
+}
+
+fn num(v: Option<f64>, round: fn(f64) -> f64) -> Value {
+    Value::Num(v.map(round))
+}
+
+/// Every column of `summary.csv`, in order: the notes' eight first, then the rest. The error
+/// classes, the latency distributions and the server and GPU statistics are looped over, so a
+/// new class or statistic is one line here (the README's column table says what each means).
+fn summary_columns() -> Vec<Column> {
+    use caplab_shared::{Dist, GpuCellStats, ServerCellStats};
+    let mut cols = vec![
+        col("workload", |i, _| Value::Text(i.spec.workload.as_str().into())),
+        col("gpu", |i, _| Value::Text(i.spec.gpu.clone())),
+        col("concurrency", |_, c| Value::Int(c.concurrency.into())),
+        col("max_new_tokens", |_, c| Value::Int(c.max_new_tokens.into())),
+        col("total_time_s", |_, c| num(Some(c.total_time_s), r3)),
+        col("throughput_tok_s", |_, c| num(Some(c.output_tok_s), r2)),
+        col("p50_latency_ms", |_, c| num(c.e2e.p50, r2)),
+        col("p95_latency_ms", |_, c| num(c.e2e.p95, r2)),
+        col("simulated", |i, _| Value::Bool(i.target.simulated)),
+        col("model", |i, _| Value::Text(i.spec.model.clone())),
+        col("mode", |i, _| Value::Text(i.spec.mode.as_str().into())),
+        col("rate", |_, c| Value::Num(c.rate)),
+        col("requests_ok", |_, c| Value::Int(c.requests_ok.into())),
+        col("requests_failed", |_, c| Value::Int(c.requests_failed.into())),
+        col("requests_cancelled", |_, c| Value::Int(c.requests_cancelled.into())),
+        col("partial", |_, c| Value::Bool(c.partial)),
+        col("warmup_requests", |_, c| Value::Int(c.warmup_requests.into())),
+    ];
+    for class in ErrorClass::ALL {
+        cols.push(col(format!("errors_{}", class.as_str()), move |_, c| Value::Int(c.errors.get(&class).copied().unwrap_or(0).into())));
+    }
+    cols.extend([
+        col("requests_per_s", |_, c| num(Some(c.requests_per_s), r3)),
+        col("total_tok_s", |_, c| num(Some(c.total_tok_s), r2)),
+        col("prompt_tokens", |_, c| Value::Int(c.prompt_tokens)),
+        col("completion_tokens", |_, c| Value::Int(c.completion_tokens)),
+    ]);
+    type Stat = (&'static str, fn(&Dist) -> Option<f64>);
+    const MEAN: Stat = ("mean", |d| d.mean);
+    const P50: Stat = ("p50", |d| d.p50);
+    const P90: Stat = ("p90", |d| d.p90);
+    const P95: Stat = ("p95", |d| d.p95);
+    const P99: Stat = ("p99", |d| d.p99);
+    const MAX: Stat = ("max", |d| d.max);
+    let dists: [(&str, fn(&CellResult) -> &Dist, &[Stat]); 5] = [
+        ("ttft", |c| &c.ttft, &[MEAN, P50, P90, P95, P99, MAX]),
+        ("itl", |c| &c.itl, &[MEAN, P50, P90, P95, P99, MAX]),
+        ("tpot", |c| &c.tpot, &[MEAN, P50, P90, P95, P99, MAX]),
+        // e2e p50/p95 are the notes' p50_latency_ms / p95_latency_ms above.
+        ("e2e", |c| &c.e2e, &[MEAN, P90, P99, MAX]),
+        ("queue", |c| &c.queue, &[P50, P95]),
+    ];
+    for (dist, of, stats) in dists {
+        for &(stat, read) in stats {
+            cols.push(col(format!("{dist}_{stat}_ms"), move |_, c| num(read(of(c)), r2)));
+        }
+    }
+    cols.extend([
+        col("peak_concurrency", |_, c| Value::Int(c.peak_concurrency.into())),
+        col("steady_start_s", |_, c| num(Some(c.steady_start_s), r3)),
+        col("steady_end_s", |_, c| num(Some(c.steady_end_s), r3)),
+        col("slo_e2e_ms", |_, c| Value::Num(c.slo.e2e_ms)),
+        col("slo_ttft_ms", |_, c| Value::Num(c.slo.ttft_ms)),
+        col("slo_tpot_ms", |_, c| Value::Num(c.slo.tpot_ms)),
+        col("slo_pass", |_, c| Value::Bool(c.slo_pass)),
+        col("slo_missed", |_, c| Value::Text(c.slo_missed.join("; "))),
+        col("good_requests", |_, c| Value::Int(c.good_requests.into())),
+        col("goodput_rps", |_, c| num(Some(c.goodput_rps), r3)),
+        col("short_outputs", |_, c| Value::Int(c.short_outputs.into())),
+        col("tokens_unknown", |_, c| Value::Int(c.tokens_unknown.into())),
+        col("done_markers", |_, c| Value::Int(c.done_markers.into())),
+        col("outcome", |_, c| Value::Text(caplab_shared::surface::Outcome::of(c).as_str().into())),
+        col("outcome_cause", |_, c| Value::Text(caplab_shared::surface::cause(c))),
+    ]);
+    // The server's side, from its /metrics (empty where the target has none).
+    let server: [(&str, fn(&ServerCellStats) -> Option<f64>); 11] = [
+        ("max_kv_usage", |s| s.max_kv_usage),
+        ("max_waiting", |s| s.max_waiting),
+        ("max_running", |s| s.max_running),
+        ("preemptions", |s| s.preemptions),
+        ("ttft_p50_ms", |s| s.ttft_p50_ms),
+        ("ttft_p95_ms", |s| s.ttft_p95_ms),
+        ("e2e_p50_ms", |s| s.e2e_p50_ms),
+        ("e2e_p95_ms", |s| s.e2e_p95_ms),
+        ("queue_p50_ms", |s| s.queue_p50_ms),
+        ("queue_p95_ms", |s| s.queue_p95_ms),
+        ("requests", |s| s.requests),
+    ];
+    for (name, read) in server {
+        cols.push(col(format!("server_{name}"), move |_, c| num(c.server.as_ref().and_then(read), r3)));
+    }
+    // Client minus server: what the network, the proxy and caplab add to the server's own view.
+    let client_minus_server: [(&str, fn(&CellResult) -> Option<f64>, fn(&ServerCellStats) -> Option<f64>); 4] = [
+        ("ttft_p50", |c| c.ttft.p50, |s| s.ttft_p50_ms),
+        ("ttft_p95", |c| c.ttft.p95, |s| s.ttft_p95_ms),
+        ("e2e_p50", |c| c.e2e.p50, |s| s.e2e_p50_ms),
+        ("e2e_p95", |c| c.e2e.p95, |s| s.e2e_p95_ms),
+    ];
+    for (name, client, srv) in client_minus_server {
+        cols.push(col(format!("{name}_client_minus_server_ms"), move |_, c| {
+            num(client(c).zip(c.server.as_ref().and_then(srv)).map(|(a, b)| a - b), r2)
+        }));
+    }
+    let gpu: [(&str, fn(&GpuCellStats) -> Option<f64>); 5] = [
+        ("max_memory_used_mib", |g| g.max_memory_used_mib),
+        ("memory_total_mib", |g| g.memory_total_mib),
+        ("mean_util_pct", |g| g.mean_util_pct),
+        ("max_power_w", |g| g.max_power_w),
+        ("max_temp_c", |g| g.max_temp_c),
+    ];
+    for (name, read) in gpu {
+        cols.push(col(format!("gpu_{name}"), move |_, c| num(c.gpu.as_ref().and_then(read), r2)));
+    }
+    cols.push(col("notes", |_, c| Value::Text(c.notes.join("; "))));
+    cols
 }
 
 pub fn read_requests_csv(bytes: &[u8]) -> Result<Vec<RequestSample>, csv::Error> {

@@ -158,5 +158,41 @@ pub fn table(view: &caplab_shared::RunView) -> String {
         }
     }
     out.push_str("latencies in ms from each request's scheduled time; percentiles interpolate linearly (numpy's default).\n");
+    if view.cells.iter().any(|c| c.server.is_some() || c.gpu.is_some()) {
+        out.push_str(&format!(
+            "\n{:<16} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10} {:>8}\n",
+            "server / GPU", "max KV%", "preempt", "waiting", "srv ttft95", "srv e2e95", "GPU MiB", "GPU util"
+        ));
+        for c in &view.cells {
+            let label = cells.get(c.cell as usize).map_or(c.cell.to_string(), |s| s.label());
+            let s = c.server.clone().unwrap_or_default();
+            let g = c.gpu.clone().unwrap_or_default();
+            out.push_str(&format!(
+                "{:<16} {:>8} {:>8} {:>8} {:>11} {:>11} {:>10} {:>8}\n",
+                label,
+                f(s.max_kv_usage.map(|k| k * 100.0)),
+                f(s.preemptions),
+                f(s.max_waiting),
+                f(s.ttft_p95_ms),
+                f(s.e2e_p95_ms),
+                f(g.max_memory_used_mib),
+                f(g.mean_util_pct)
+            ));
+        }
+        if view.telemetry.gpu_simulated {
+            out.push_str("GPU figures are the simulator's model, not a GPU's.\n");
+        }
+    }
+    if let Some(why) = &view.telemetry.server_missing {
+        out.push_str(&format!("server metrics: none ({why})\n"));
+    }
+    if let Some(why) = &view.telemetry.gpu_missing {
+        out.push_str(&format!("GPU telemetry: none ({why})\n"));
+    }
+    if !view.cells.is_empty() {
+        out.push_str("\nOOM surface (rows max_new_tokens, columns concurrency or rate):\n");
+        out.push_str(&caplab_shared::surface::table(&view.cells));
+        out.push('\n');
+    }
     out
 }

@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: spec (form, API or TOML) → `engine` (scheduler → workers →
 //! samples → aggregator) → `runs` (view, samples, files) → `server` (WebSocket,
-//! downloads) and `headless` (terminal). `sim` is the built-in simulated vLLM.
+//! downloads) and `headless` (terminal). `telemetry` reads the target's /metrics and the
+//! GPUs beside each run. `sim` is the built-in simulated vLLM.
 
 pub mod cli;
 pub mod engine;
@@ -17,4 +18,5 @@ pub mod sim;
 pub mod spec_input;
 pub mod target;
 pub mod targets;
+pub mod telemetry;
 pub mod workload;

@@ -103,6 +103,11 @@ impl Run {
         lock(&self.view).info.clone()
     }
 
+    /// The run's folder on disk, once its files are begun.
+    pub fn folder(&self) -> Option<PathBuf> {
+        lock(&self.requests).path.as_ref().and_then(|p| p.parent()).map(Path::to_path_buf)
+    }
+
     /// Keeps a batch of completed requests: appended to the journal. A journal that cannot be
     /// written is reported once and closed; from then on requests are kept in memory and
     /// written when the run is saved.
@@ -330,6 +335,7 @@ impl Registry {
             }
         }
         write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
+        write_atomic(&path.join("surface.svg"), export::surface_svg(&view).as_bytes())?;
         write_view(path, &view)
     }
 }

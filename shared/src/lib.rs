@@ -10,9 +10,12 @@ pub mod sample;
 pub mod server;
 pub mod spec;
 pub mod stats;
+pub mod surface;
+pub mod telemetry;
 
 pub use live::{LiveTick, RunInfo, RunStatus, RunView, ServerMsg, TargetInfo};
 pub use result::{CellResult, Dist};
 pub use sample::{ErrorClass, RequestSample};
 pub use server::{LengthControl, ServerKind};
 pub use spec::{CellSpec, ExperimentSpec, FieldError, LoadMode, Slo, Workload};
+pub use telemetry::{GpuCellStats, GpuSample, ServerCellStats, ServerSample, TelemetrySources};

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::result::CellResult;
 use crate::server::ServerKind;
 use crate::spec::ExperimentSpec;
+use crate::telemetry::{push_bounded, GpuSample, ServerSample, TelemetrySources};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -119,6 +120,15 @@ pub struct RunView {
     pub ticks: Vec<LiveTick>,
     /// Finished cells, in cell order.
     pub cells: Vec<CellResult>,
+    /// The target's `/metrics`, scraped about twice a second (thinned like the ticks).
+    #[serde(default)]
+    pub server: Vec<ServerSample>,
+    /// Every GPU, about once a second (thinned like the ticks).
+    #[serde(default)]
+    pub gpu: Vec<GpuSample>,
+    /// Where those come from, or why they are missing.
+    #[serde(default)]
+    pub telemetry: TelemetrySources,
 }
 
 /// Server → viewer messages on a run's WebSocket.
@@ -130,6 +140,12 @@ pub enum ServerMsg {
     Tick { tick: LiveTick },
     CellDone { result: Box<CellResult> },
     Status { status: RunStatus, message: Option<String> },
+    /// One scrape of the target's `/metrics`.
+    Server { sample: ServerSample },
+    /// One reading of every GPU.
+    Gpu { samples: Vec<GpuSample> },
+    /// Where the telemetry comes from (sent when it is known, and when a source goes away).
+    Telemetry { sources: TelemetrySources },
 }
 
 /// Most ticks a view keeps. Past it, the older half is thinned to every other tick, so the
@@ -139,24 +155,21 @@ pub const MAX_TICKS: usize = 2_400;
 
 impl RunView {
     pub fn new(info: RunInfo) -> Self {
-        RunView { info, ticks: Vec::new(), cells: Vec::new() }
+        RunView { info, ticks: Vec::new(), cells: Vec::new(), server: Vec::new(), gpu: Vec::new(), telemetry: TelemetrySources::default() }
     }
 
     /// Folds one message into the view.
     pub fn apply(&mut self, msg: &ServerMsg) {
         match msg {
             ServerMsg::Snapshot { view } => *self = (**view).clone(),
-            ServerMsg::Tick { tick } => {
-                self.ticks.push(tick.clone());
-                if self.ticks.len() > MAX_TICKS {
-                    let half = self.ticks.len() / 2;
-                    let mut i = 0;
-                    self.ticks.retain(|_| {
-                        i += 1;
-                        i > half || i % 2 == 1
-                    });
+            ServerMsg::Tick { tick } => push_bounded(&mut self.ticks, tick.clone(), MAX_TICKS),
+            ServerMsg::Server { sample } => push_bounded(&mut self.server, sample.clone(), MAX_TICKS),
+            ServerMsg::Gpu { samples } => {
+                for s in samples {
+                    push_bounded(&mut self.gpu, s.clone(), 2 * MAX_TICKS);
                 }
             }
+            ServerMsg::Telemetry { sources } => self.telemetry = sources.clone(),
             ServerMsg::CellDone { result } => {
                 match self.cells.iter_mut().find(|c| c.cell == result.cell) {
                     Some(existing) => *existing = (**result).clone(),

@@ -84,6 +84,12 @@ pub struct CellResult {
     /// request count, outputs shorter than asked).
     #[serde(default)]
     pub notes: Vec<String>,
+    /// What the target's `/metrics` said during the cell (None: the target has none).
+    #[serde(default)]
+    pub server: Option<crate::telemetry::ServerCellStats>,
+    /// What the GPUs did during the cell (None: no GPU could be read).
+    #[serde(default)]
+    pub gpu: Option<crate::telemetry::GpuCellStats>,
 }
 
 impl CellResult {
@@ -186,6 +192,8 @@ impl CellResult {
             tokens_unknown,
             done_markers,
             notes,
+            server: None,
+            gpu: None,
         }
     }
 

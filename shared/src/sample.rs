@@ -31,10 +31,13 @@ pub enum ErrorClass {
     RateLimited,
     /// caplab's own resources ran out (e.g. too many open files): not the target's fault.
     Client,
+    /// The server ran out of memory (a 5xx or stream error saying "out of memory", as PyTorch's
+    /// CUDA allocator words it): the edge of the OOM surface.
+    OutOfMemory,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 11] = [
+    pub const ALL: [ErrorClass; 12] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::ContextLength,
@@ -46,6 +49,7 @@ impl ErrorClass {
         ErrorClass::Cancelled,
         ErrorClass::RateLimited,
         ErrorClass::Client,
+        ErrorClass::OutOfMemory,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -61,6 +65,7 @@ impl ErrorClass {
             ErrorClass::Cancelled => "cancelled",
             ErrorClass::RateLimited => "rate_limited",
             ErrorClass::Client => "client",
+            ErrorClass::OutOfMemory => "out_of_memory",
         }
     }
 }

@@ -17,6 +17,7 @@ use caplab_shared::{CellResult, CellSpec, ExperimentSpec, FieldError, LoadMode, 
 use tokio::time::Instant;
 
 use crate::runs::Run;
+use crate::telemetry::Telemetry;
 use crate::workload::{request_set, Inputs, RequestSet};
 use aggregate::Aggregator;
 pub use request::LiveCounters;
@@ -84,14 +85,18 @@ impl Engine {
             });
         }
         let total = self.total_requests(&spec);
+        let telemetry = Telemetry::start(run.clone(), &self.client, &info.target, auth.clone(), run_start).await;
         let mut agg = Aggregator::new(&run, live.clone(), run_start, total);
         for cell in spec.cells() {
             if run.cancel.is_cancelled() {
                 break;
             }
-            let result = self.run_cell(&run, &info, auth.clone(), &cell, &live, &mut agg).await;
+            telemetry.cell_begin().await;
+            let mut result = self.run_cell(&run, &info, auth.clone(), &cell, &live, &mut agg).await;
+            (result.server, result.gpu) = telemetry.cell_end().await;
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
         }
+        telemetry.stop().await;
         let view = run.view();
         let (status, message) = if run.cancel.is_cancelled() {
             let why = live.stop_reason().map(|r| format!("{r}; ")).unwrap_or_default();

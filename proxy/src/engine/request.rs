@@ -206,7 +206,8 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
         match parse_chunk(data) {
             Ok(info) => {
                 if let Some(msg) = info.error {
-                    fault = Some((ErrorClass::Stream, format!("error event in stream: {msg}")));
+                    let class = if says_out_of_memory(&msg.to_ascii_lowercase()) { ErrorClass::OutOfMemory } else { ErrorClass::Stream };
+                    fault = Some((class, format!("error event in stream: {msg}")));
                     return;
                 }
                 if info.has_text {
@@ -293,6 +294,12 @@ fn html_title(text: &str) -> Option<String> {
     Some(text[start..end].split_whitespace().collect::<Vec<_>>().join(" "))
 }
 
+/// The server's words for running out of GPU (or host) memory: PyTorch's "CUDA out of memory",
+/// vLLM's and others' "out of memory" / "OOM".
+pub fn says_out_of_memory(lower: &str) -> bool {
+    lower.contains("out of memory") || lower.contains("outofmemory") || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == "oom")
+}
+
 /// Maps an error status and the server's message to a class.
 pub fn classify_status(status: u16, message: &str) -> (ErrorClass, String) {
     let lower = message.to_ascii_lowercase();
@@ -320,6 +327,7 @@ pub fn classify_status(status: u16, message: &str) -> (ErrorClass, String) {
             ErrorClass::ContextLength
         }
         400..=499 => ErrorClass::BadRequest,
+        _ if says_out_of_memory(&lower) => ErrorClass::OutOfMemory,
         _ => ErrorClass::Server,
     };
     let shown = if message.is_empty() { "(empty body)" } else { message };
@@ -345,6 +353,10 @@ mod tests {
         assert_eq!(c(400, "model 'x' not found, try pulling it first"), ErrorClass::UnknownModel);
         assert_eq!(c(400, "Server is pinned to '/tmp/m'; requested 'other'."), ErrorClass::UnknownModel);
         assert_eq!(c(503, ""), ErrorClass::Server);
+        assert_eq!(c(500, r#"{"error":{"message":"CUDA out of memory. Tried to allocate 2.00 GiB"}}"#), ErrorClass::OutOfMemory);
+        assert_eq!(c(500, "torch.OutOfMemoryError: ..."), ErrorClass::OutOfMemory);
+        assert_eq!(c(503, "engine OOM"), ErrorClass::OutOfMemory);
+        assert_eq!(c(500, "room for improvement"), ErrorClass::Server, "a word containing 'oom' is not an OOM");
         assert_eq!(classify_status(503, "").1, "HTTP 503: (empty body)");
         assert_eq!(c(429, "Too Many Requests"), ErrorClass::RateLimited, "not a bad request");
         let page = "<!DOCTYPE html>\n<html><head><title>example.com | 524: A timeout occurred</title></head><body>…</body></html>";

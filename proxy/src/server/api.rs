@@ -198,6 +198,28 @@ pub async fn results_json(State(st): State<Arc<AppState>>, Path(id): Path<String
     Ok(download(format!("{}_results.json", file_stem(&view.info)), "application/json", bytes))
 }
 
+/// A time series saved beside the run (`server_metrics.csv`, `gpu.csv`), streamed from disk.
+pub async fn series_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>, name: &'static str) -> Result<Response, ApiError> {
+    let run = find(&st, &id)?;
+    let info = run.info();
+    let path = run.folder().map(|f| f.join(name)).filter(|p| p.exists()).ok_or_else(|| {
+        let why = match name {
+            "server_metrics.csv" => info.target.server.label().to_string() + " target: no /metrics was read during this run",
+            _ => "no GPU was read during this run".to_string(),
+        };
+        ApiError::NotFound(format!("run {id} has no {name}: {why} (its results.json says why under telemetry)"))
+    })?;
+    let file = tokio::fs::File::open(&path).await.map_err(|e| ApiError::Internal(format!("cannot read {}: {e}", path.display())))?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(download_body(format!("{}_{name}", file_stem(&info)), "text/csv; charset=utf-8", body))
+}
+
+/// The OOM surface of the run as it stands, as an SVG file.
+pub async fn surface_svg(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let view = find(&st, &id)?.view();
+    Ok(download(format!("{}_surface.svg", file_stem(&view.info)), "image/svg+xml", export::surface_svg(&view).into_bytes()))
+}
+
 pub async fn no_such_api() -> ApiError {
     ApiError::NotFound("no such API endpoint".into())
 }

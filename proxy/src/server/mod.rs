@@ -54,6 +54,9 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/runs/{id}/requests.csv", &["GET"]),
     ("/api/runs/{id}/summary.csv", &["GET"]),
     ("/api/runs/{id}/results.json", &["GET"]),
+    ("/api/runs/{id}/server_metrics.csv", &["GET"]),
+    ("/api/runs/{id}/gpu.csv", &["GET"]),
+    ("/api/runs/{id}/surface.svg", &["GET"]),
     ("/api/{*rest}", &["GET", "POST"]),
 ];
 
@@ -74,6 +77,9 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/runs/{id}/requests.csv" => get(api::requests_csv),
         "/api/runs/{id}/summary.csv" => get(api::summary_csv),
         "/api/runs/{id}/results.json" => get(api::results_json),
+        "/api/runs/{id}/server_metrics.csv" => get(|st, id| api::series_csv(st, id, "server_metrics.csv")),
+        "/api/runs/{id}/gpu.csv" => get(|st, id| api::series_csv(st, id, "gpu.csv")),
+        "/api/runs/{id}/surface.svg" => get(api::surface_svg),
         _ => get(api::no_such_api).post(api::no_such_api),
     }
 }

@@ -117,6 +117,17 @@ impl Sim {
         m.itl.render(&mut out, "vllm:inter_token_latency_seconds", &labels);
         m.e2e.render(&mut out, "vllm:e2e_request_latency_seconds", &labels);
         m.queue.render(&mut out, "vllm:request_queue_time_seconds", &labels);
+        // Not vLLM names: the simulator's model of its GPU, read by caplab's GPU panel.
+        let total = self.config.gpu_memory_bytes as f64;
+        let busy = if self.running.load(Ordering::Relaxed) > 0 { 1.0 } else { 0.0 };
+        let sim_gpu = [
+            ("caplab_sim:gpu_memory_total_bytes", total),
+            ("caplab_sim:gpu_memory_used_bytes", (total * self.config.gpu_memory_utilization).round()),
+            ("caplab_sim:gpu_utilization_perc", busy),
+        ];
+        for (name, v) in sim_gpu {
+            let _ = writeln!(out, "# TYPE {name} gauge\n{name} {v:?}");
+        }
         let _ = writeln!(
             out,
             "# TYPE vllm:cache_config_info gauge\nvllm:cache_config_info{{engine=\"0\",num_gpu_blocks=\"{}\",block_size=\"16\",simulated=\"true\"}} 1.0",

@@ -27,6 +27,10 @@ pub struct SimConfig {
     /// Decode step: fixed part plus a part per running sequence.
     pub itl_ms: f64,
     pub itl_ms_per_seq: f64,
+    /// The simulated GPU's memory, and the share vLLM reserves of it at start (weights, KV cache
+    /// and activations), which is what `nvidia-smi` shows as used while it serves.
+    pub gpu_memory_bytes: u64,
+    pub gpu_memory_utilization: f64,
 }
 
 impl Default for SimConfig {
@@ -40,6 +44,8 @@ impl Default for SimConfig {
             prefill_ms_per_1k_tokens: 40.0,
             itl_ms: 12.0,
             itl_ms_per_seq: 0.35,
+            gpu_memory_bytes: 16 << 30,
+            gpu_memory_utilization: 0.9,
         }
     }
 }

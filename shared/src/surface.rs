@@ -1,0 +1,318 @@
+//! The OOM surface: one tile per grid cell (concurrency or rate × max_new_tokens), coloured by
+//! how the cell ended and why. One renderer (an SVG string) serves the dashboard, the
+//! `surface.svg` download and the run folder; `table` serves `caplab run`'s terminal.
+
+use std::fmt::Write;
+
+use crate::result::CellResult;
+use crate::sample::ErrorClass;
+
+/// How a cell ended, worst first: the first that applies is the tile's colour.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Outcome {
+    /// Requests failed because the server ran out of memory.
+    OutOfMemory,
+    /// Requests failed because prompt + max_tokens exceed the model's context.
+    ContextLength,
+    /// Requests failed for another reason (see the error classes).
+    Errors,
+    /// The server preempted running requests (KV cache exhausted: recompute or swap).
+    Preemptions,
+    /// Requests waited in the server's queue (all its sequence slots or KV blocks were taken).
+    Queueing,
+    /// Every request succeeded, but a latency objective was broken at p95.
+    MissesSlo,
+    /// Every request succeeded and every objective held.
+    MeetsSlo,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 7] =
+        [Outcome::MeetsSlo, Outcome::MissesSlo, Outcome::Queueing, Outcome::Preemptions, Outcome::Errors, Outcome::ContextLength, Outcome::OutOfMemory];
+
+    pub fn of(c: &CellResult) -> Outcome {
+        let failed = |class| c.errors.get(&class).copied().unwrap_or(0) > 0;
+        let server = c.server.as_ref();
+        if failed(ErrorClass::OutOfMemory) {
+            Outcome::OutOfMemory
+        } else if failed(ErrorClass::ContextLength) {
+            Outcome::ContextLength
+        } else if c.requests_failed > 0 {
+            Outcome::Errors
+        } else if server.and_then(|s| s.preemptions).is_some_and(|p| p > 0.0) {
+            Outcome::Preemptions
+        } else if server.and_then(|s| s.max_waiting).is_some_and(|w| w >= 1.0) {
+            Outcome::Queueing
+        } else if !c.slo_pass {
+            Outcome::MissesSlo
+        } else {
+            Outcome::MeetsSlo
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::OutOfMemory => "out_of_memory",
+            Outcome::ContextLength => "context_length",
+            Outcome::Errors => "errors",
+            Outcome::Preemptions => "preemptions",
+            Outcome::Queueing => "queueing",
+            Outcome::MissesSlo => "misses_slo",
+            Outcome::MeetsSlo => "meets_slo",
+        }
+    }
+
+    /// Words for the legend.
+    pub fn label(self) -> &'static str {
+        match self {
+            Outcome::OutOfMemory => "out of memory",
+            Outcome::ContextLength => "context too long",
+            Outcome::Errors => "errors",
+            Outcome::Preemptions => "preemptions",
+            Outcome::Queueing => "queueing",
+            Outcome::MissesSlo => "misses SLO",
+            Outcome::MeetsSlo => "meets SLO",
+        }
+    }
+
+    /// One letter for the terminal table.
+    pub fn letter(self) -> char {
+        match self {
+            Outcome::OutOfMemory => 'M',
+            Outcome::ContextLength => 'C',
+            Outcome::Errors => 'E',
+            Outcome::Preemptions => 'P',
+            Outcome::Queueing => 'Q',
+            Outcome::MissesSlo => 'x',
+            Outcome::MeetsSlo => '.',
+        }
+    }
+
+    pub fn colour(self) -> &'static str {
+        match self {
+            Outcome::OutOfMemory => "#7f1d1d",
+            Outcome::ContextLength => "#9d174d",
+            Outcome::Errors => "#dc2626",
+            Outcome::Preemptions => "#ea580c",
+            Outcome::Queueing => "#f59e0b",
+            Outcome::MissesSlo => "#fde047",
+            Outcome::MeetsSlo => "#16a34a",
+        }
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map_or("–".into(), |v| format!("{v:.0} ms"))
+}
+
+/// Why the cell has its outcome, with the numbers behind it.
+pub fn cause(c: &CellResult) -> String {
+    let mut parts = Vec::new();
+    let measured = c.requests_ok + c.requests_failed;
+    if c.requests_failed > 0 {
+        let classes: Vec<String> = c.errors.iter().filter(|(k, n)| **k != ErrorClass::Cancelled && **n > 0).map(|(k, n)| format!("{} {n}", k.as_str())).collect();
+        parts.push(format!("{} of {measured} requests failed ({})", c.requests_failed, classes.join(", ")));
+    }
+    if let Some(s) = &c.server {
+        if let Some(p) = s.preemptions.filter(|p| *p > 0.0) {
+            parts.push(format!("{p:.0} preemptions"));
+        }
+        if let Some(w) = s.max_waiting.filter(|w| *w >= 1.0) {
+            parts.push(format!("up to {w:.0} requests waiting in the server's queue"));
+        }
+        if let Some(kv) = s.max_kv_usage {
+            parts.push(format!("KV cache peaked at {:.0}%", kv * 100.0));
+        }
+    }
+    if !c.slo_missed.is_empty() {
+        parts.push(format!("SLO missed: {}", c.slo_missed.join("; ")));
+    } else if c.requests_ok > 0 {
+        parts.push(format!("p95 e2e {}, p95 TTFT {}", ms(c.e2e.p95), ms(c.ttft.p95)));
+    }
+    if c.requests_ok > 0 {
+        parts.push(format!("{:.0} output tok/s", c.output_tok_s));
+    }
+    if parts.is_empty() {
+        "no measured requests".into()
+    } else {
+        parts.join("; ")
+    }
+}
+
+/// The surface's axes: x = concurrency (or rate), y = max_new_tokens, each sorted.
+pub struct Grid<'a> {
+    pub rate_mode: bool,
+    pub xs: Vec<f64>,
+    pub ys: Vec<u32>,
+    pub cells: &'a [CellResult],
+}
+
+impl<'a> Grid<'a> {
+    pub fn new(cells: &'a [CellResult]) -> Grid<'a> {
+        let rate_mode = cells.iter().any(|c| c.rate.is_some());
+        let mut xs: Vec<f64> = cells.iter().map(|c| x_of(c, rate_mode)).collect();
+        xs.sort_by(f64::total_cmp);
+        xs.dedup();
+        let mut ys: Vec<u32> = cells.iter().map(|c| c.max_new_tokens).collect();
+        ys.sort_unstable();
+        ys.dedup();
+        Grid { rate_mode, xs, ys, cells }
+    }
+
+    pub fn at(&self, x: f64, y: u32) -> Option<&'a CellResult> {
+        self.cells.iter().find(|c| x_of(c, self.rate_mode) == x && c.max_new_tokens == y)
+    }
+
+    pub fn x_label(&self, x: f64) -> String {
+        if self.rate_mode {
+            format!("{x} rps")
+        } else {
+            format!("c{x}")
+        }
+    }
+}
+
+fn x_of(c: &CellResult, rate_mode: bool) -> f64 {
+    if rate_mode {
+        c.rate.unwrap_or(0.0)
+    } else {
+        f64::from(c.concurrency)
+    }
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The surface as a standalone SVG: a tile per finished cell (hover: its cause), a legend, and
+/// `title` on top. Cells not yet finished are blank.
+pub fn svg(cells: &[CellResult], title: &str) -> String {
+    let g = Grid::new(cells);
+    let (tile_w, tile_h, left, top) = (96.0, 40.0, 90.0, 56.0);
+    let width = left + tile_w * g.xs.len().max(1) as f64 + 20.0;
+    let legend_y = top + tile_h * g.ys.len().max(1) as f64 + 34.0;
+    let height = legend_y + 24.0 * ((Outcome::ALL.len() + 2) / 3) as f64 + 10.0;
+    let width = width.max(3.0 * 170.0 + 20.0);
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" class="surface" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, escape(title));
+    let x_axis = if g.rate_mode { "offered rate (requests/s) →" } else { "concurrency →" };
+    let _ = write!(out, r##"<text x="{left}" y="40" fill="#555">{x_axis}   ↓ max_new_tokens</text>"##);
+    for (i, x) in g.xs.iter().enumerate() {
+        let cx = left + tile_w * i as f64 + tile_w / 2.0;
+        let _ = write!(out, r#"<text x="{cx}" y="{}" text-anchor="middle">{}</text>"#, top - 4.0, escape(&g.x_label(*x)));
+    }
+    for (j, y) in g.ys.iter().enumerate() {
+        let ty = top + tile_h * j as f64;
+        let _ = write!(out, r#"<text x="{}" y="{}" text-anchor="end">{y}</text>"#, left - 8.0, ty + tile_h / 2.0 + 4.0);
+        for (i, x) in g.xs.iter().enumerate() {
+            let tx = left + tile_w * i as f64;
+            let Some(c) = g.at(*x, *y) else { continue };
+            let o = Outcome::of(c);
+            let text_colour = if matches!(o, Outcome::MissesSlo | Outcome::Queueing) { "#111" } else { "#fff" };
+            let _ = write!(
+                out,
+                r#"<g class="tile" data-cell="{}" data-outcome="{}"><title>{} × {y}: {} — {}</title><rect x="{}" y="{}" width="{}" height="{}" rx="4" fill="{}"/><text x="{}" y="{}" text-anchor="middle" fill="{text_colour}">{:.0} tok/s</text></g>"#,
+                c.cell,
+                o.as_str(),
+                escape(&g.x_label(*x)),
+                o.label(),
+                escape(&cause(c)),
+                tx + 2.0,
+                ty + 2.0,
+                tile_w - 4.0,
+                tile_h - 4.0,
+                o.colour(),
+                tx + tile_w / 2.0,
+                ty + tile_h / 2.0 + 4.0,
+                c.output_tok_s
+            );
+        }
+    }
+    for (k, o) in Outcome::ALL.iter().enumerate() {
+        let (lx, ly) = (10.0 + 170.0 * (k % 3) as f64, legend_y + 24.0 * (k / 3) as f64);
+        let _ = write!(
+            out,
+            r#"<rect x="{lx}" y="{}" width="14" height="14" rx="2" fill="{}"/><text x="{}" y="{ly}">{}</text>"#,
+            ly - 11.0,
+            o.colour(),
+            lx + 20.0,
+            o.label()
+        );
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// The surface as a compact text table for a terminal: one letter per cell (legend below).
+pub fn table(cells: &[CellResult]) -> String {
+    let g = Grid::new(cells);
+    let mut out = String::new();
+    let _ = write!(out, "{:>8}", "max_new");
+    for x in &g.xs {
+        let _ = write!(out, " {:>7}", g.x_label(*x));
+    }
+    out.push('\n');
+    for y in &g.ys {
+        let _ = write!(out, "{y:>8}");
+        for x in &g.xs {
+            let letter = g.at(*x, *y).map_or(' ', |c| Outcome::of(c).letter());
+            let _ = write!(out, " {letter:>7}");
+        }
+        out.push('\n');
+    }
+    let legend: Vec<String> = Outcome::ALL.iter().map(|o| format!("{} {}", o.letter(), o.label())).collect();
+    let _ = write!(out, "         {}", legend.join(" · "));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::ServerCellStats;
+    use std::collections::BTreeMap;
+
+    fn cell(i: u32, c: u32, n: u32) -> CellResult {
+        CellResult { cell: i, concurrency: c, max_new_tokens: n, requests_ok: 10, slo_pass: true, output_tok_s: 100.0, ..Default::default() }
+    }
+
+    #[test]
+    fn outcomes_name_the_worst_cause_first() {
+        let ok = cell(0, 1, 64);
+        assert_eq!(Outcome::of(&ok), Outcome::MeetsSlo);
+        let slow = CellResult { slo_pass: false, slo_missed: vec!["p95 e2e 5000 ms > 3000 ms".into()], ..cell(1, 8, 64) };
+        assert_eq!(Outcome::of(&slow), Outcome::MissesSlo);
+        assert!(cause(&slow).contains("SLO missed: p95 e2e 5000 ms"));
+        let queued = CellResult { server: Some(ServerCellStats { max_waiting: Some(9.0), max_kv_usage: Some(0.5), ..Default::default() }), ..slow.clone() };
+        assert_eq!(Outcome::of(&queued), Outcome::Queueing);
+        assert!(cause(&queued).contains("up to 9 requests waiting"), "{}", cause(&queued));
+        let preempted = CellResult { server: Some(ServerCellStats { preemptions: Some(12.0), max_waiting: Some(3.0), ..Default::default() }), ..ok.clone() };
+        assert_eq!(Outcome::of(&preempted), Outcome::Preemptions);
+        let errors = |class| CellResult { requests_failed: 2, errors: BTreeMap::from([(class, 2)]), ..preempted.clone() };
+        assert_eq!(Outcome::of(&errors(ErrorClass::Server)), Outcome::Errors);
+        assert_eq!(Outcome::of(&errors(ErrorClass::ContextLength)), Outcome::ContextLength);
+        assert_eq!(Outcome::of(&errors(ErrorClass::OutOfMemory)), Outcome::OutOfMemory);
+        assert!(cause(&errors(ErrorClass::OutOfMemory)).starts_with("2 of 12 requests failed (out_of_memory 2)"), "{}", cause(&errors(ErrorClass::OutOfMemory)));
+    }
+
+    #[test]
+    fn svg_and_table_place_cells_on_their_axes() {
+        let cells = vec![
+            cell(0, 1, 64),
+            cell(1, 8, 64),
+            CellResult { requests_failed: 1, errors: BTreeMap::from([(ErrorClass::OutOfMemory, 1)]), ..cell(2, 8, 512) },
+        ];
+        let svg = svg(&cells, "chat on <GPU> & friends");
+        assert_eq!(svg.matches(r#"class="tile""#).count(), 3, "one tile per finished cell; (1, 512) not run");
+        assert!(svg.contains(r#"data-cell="2" data-outcome="out_of_memory""#));
+        assert!(svg.contains("chat on &lt;GPU&gt; &amp; friends"));
+        let table = table(&cells);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(lines[0].contains("c1") && lines[0].contains("c8"), "{table}");
+        assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["64", ".", "."]);
+        assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["512", "M"]);
+    }
+}
