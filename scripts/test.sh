@@ -18,6 +18,10 @@ if [[ "${CAPLAB_SKIP_ENGINES:-${CAPLAB_SKIP_VLLM:-0}}" != 1 ]]; then
   url=$(scripts/cpu-engine.sh vllm start)
   CAPLAB_VLLM_URL="$url" cargo test -p caplab-tests --test vllm -- --ignored --test-threads=1
   scripts/cpu-engine.sh vllm stop   # the two engines would share the 2 cores
+  # The same vLLM with 8 sequence slots and 16 KV blocks: the run queues and preempts.
+  url=$(MAX_MODEL_LEN=1024 VLLM_EXTRA_ARGS="--max-num-seqs 8 --num-gpu-blocks-override 16" scripts/cpu-engine.sh vllm start)
+  CAPLAB_VLLM_SMALL_KV_URL="$url" cargo test -p caplab-tests --test vllm_small_kv -- --ignored --test-threads=1
+  scripts/cpu-engine.sh vllm stop
   url=$(scripts/cpu-engine.sh transformers start)
   CAPLAB_TRANSFORMERS_URL="$url" CAPLAB_TRANSFORMERS_MODEL=$(scripts/cpu-engine.sh transformers model) cargo test -p caplab-tests --test transformers_serve -- --ignored --test-threads=1
 fi

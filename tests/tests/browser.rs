@@ -155,6 +155,19 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let table = c.find(Locator::Id("results-table")).await.unwrap().text().await.unwrap();
     assert!(table.contains("c16 × 300") && table.contains("20 / 0"), "{table}");
 
+    // Why capacity ends: the simulator's /metrics and modelled GPU beside the client's charts,
+    // and the OOM surface with one tile, whose click shows the numbers behind it.
+    c.find(Locator::Id("chart-server-queue")).await.expect("the server queue chart");
+    c.find(Locator::Id("chart-kv")).await.expect("the KV cache chart");
+    let gpu_title = c.find(Locator::Css("#chart-gpu-memory .chart-title")).await.unwrap().text().await.unwrap();
+    assert!(gpu_title.contains("simulated"), "{gpu_title}");
+    let tiles = c.find_all(Locator::Css("#surface .tile")).await.unwrap();
+    assert_eq!(tiles.len(), 1);
+    assert_eq!(tiles[0].attr("data-outcome").await.unwrap().as_deref(), Some("meets_slo"));
+    c.execute("document.querySelector('#surface .tile rect').dispatchEvent(new MouseEvent('click', {bubbles: true}));", vec![]).await.unwrap();
+    let detail = c.wait().at_most(Duration::from_secs(5)).for_element(Locator::Id("surface-detail")).await.unwrap().text().await.unwrap();
+    assert!(detail.contains("c16 × 300") && detail.contains("server (/metrics)") && detail.contains("GPU: max memory"), "{detail}");
+
     // Download the per-request CSV through the button.
     c.find(Locator::Id("download-csv")).await.unwrap().click().await.unwrap();
     let downloads = b.downloads.clone();

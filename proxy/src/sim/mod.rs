@@ -143,11 +143,13 @@ fn stream_response(sim: Arc<Sim>, job: model::Job, endpoint: Endpoint, include_u
             }
             i += 1;
         }
+        // The engine is done with the request once its last token exists: its metrics count
+        // it before the client reads the usage chunk (as vLLM's do).
+        admission.complete(&sim);
         if include_usage && tx.send(fmt.usage_chunk(job)).await.is_err() {
             return;
         }
         let _ = tx.send(Bytes::from_static(b"data: [DONE]\n\n")).await;
-        admission.complete(&sim);
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx)) });
     Response::builder()

@@ -1,0 +1,60 @@
+//! Against a REAL vLLM (CPU build) started with a deliberately small KV cache and few sequence
+//! slots (`--max-num-seqs 8 --num-gpu-blocks-override 16`, MAX_MODEL_LEN=1024; see
+//! scripts/test.sh): a run past its capacity shows the server's waiting queue and its
+//! preemptions live, in the saved files, and on the OOM surface. Ignored by a plain
+//! `cargo test`; scripts/test.sh passes the server's URL in CAPLAB_VLLM_SMALL_KV_URL.
+
+use std::time::Duration;
+
+use caplab_shared::RunStatus;
+use caplab_tests::{client, start_run, wait_for_end, Caplab};
+use serde_json::json;
+
+#[tokio::test]
+#[ignore = "needs a real vLLM with a small KV cache: scripts/test.sh starts one"]
+async fn a_small_kv_cache_shows_waiting_requests_and_preemptions() {
+    let url = std::env::var("CAPLAB_VLLM_SMALL_KV_URL").expect("CAPLAB_VLLM_SMALL_KV_URL");
+    let caplab = Caplab::start(&["--target", &url]).await.unwrap();
+    let http = client();
+    // 16 workers against 8 sequence slots: half wait. Summaries of the long documents with 256
+    // new tokens each need more KV blocks than 16 hold for 8 sequences: vLLM preempts.
+    let spec = json!({"workload": "batch", "concurrency": [16], "max_new_tokens": [256], "requests": 32, "timeout_s": 300, "gpu": "cpu-vllm-small-kv"});
+    let id = start_run(&http, &caplab, spec).await.unwrap();
+    // Watch it live over the WebSocket too: the waiting queue shows while the run goes on.
+    let (mut ws, _) = tokio_tungstenite::connect_async(caplab.ws_request(&format!("runs/{id}/ws"))).await.unwrap();
+    let mut live_waiting = 0.0_f64;
+    let live = async {
+        use futures_util::StreamExt;
+        while let Some(Ok(msg)) = ws.next().await {
+            let Ok(text) = msg.to_text() else { continue };
+            let Ok(msg) = serde_json::from_str::<caplab_shared::ServerMsg>(text) else { continue };
+            match msg {
+                caplab_shared::ServerMsg::Server { sample } => live_waiting = live_waiting.max(sample.waiting.unwrap_or(0.0)),
+                caplab_shared::ServerMsg::Status { status, .. } if status.is_terminal() => break,
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(900), live).await.expect("the run ends");
+    let view = wait_for_end(&http, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.info.status, RunStatus::Finished, "{:?}", view.info.message);
+    assert!(live_waiting >= 1.0, "waiting requests seen live: {live_waiting}");
+
+    let cell = &view.cells[0];
+    let server = cell.server.as_ref().expect("vLLM has /metrics");
+    assert!(server.max_waiting.unwrap_or(0.0) >= 1.0, "{server:?}");
+    assert!(server.preemptions.unwrap_or(0.0) >= 1.0, "preemptions during the cell: {server:?}");
+    assert!(server.max_kv_usage.unwrap_or(0.0) > 0.5, "{server:?}");
+    assert_eq!(server.requests, Some(f64::from(cell.requests_ok)), "vLLM's E2E histogram saw every request");
+    assert_eq!(caplab_shared::surface::Outcome::of(cell), caplab_shared::surface::Outcome::Preemptions);
+
+    // The saved series holds them as well.
+    let csv_text = std::fs::read_to_string(caplab.data_dir.join(&id).join("server_metrics.csv")).unwrap();
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let rows: Vec<csv::StringRecord> = rdr.records().map(Result::unwrap).collect();
+    let num = |r: &csv::StringRecord, i: usize| r[i].parse::<f64>().unwrap_or(0.0);
+    assert!(rows.iter().any(|r| num(r, 2) >= 1.0), "a saved row with waiting requests");
+    assert!(rows.last().is_some_and(|r| num(r, 4) >= 1.0), "preemptions since the run began, saved");
+    let summary = std::fs::read_to_string(caplab.data_dir.join(&id).join("summary.csv")).unwrap();
+    assert!(summary.contains(",preemptions,"), "the summary's outcome column says preemptions: {summary}");
+}
