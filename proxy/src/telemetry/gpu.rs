@@ -23,9 +23,14 @@ pub enum Source {
 
 impl Source {
     /// NVML if its library loads and sees a GPU, else `nvidia-smi` if it answers; otherwise why not.
+    /// `CAPLAB_GPU_READER=nvidia-smi` skips NVML (to compare the two, or where NVML misbehaves).
     pub async fn open() -> Result<(Source, String), String> {
-        // Containers often carry only the versioned name (the driver's, mounted in).
-        let nvml = Nvml::builder().lib_path(std::ffi::OsStr::new("libnvidia-ml.so.1")).init().or_else(|_| Nvml::init());
+        let nvml = if std::env::var("CAPLAB_GPU_READER").is_ok_and(|v| v == "nvidia-smi") {
+            Err("NVML skipped: CAPLAB_GPU_READER=nvidia-smi".to_string())
+        } else {
+            // Containers often carry only the versioned name (the driver's, mounted in).
+            Nvml::builder().lib_path(std::ffi::OsStr::new("libnvidia-ml.so.1")).init().or_else(|_| Nvml::init()).map_err(|e| format!("NVML cannot be loaded ({e})"))
+        };
         let nvml_error = match nvml {
             Ok(nvml) => match nvml.device_count() {
                 Ok(count) if count > 0 => {
@@ -35,7 +40,7 @@ impl Source {
                 Ok(_) => "NVML loaded but sees no GPU".to_string(),
                 Err(e) => format!("NVML: {e}"),
             },
-            Err(e) => format!("NVML cannot be loaded ({e})"),
+            Err(why) => why,
         };
         let probe = tokio::process::Command::new("nvidia-smi")
             .args([&format!("--query-gpu={SMI_QUERY}"), "--format=csv,noheader,nounits"])
