@@ -30,10 +30,13 @@ pub struct Cli {
 pub enum Command {
     /// Serve the dashboard and API. Without --target, runs against the built-in simulated vLLM.
     Serve(ServeArgs),
-    /// Run the built-in simulated vLLM server on its own.
+    /// Run the built-in simulated vLLM server on its own: with --gpu and --model, as vLLM would
+    /// serve that model on that GPU; without, with fixed per-token costs (--sim-itl-ms …).
     Sim {
         #[arg(long, default_value = "127.0.0.1:8000")]
         listen: SocketAddr,
+        #[command(flatten)]
+        profile: ProfileArgs,
         #[command(flatten)]
         sim: SimArgs,
     },
@@ -88,6 +91,78 @@ pub struct ServeArgs {
     ws_ping_s: f64,
     #[command(flatten)]
     sim: SimArgs,
+    /// A simulated GPU and model to offer as a target, GPU/MODEL (repeatable), e.g.
+    /// --sim-profile h100-80gb/qwen2.5-7b: the target `sim-h100-80gb-qwen2.5-7b`, sized and
+    /// timed as vLLM on that GPU (see `caplab sim --help` for the profiles)
+    #[arg(long)]
+    sim_profile: Vec<String>,
+}
+
+/// A simulated deployment: a GPU and a model profile (data/profiles/) and vLLM's engine
+/// arguments; unset ones take vLLM's defaults for that GPU.
+#[derive(Args, Debug, Clone)]
+pub struct ProfileArgs {
+    /// GPU profile: rtx2000-ada-16gb, l4-24gb, a100-40gb, a100-80gb, h100-80gb, h200-141gb, cpu-2core
+    #[arg(long = "gpu", id = "profile_gpu")]
+    pub gpu: Option<String>,
+    /// Model profile: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b, llama-3.1-8b, tiny-4.5m
+    #[arg(long = "model", id = "profile_model")]
+    pub model: Option<String>,
+    /// Share of GPU memory vLLM may take (vLLM 0.32's default: 0.92)
+    #[arg(long = "gpu-memory-utilization", id = "profile_gpu_memory_utilization")]
+    pub gpu_memory_utilization: Option<f64>,
+    /// Sequences running at once (vLLM's default: 1024 on H100/H200, else 256)
+    #[arg(long = "max-num-seqs", id = "profile_max_num_seqs")]
+    pub max_num_seqs: Option<u32>,
+    /// Tokens per engine step (vLLM's default: 8192 on H100/H200, else 2048)
+    #[arg(long = "max-num-batched-tokens", id = "profile_max_num_batched_tokens")]
+    pub max_num_batched_tokens: Option<u32>,
+    /// Context length (default: the model's)
+    #[arg(long = "max-model-len", id = "profile_max_model_len")]
+    pub max_model_len: Option<u32>,
+    /// GPUs the model is split over
+    #[arg(long = "tensor-parallel-size", id = "profile_tensor_parallel_size", default_value_t = 1)]
+    pub tensor_parallel_size: u32,
+    /// KV-cache blocks, instead of what memory allows (as vLLM's flag)
+    #[arg(long = "num-gpu-blocks-override", id = "profile_num_gpu_blocks_override")]
+    pub num_gpu_blocks_override: Option<u32>,
+}
+
+impl Default for ProfileArgs {
+    fn default() -> Self {
+        ProfileArgs {
+            gpu: None,
+            model: None,
+            gpu_memory_utilization: None,
+            max_num_seqs: None,
+            max_num_batched_tokens: None,
+            max_model_len: None,
+            tensor_parallel_size: 1,
+            num_gpu_blocks_override: None,
+        }
+    }
+}
+
+impl ProfileArgs {
+    /// The deployment, when a GPU or model is named (the other defaults to RTX 2000 Ada /
+    /// Qwen2.5-1.5B); None for the fixed-cost simulator.
+    pub fn deployment(&self) -> anyhow::Result<Option<crate::sim::profile::Deployment>> {
+        if self.gpu.is_none() && self.model.is_none() {
+            return Ok(None);
+        }
+        let gpu = crate::sim::profile::gpu(self.gpu.as_deref().unwrap_or("rtx2000-ada-16gb")).map_err(anyhow::Error::msg)?;
+        let model = crate::sim::profile::model(self.model.as_deref().unwrap_or("qwen2.5-1.5b")).map_err(anyhow::Error::msg)?;
+        let defaults = crate::sim::profile::EngineArgs::default();
+        let args = crate::sim::profile::EngineArgs {
+            gpu_memory_utilization: self.gpu_memory_utilization.unwrap_or(defaults.gpu_memory_utilization),
+            max_num_seqs: self.max_num_seqs,
+            max_num_batched_tokens: self.max_num_batched_tokens,
+            max_model_len: self.max_model_len,
+            tensor_parallel_size: self.tensor_parallel_size,
+            num_gpu_blocks_override: self.num_gpu_blocks_override,
+        };
+        crate::sim::profile::Deployment::new(gpu, model, &args).map(Some).map_err(anyhow::Error::msg)
+    }
 }
 
 /// What runs started over HTTP may ask for (see `GET /api/limits`).
@@ -203,7 +278,7 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
-            Command::Sim { listen, sim } => run_sim(listen, sim).await,
+            Command::Sim { listen, profile, sim } => run_sim(listen, profile, sim).await,
             Command::Run { experiment, target, out, gpu, model } => {
                 crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
             }
@@ -265,7 +340,7 @@ fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let ServeArgs { target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits, ws_ping_s, sim } = args;
+    let ServeArgs { mut target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits, ws_ping_s, sim, sim_profile } = args;
     let run_limits = limits.limits()?;
     let limits = ConnLimits {
         header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout_s.clamp(0.1, 3600.0)),
@@ -275,6 +350,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--ws-ping-s {ws_ping_s}: give 0.1 to 90 seconds (proxies close a socket idle for 100 s)");
     }
     let sim_url = spawn_sim(sim.config()).await?;
+    // Each simulated GPU and model is a target of its own, after the operator's.
+    for p in &sim_profile {
+        let (gpu, model) = p.split_once('/').ok_or_else(|| anyhow::anyhow!("--sim-profile {p}: give GPU/MODEL, e.g. h100-80gb/qwen2.5-7b"))?;
+        let profile = ProfileArgs { gpu: Some(gpu.into()), model: Some(model.into()), ..ProfileArgs::default() };
+        let d = profile.deployment().map_err(|e| anyhow::anyhow!("--sim-profile {p}: {e}"))?.expect("named");
+        let url = spawn_sim(SimConfig::for_deployment(d)).await?;
+        target.push(format!("sim-{gpu}-{model}={url}"));
+    }
     let targets = Targets::new(&target, &sim_url, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let (registry, unreadable) = Registry::open(data_dir.clone());
     for u in unreadable {
@@ -319,9 +402,23 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_sim(listen: SocketAddr, sim: SimArgs) -> anyhow::Result<ExitCode> {
+async fn run_sim(listen: SocketAddr, profile: ProfileArgs, sim: SimArgs) -> anyhow::Result<ExitCode> {
+    let config = match profile.deployment()? {
+        Some(d) => {
+            println!(
+                "SIMULATED {}: {} KV-cache blocks ({} tokens), max_num_seqs {}, max_num_batched_tokens {}, max_model_len {}",
+                d.label(),
+                d.kv_blocks,
+                u64::from(d.kv_blocks) * u64::from(crate::sim::profile::BLOCK_SIZE),
+                d.max_num_seqs,
+                d.max_num_batched_tokens,
+                d.max_model_len
+            );
+            SimConfig::for_deployment(d)
+        }
+        None => sim.config(),
+    };
     let listener = bind(listen).await?;
-    let config = sim.config();
     println!("caplab SIMULATED vLLM: http://{} (model {})", shown(listener.local_addr()?), config.model);
     axum::serve(listener, sim::router(config)).with_graceful_shutdown(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)

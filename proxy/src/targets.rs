@@ -39,8 +39,8 @@ impl Targets {
                 Some((name, url)) if !name.contains("://") => (name.trim().to_string(), url.trim()),
                 _ => ("default".to_string(), arg.trim()),
             };
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(format!("--target {arg}: a target's name is letters, digits, - and _ (NAME=URL)"));
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
+                return Err(format!("--target {arg}: a target's name is letters, digits, '-', '_' and '.' (NAME=URL)"));
             }
             if name == SIM || list.iter().any(|t: &Target| t.name == name) {
                 return Err(format!("--target {arg}: the name {name:?} is taken (\"sim\" is the built-in simulator)"));

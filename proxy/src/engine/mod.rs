@@ -168,6 +168,11 @@ pub fn prepare(mut spec: ExperimentSpec, target: &TargetInfo) -> Result<Experime
     if spec.mode == LoadMode::Rate {
         spec.concurrency.clear();
     }
+    // A simulated GPU and model label the run unless the user gave a label.
+    let profile = target.version.as_deref().and_then(|v| v.strip_prefix(crate::sim::SIM_VERSION_PREFIX));
+    if let (true, Some(profile), "" | "unlabelled") = (target.simulated, profile, spec.gpu.trim()) {
+        spec.gpu = profile.to_string();
+    }
     spec.gpu = spec.results_label(target.simulated);
     Ok(spec)
 }

@@ -91,17 +91,17 @@ impl Sim {
         let m = self.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let labels = format!("engine=\"0\",model_name=\"{}\"", self.config.model.replace('"', ""));
         let mut out = String::with_capacity(8192);
-        let kv = self.kv_tokens.load(Ordering::Relaxed) as f64 / self.config.kv_cache_tokens.max(1) as f64;
+        let g = &self.gauges;
         let gauges = [
-            ("vllm:num_requests_running", f64::from(self.running.load(Ordering::Relaxed))),
-            ("vllm:num_requests_waiting", f64::from(self.waiting.load(Ordering::Relaxed))),
-            ("vllm:kv_cache_usage_perc", kv.min(1.0)),
+            ("vllm:num_requests_running", f64::from(g.running.load(Ordering::Relaxed))),
+            ("vllm:num_requests_waiting", f64::from(g.waiting.load(Ordering::Relaxed))),
+            ("vllm:kv_cache_usage_perc", g.kv_usage_ppm.load(Ordering::Relaxed) as f64 / 1e6),
         ];
         for (name, v) in gauges {
             let _ = writeln!(out, "# TYPE {name} gauge\n{name}{{{labels}}} {v:?}");
         }
         let counters = [
-            ("vllm:num_preemptions_total", 0),
+            ("vllm:num_preemptions_total", g.preemptions.load(Ordering::Relaxed)),
             ("vllm:prompt_tokens_total", m.prompt_tokens),
             ("vllm:generation_tokens_total", m.generation_tokens),
         ];
@@ -119,7 +119,7 @@ impl Sim {
         m.queue.render(&mut out, "vllm:request_queue_time_seconds", &labels);
         // Not vLLM names: the simulator's model of its GPU, read by caplab's GPU panel.
         let total = self.config.gpu_memory_bytes as f64;
-        let busy = if self.running.load(Ordering::Relaxed) > 0 { 1.0 } else { 0.0 };
+        let busy = if g.running.load(Ordering::Relaxed) > 0 { 1.0 } else { 0.0 };
         let sim_gpu = [
             ("caplab_sim:gpu_memory_total_bytes", total),
             ("caplab_sim:gpu_memory_used_bytes", (total * self.config.gpu_memory_utilization).round()),

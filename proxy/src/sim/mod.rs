@@ -4,6 +4,9 @@
 
 mod metrics;
 mod model;
+pub mod profile;
+pub mod scheduler;
+mod fidelity;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -18,17 +21,18 @@ use serde::Deserialize;
 use serde_json::json;
 
 pub use model::SimConfig;
-use model::{Admission, Sim};
+use model::Sim;
 
 use crate::target::SIM_OWNER;
 
 /// The simulator's router, ready to serve.
 pub fn router(config: SimConfig) -> Router {
-    let sim = Arc::new(Sim::new(config));
+    let sim = Sim::new(config);
     Router::new()
         .route("/health", get(|| async { StatusCode::OK }))
         .route("/v1/models", get(models))
         .route("/metrics", get(prometheus))
+        .route("/version", get(version))
         .route("/v1/completions", post(|s, b| generate(s, b, Endpoint::Completions)))
         .route("/v1/chat/completions", post(|s, b| generate(s, b, Endpoint::Chat)))
         .with_state(sim)
@@ -47,6 +51,19 @@ async fn models(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
         "root": c.model, "parent": null, "max_model_len": c.max_model_len, "permission": []
     }]}))
 }
+
+/// `{"version": "caplab-sim · GPU · MODEL"}` for a profiled deployment (the run's GPU label
+/// comes from it), plain `caplab-sim` otherwise.
+async fn version(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
+    let v = match &sim.config.deployment {
+        Some(d) => format!("{}{}", SIM_VERSION_PREFIX, d.label()),
+        None => "caplab-sim".to_string(),
+    };
+    Json(json!({ "version": v }))
+}
+
+/// How a profiled simulator's `/version` starts; what follows is its GPU and model.
+pub const SIM_VERSION_PREFIX: &str = "caplab-sim · ";
 
 async fn prometheus(State(sim): State<Arc<Sim>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], sim.render_metrics())
@@ -99,21 +116,29 @@ async fn generate(State(sim): State<Arc<Sim>>, body: Bytes, endpoint: Endpoint) 
     if max_tokens < 1 {
         return error(StatusCode::BAD_REQUEST, "BadRequestError", format!("max_tokens must be at least 1, got {max_tokens}."), Some("max_tokens"));
     }
+    // vLLM 0.32's checks and words (vllm/renderers/params.py, sampling_params.py).
     if max_tokens > i64::from(ctx) {
         return error(
             StatusCode::BAD_REQUEST,
             "BadRequestError",
-            format!("'max_tokens' ({max_tokens}) is too large: it exceeds max_model_len ({ctx})."),
+            format!("max_tokens={max_tokens} cannot be greater than max_model_len={ctx}. Please request fewer output tokens."),
             Some("max_tokens"),
         );
     }
-    if prompt_tokens >= ctx {
+    if prompt_tokens > ctx {
+        // vLLM truncates a text prompt at max_model_len + 1 tokens while tokenizing, hence "at least".
         return error(
             StatusCode::BAD_REQUEST,
             "BadRequestError",
-            format!("This model's maximum context length is {ctx} tokens. However, your request has {prompt_tokens} input tokens."),
+            format!(
+                "This model's maximum context length is {ctx} tokens. However, your prompt contains at least {} input tokens, which exceeds this limit even without any output tokens. Please reduce the length of the input prompt.",
+                ctx + 1
+            ),
             Some("input_tokens"),
         );
+    }
+    if prompt_tokens == ctx {
+        return error(StatusCode::BAD_REQUEST, "BadRequestError", "max_tokens must be at least 1, got 0.", Some("max_tokens"));
     }
     // Like vLLM: prompt + max_tokens beyond the context is clamped, finishing with "length".
     let out_tokens = (max_tokens as u32).min(ctx - prompt_tokens);
@@ -130,22 +155,22 @@ fn stream_response(sim: Arc<Sim>, job: model::Job, endpoint: Endpoint, include_u
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     tokio::spawn(async move {
         let ids = model::ids(endpoint == Endpoint::Chat);
+        let seed = model::unix_s() ^ u64::from(job.prompt_tokens);
         let fmt = ChunkFormat { endpoint, id: ids, model, created: model::unix_s() };
-        let mut admission = Admission::wait(&sim, job).await;
+        let mut tokens = sim.submit(job);
+        drop(sim);
         if endpoint == Endpoint::Chat && tx.send(fmt.role_chunk()).await.is_err() {
             return;
         }
-        let mut i = 0;
-        while let Some(piece) = admission.next_token(&sim).await {
-            let finish = (i + 1 == job.out_tokens).then_some("length");
-            if tx.send(fmt.text_chunk(piece, finish)).await.is_err() {
-                return; // client went away; dropping the admission frees the slot
+        while let Some((index, last)) = tokens.recv().await {
+            let finish = last.then_some("length");
+            if tx.send(fmt.text_chunk(model::piece(seed, index), finish)).await.is_err() {
+                return; // the client went away; dropping `tokens` aborts the request in the engine
             }
-            i += 1;
+            if last {
+                break;
+            }
         }
-        // The engine is done with the request once its last token exists: its metrics count
-        // it before the client reads the usage chunk (as vLLM's do).
-        admission.complete(&sim);
         if include_usage && tx.send(fmt.usage_chunk(job)).await.is_err() {
             return;
         }
@@ -159,12 +184,15 @@ fn stream_response(sim: Arc<Sim>, job: model::Job, endpoint: Endpoint, include_u
 }
 
 async fn whole_response(sim: Arc<Sim>, job: model::Job, endpoint: Endpoint, model: String) -> Response {
-    let mut admission = Admission::wait(&sim, job).await;
+    let seed = model::unix_s() ^ u64::from(job.prompt_tokens);
+    let mut tokens = sim.submit(job);
     let mut text = String::new();
-    while let Some(piece) = admission.next_token(&sim).await {
-        text.push_str(piece);
+    while let Some((index, last)) = tokens.recv().await {
+        text.push_str(model::piece(seed, index));
+        if last {
+            break;
+        }
     }
-    admission.complete(&sim);
     let usage = json!({"prompt_tokens": job.prompt_tokens, "total_tokens": job.prompt_tokens + job.out_tokens, "completion_tokens": job.out_tokens});
     let (id, created) = (model::ids(endpoint == Endpoint::Chat), model::unix_s());
     let body = match endpoint {

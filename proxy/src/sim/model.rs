@@ -1,27 +1,31 @@
-//! The simulator's timing model, deliberately simple (the GPU-aware model comes later):
-//! at most `max_num_seqs` requests run at once and the rest wait in FIFO order; a
-//! running request first pays a prefill time that grows with its prompt, then one
-//! decode step per token whose length grows with the number of running sequences.
+//! The simulated server's engine in real time: one task runs the scheduler (`scheduler`),
+//! sleeping each step for as long as the timing model says it takes, and hands every token to
+//! its request's stream. Requests arrive through a channel; a client that goes away is aborted
+//! and its KV blocks freed.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::metrics::Metrics;
+use super::profile::{Deployment, BLOCK_SIZE};
+use super::scheduler::{Event, Limits, Scheduler, Timing};
 
-/// Knobs of the simulated server (all times in ms).
+/// Knobs of the simulated server. With `deployment`, the GPU and model decide the limits and
+/// the timing; without it, the fixed costs below do (all times in ms).
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     pub model: String,
     /// Requests decoded at once; more wait (vLLM's `--max-num-seqs`).
     pub max_num_seqs: u32,
     pub max_model_len: u32,
-    /// KV cache size in tokens, for `vllm:kv_cache_usage_perc`.
+    /// KV cache size in tokens.
     pub kv_cache_tokens: u64,
-    /// Prefill: fixed part plus a part per 1 000 prompt tokens.
+    /// Prefill: fixed part plus a part per 1 000 prompt tokens, per step that prefills.
     pub prefill_ms: f64,
     pub prefill_ms_per_1k_tokens: f64,
     /// Decode step: fixed part plus a part per running sequence.
@@ -31,6 +35,8 @@ pub struct SimConfig {
     /// and activations), which is what `nvidia-smi` shows as used while it serves.
     pub gpu_memory_bytes: u64,
     pub gpu_memory_utilization: f64,
+    /// A GPU and model profile (`caplab sim --gpu … --model …`).
+    pub deployment: Option<Deployment>,
 }
 
 impl Default for SimConfig {
@@ -46,41 +52,65 @@ impl Default for SimConfig {
             itl_ms_per_seq: 0.35,
             gpu_memory_bytes: 16 << 30,
             gpu_memory_utilization: 0.9,
+            deployment: None,
         }
     }
 }
 
 impl SimConfig {
-    /// Decode step length with `running` sequences.
-    pub fn step(&self, running: u32) -> Duration {
-        Duration::from_secs_f64((self.itl_ms + self.itl_ms_per_seq * f64::from(running)) / 1000.0)
+    /// The config of a profiled deployment: its served name, context, and memory.
+    pub fn for_deployment(d: Deployment) -> SimConfig {
+        SimConfig {
+            model: d.model.served_name.clone(),
+            max_num_seqs: d.max_num_seqs,
+            max_model_len: d.max_model_len,
+            kv_cache_tokens: u64::from(d.kv_blocks) * u64::from(BLOCK_SIZE),
+            gpu_memory_bytes: (d.gpu.memory_gib * 1024.0 * 1024.0 * 1024.0) as u64,
+            gpu_memory_utilization: d.utilization,
+            deployment: Some(d),
+            ..SimConfig::default()
+        }
     }
 
-    pub fn prefill(&self, prompt_tokens: u32) -> Duration {
-        Duration::from_secs_f64((self.prefill_ms + self.prefill_ms_per_1k_tokens * f64::from(prompt_tokens) / 1000.0) / 1000.0)
+    pub fn limits(&self) -> Limits {
+        match &self.deployment {
+            Some(d) => Limits { max_num_seqs: d.max_num_seqs, max_num_batched_tokens: d.max_num_batched_tokens, kv_blocks: d.kv_blocks },
+            None => Limits {
+                max_num_seqs: self.max_num_seqs.max(1),
+                max_num_batched_tokens: 8192,
+                kv_blocks: (self.kv_cache_tokens / u64::from(BLOCK_SIZE)).clamp(1, u64::from(u32::MAX)) as u32,
+            },
+        }
     }
+
+    pub fn timing(&self) -> Timing {
+        match &self.deployment {
+            Some(d) => Timing::Roofline(Box::new(d.clone())),
+            None => Timing::Fixed {
+                itl_ms: self.itl_ms,
+                itl_ms_per_seq: self.itl_ms_per_seq,
+                prefill_ms: self.prefill_ms,
+                prefill_ms_per_1k_tokens: self.prefill_ms_per_1k_tokens,
+            },
+        }
+    }
+}
+
+/// The engine's gauges, for `/metrics`.
+#[derive(Default)]
+pub struct Gauges {
+    pub running: AtomicU32,
+    pub waiting: AtomicU32,
+    /// KV-cache usage × 1e6.
+    pub kv_usage_ppm: AtomicU64,
+    pub preemptions: AtomicU64,
 }
 
 pub struct Sim {
     pub config: SimConfig,
-    slots: Arc<Semaphore>,
-    pub running: AtomicU32,
-    pub waiting: AtomicU32,
-    pub kv_tokens: AtomicU64,
+    pub gauges: Gauges,
     pub metrics: Mutex<Metrics>,
-}
-
-impl Sim {
-    pub fn new(config: SimConfig) -> Self {
-        Sim {
-            slots: Arc::new(Semaphore::new(config.max_num_seqs.max(1) as usize)),
-            config,
-            running: AtomicU32::new(0),
-            waiting: AtomicU32::new(0),
-            kv_tokens: AtomicU64::new(0),
-            metrics: Mutex::new(Metrics::default()),
-        }
-    }
+    submit: mpsc::UnboundedSender<Submit>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -89,19 +119,23 @@ pub struct Job {
     pub out_tokens: u32,
 }
 
-/// A request admitted to run. Dropping it (client gone) frees its slot.
-pub struct Admission {
-    sim: Arc<Sim>,
-    _slot: Option<OwnedSemaphorePermit>,
+/// One token of a request: its index and whether it is the last.
+pub type Token = (u32, bool);
+
+struct Submit {
     job: Job,
+    out: mpsc::UnboundedSender<Token>,
+}
+
+/// What the engine keeps about a request while it runs, for the metrics.
+struct Tracked {
+    job: Job,
+    out: mpsc::UnboundedSender<Token>,
     arrived: Instant,
-    admitted: Instant,
-    next_at: Instant,
-    produced: u32,
+    admitted: Option<Instant>,
     first: Option<Instant>,
     last: Option<Instant>,
     itl: Vec<f64>,
-    seq: u64,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -111,69 +145,110 @@ const PIECES: &[&str] = &[
     " stays", " low", " while", " throughput", " rises", " under", " load", ";", " caches", " fill", " up", " too",
 ];
 
-impl Admission {
-    /// Waits for a free slot (the request counts as waiting meanwhile).
-    pub async fn wait(sim: &Arc<Sim>, job: Job) -> Admission {
-        let arrived = Instant::now();
-        sim.waiting.fetch_add(1, Ordering::Relaxed);
-        let slot = sim.slots.clone().acquire_owned().await;
-        sim.waiting.fetch_sub(1, Ordering::Relaxed);
-        sim.running.fetch_add(1, Ordering::Relaxed);
-        sim.kv_tokens.fetch_add(u64::from(job.prompt_tokens), Ordering::Relaxed);
-        let admitted = Instant::now();
-        Admission {
-            sim: sim.clone(),
-            _slot: slot.ok(),
-            job,
-            arrived,
-            admitted,
-            next_at: admitted + sim.config.prefill(job.prompt_tokens),
-            produced: 0,
-            first: None,
-            last: None,
-            itl: Vec::with_capacity(job.out_tokens as usize),
-            seq: SEQ.fetch_add(1, Ordering::Relaxed),
-        }
+/// The text of token `index` of a request `seed`.
+pub fn piece(seed: u64, index: u32) -> &'static str {
+    PIECES[((seed as usize) * 7 + index as usize) % PIECES.len()]
+}
+
+impl Sim {
+    /// Starts the engine task (call from within the runtime).
+    pub fn new(config: SimConfig) -> Arc<Sim> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let sim = Arc::new(Sim { config, gauges: Gauges::default(), metrics: Mutex::new(Metrics::default()), submit: tx });
+        tokio::spawn(run_engine(Arc::downgrade(&sim), sim.config.limits(), sim.config.timing(), rx));
+        sim
     }
 
-    /// Waits one step and returns the next token's text; None when all are produced.
-    pub async fn next_token(&mut self, sim: &Sim) -> Option<&'static str> {
-        if self.produced >= self.job.out_tokens {
-            return None;
-        }
-        tokio::time::sleep_until(self.next_at).await;
-        let now = Instant::now();
-        match self.last {
-            None => self.first = Some(now),
-            Some(prev) => self.itl.push((now - prev).as_secs_f64()),
-        }
-        self.last = Some(now);
-        self.next_at = now.max(self.next_at) + sim.config.step(sim.running.load(Ordering::Relaxed));
-        self.produced += 1;
-        sim.kv_tokens.fetch_add(1, Ordering::Relaxed);
-        Some(PIECES[((self.seq as usize) * 7 + self.produced as usize) % PIECES.len()])
-    }
-
-    /// Records a request that ran to its end.
-    pub fn complete(&mut self, sim: &Sim) {
-        let now = Instant::now();
-        let ttft = self.first.map_or(0.0, |f| (f - self.arrived).as_secs_f64());
-        let mut m = sim.metrics.lock().unwrap_or_else(|p| p.into_inner());
-        m.record(
-            self.job.prompt_tokens,
-            self.produced,
-            (self.admitted - self.arrived).as_secs_f64(),
-            ttft,
-            (now - self.arrived).as_secs_f64(),
-            &self.itl,
-        );
+    /// Queues a request; its tokens arrive on the receiver as the engine produces them.
+    pub fn submit(&self, job: Job) -> mpsc::UnboundedReceiver<Token> {
+        let (out, rx) = mpsc::unbounded_channel();
+        let _ = self.submit.send(Submit { job, out });
+        rx
     }
 }
 
-impl Drop for Admission {
-    fn drop(&mut self) {
-        self.sim.running.fetch_sub(1, Ordering::Relaxed);
-        self.sim.kv_tokens.fetch_sub(u64::from(self.job.prompt_tokens + self.produced), Ordering::Relaxed);
+async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, mut rx: mpsc::UnboundedReceiver<Submit>) {
+    let mut sched = Scheduler::new(limits);
+    let mut tracked: HashMap<u64, Tracked> = HashMap::new();
+    let mut deadline = Instant::now();
+    let admit = |sched: &mut Scheduler, tracked: &mut HashMap<u64, Tracked>, s: Submit| {
+        let id = SEQ.fetch_add(1, Ordering::Relaxed);
+        sched.add(id, s.job.prompt_tokens, s.job.out_tokens);
+        tracked.insert(id, Tracked { job: s.job, out: s.out, arrived: Instant::now(), admitted: None, first: None, last: None, itl: Vec::new() });
+    };
+    loop {
+        while let Ok(s) = rx.try_recv() {
+            admit(&mut sched, &mut tracked, s);
+        }
+        let gone: Vec<u64> = tracked.iter().filter(|(_, t)| t.out.is_closed()).map(|(id, _)| *id).collect();
+        for id in gone {
+            sched.abort(id);
+            tracked.remove(&id);
+        }
+        let Some(step) = sched.plan() else {
+            publish(&sim, &sched);
+            // Nothing to run: wait for the next request (or the server's end).
+            match rx.recv().await {
+                Some(s) => admit(&mut sched, &mut tracked, s),
+                None => return,
+            }
+            deadline = Instant::now();
+            continue;
+        };
+        // Steps follow one another on a running deadline, so timer granularity does not add up.
+        deadline = deadline.max(Instant::now() - Duration::from_millis(5)) + Duration::from_secs_f64(timing.seconds(&step));
+        tokio::time::sleep_until(deadline).await;
+        let now = Instant::now();
+        let Some(strong) = sim.upgrade() else { return };
+        for event in sched.finish(&step) {
+            match event {
+                Event::Admitted { id } => {
+                    if let Some(t) = tracked.get_mut(&id) {
+                        t.admitted.get_or_insert(now);
+                    }
+                }
+                Event::Preempted { .. } => {}
+                Event::Token { id, index, last } => {
+                    let Some(t) = tracked.get_mut(&id) else { continue };
+                    match t.last {
+                        None => t.first = Some(now),
+                        Some(prev) => t.itl.push((now - prev).as_secs_f64()),
+                    }
+                    t.last = Some(now);
+                    if last {
+                        // Counted before the client can read its usage, as vLLM's metrics are.
+                        let admitted = t.admitted.unwrap_or(t.arrived);
+                        let ttft = t.first.map_or(0.0, |f| (f - t.arrived).as_secs_f64());
+                        strong.metrics.lock().unwrap_or_else(|p| p.into_inner()).record(
+                            t.job.prompt_tokens,
+                            t.job.out_tokens,
+                            (admitted - t.arrived).as_secs_f64(),
+                            ttft,
+                            (now - t.arrived).as_secs_f64(),
+                            &t.itl,
+                        );
+                    }
+                    if t.out.send((index, last)).is_err() {
+                        sched.abort(id);
+                        tracked.remove(&id);
+                    } else if last {
+                        tracked.remove(&id);
+                    }
+                }
+            }
+        }
+        drop(strong);
+        publish(&sim, &sched);
+    }
+}
+
+fn publish(sim: &std::sync::Weak<Sim>, sched: &Scheduler) {
+    if let Some(sim) = sim.upgrade() {
+        let g = &sim.gauges;
+        g.running.store(sched.running() as u32, Ordering::Relaxed);
+        g.waiting.store(sched.waiting() as u32, Ordering::Relaxed);
+        g.kv_usage_ppm.store((sched.kv_usage() * 1e6) as u64, Ordering::Relaxed);
+        g.preemptions.store(sched.preemptions, Ordering::Relaxed);
     }
 }
 
@@ -204,11 +279,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn timing_grows_with_load_and_prompt() {
-        let c = SimConfig::default();
-        assert_eq!(c.step(0), Duration::from_millis(12));
-        assert!(c.step(64) > c.step(16));
-        assert!(c.prefill(2000) > c.prefill(10));
+    fn simulated_tokenizer_counts_four_bytes_a_token() {
         assert_eq!(count_tokens("abcdefgh"), 2);
         assert_eq!(count_tokens(""), 1);
     }
