@@ -23,7 +23,8 @@ pub fn RunPanel() -> impl IntoView {
     }
 }
 
-fn with_view<T>(ctx: Ctx, f: impl FnOnce(&RunView) -> T) -> Option<T> {
+/// Reads the shown run, if there is one.
+pub(crate) fn with_view<T>(ctx: Ctx, f: impl FnOnce(&RunView) -> T) -> Option<T> {
     ctx.current.with(|c| c.as_ref().map(f))
 }
 

@@ -2,15 +2,12 @@
 //! `/metrics` (queue, KV cache, preemptions) and the GPUs (memory, utilization, power). A
 //! source that is missing hides its charts and says why.
 
-use caplab_shared::{GpuSample, RunView};
+use caplab_shared::GpuSample;
 use leptos::prelude::*;
 
 use crate::charts::{LineChart, Series};
+use crate::run_panel::with_view;
 use crate::Ctx;
-
-fn with_view<T>(ctx: Ctx, f: impl FnOnce(&RunView) -> T) -> Option<T> {
-    ctx.current.with(|c| c.as_ref().map(f))
-}
 
 /// All GPUs at each reading time: memory and power summed, utilization averaged.
 fn per_reading(samples: &[GpuSample]) -> Vec<(f64, GpuSample)> {

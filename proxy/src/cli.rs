@@ -93,10 +93,14 @@ pub struct ServeArgs {
     sim: SimArgs,
     /// A simulated GPU and model to offer as a target, GPU/MODEL (repeatable), e.g.
     /// --sim-profile h100-80gb/qwen2.5-7b: the target `sim-h100-80gb-qwen2.5-7b`, sized and
-    /// timed as vLLM on that GPU (see `caplab sim --help` for the profiles)
-    #[arg(long)]
+    /// timed as vLLM on that GPU (see `caplab sim --help` for the profiles). Default: the
+    /// notes' RTX 2000 Ada and A100 with Qwen2.5-1.5B, and an H100 with Qwen2.5-7B
+    #[arg(long, default_values_t = DEFAULT_SIM_PROFILES.map(String::from))]
     sim_profile: Vec<String>,
 }
+
+/// The simulated GPUs and models `caplab serve` offers unless told otherwise.
+const DEFAULT_SIM_PROFILES: [&str; 3] = ["rtx2000-ada-16gb/qwen2.5-1.5b", "a100-80gb/qwen2.5-1.5b", "h100-80gb/qwen2.5-7b"];
 
 /// A simulated deployment: a GPU and a model profile (data/profiles/) and vLLM's engine
 /// arguments; unset ones take vLLM's defaults for that GPU.
@@ -340,7 +344,7 @@ fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let ServeArgs { mut target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits, ws_ping_s, sim, sim_profile } = args;
+    let ServeArgs { target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits, ws_ping_s, sim, sim_profile } = args;
     let run_limits = limits.limits()?;
     let limits = ConnLimits {
         header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout_s.clamp(0.1, 3600.0)),
@@ -350,15 +354,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--ws-ping-s {ws_ping_s}: give 0.1 to 90 seconds (proxies close a socket idle for 100 s)");
     }
     let sim_url = spawn_sim(sim.config()).await?;
-    // Each simulated GPU and model is a target of its own, after the operator's.
-    for p in &sim_profile {
+    let mut targets = Targets::new(&target, &sim_url, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    // Each simulated GPU and model is a target of its own, after the built-in `sim`.
+    for p in sim_profile.iter().filter(|p| !p.is_empty()) {
         let (gpu, model) = p.split_once('/').ok_or_else(|| anyhow::anyhow!("--sim-profile {p}: give GPU/MODEL, e.g. h100-80gb/qwen2.5-7b"))?;
         let profile = ProfileArgs { gpu: Some(gpu.into()), model: Some(model.into()), ..ProfileArgs::default() };
         let d = profile.deployment().map_err(|e| anyhow::anyhow!("--sim-profile {p}: {e}"))?.expect("named");
         let url = spawn_sim(SimConfig::for_deployment(d)).await?;
-        target.push(format!("sim-{gpu}-{model}={url}"));
+        targets.add_simulated(format!("sim-{gpu}-{model}"), &url);
     }
-    let targets = Targets::new(&target, &sim_url, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
     let (registry, unreadable) = Registry::open(data_dir.clone());
     for u in unreadable {
         eprintln!("caplab: skipped a saved run that could not be read: {u}");
@@ -383,7 +387,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     for (i, t) in targets.all().iter().enumerate() {
         let default = if i == 0 { " (default)" } else { "" };
-        let what = if t.name == crate::targets::SIM { " — built-in SIMULATED vLLM: its numbers are simulated, not a GPU's" } else { "" };
+        let what = if t.name == crate::targets::SIM {
+            " — built-in SIMULATED vLLM (fixed costs): its numbers are simulated, not a GPU's"
+        } else if t.name.starts_with("sim-") {
+            " — SIMULATED vLLM on that GPU and model (data/profiles): its numbers are simulated"
+        } else {
+            ""
+        };
         let key = if t.auth.is_some() { ", with credentials" } else { "" };
         println!("target {}{default}: {}{key}{what}", t.name, t.url);
     }

@@ -60,6 +60,11 @@ impl Targets {
         &self.list
     }
 
+    /// Adds a simulated GPU and model (`--sim-profile`), after the built-in `sim`.
+    pub fn add_simulated(&mut self, name: String, url: &str) {
+        self.list.push(Target { name, url: url.trim_end_matches('/').to_string(), auth: None });
+    }
+
     /// The target an experiment names (empty: the default), or why it cannot be used.
     pub fn resolve(&self, name: &str) -> Result<&Target, FieldError> {
         let names = || self.list.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");

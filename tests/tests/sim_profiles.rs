@@ -102,7 +102,7 @@ async fn serve_offers_simulated_gpus_and_models_as_targets() {
     let c = client();
     let targets: Vec<serde_json::Value> = c.get(caplab.api("targets")).send().await.unwrap().json().await.unwrap();
     let names: Vec<&str> = targets.iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["sim-h100-80gb-qwen2.5-0.5b", "sim"]);
+    assert_eq!(names, ["sim", "sim-h100-80gb-qwen2.5-0.5b"], "the built-in sim stays the default; --sim-profile replaces the default profiles");
     let id = start_run(&c, &caplab, json!({"workload": "chat", "target": "sim-h100-80gb-qwen2.5-0.5b", "concurrency": [4], "max_new_tokens": [32], "requests": 8}))
         .await
         .unwrap();
