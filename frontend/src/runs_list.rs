@@ -17,7 +17,13 @@ pub fn RunsList() -> impl IntoView {
     let shown = move || ctx.current.with(|c| c.as_ref().map(|v| v.info.id.clone()));
     view! {
         <div class="card runs">
-            <h2>"Runs"</h2>
+            <div class="row">
+                <h2>"Runs"</h2>
+                <Show when=move || ctx.runs.with(|r| !r.is_empty())>
+                    <a id="download-notes" class="button" href="api/report" download=""
+                        title="The lab notes' tables filled from the latest chat and batch run of the two most recent GPUs: best configuration, chat vs batch, GPU scaling, cost per token">"Notes (markdown)"</a>
+                </Show>
+            </div>
             <Show when=move || ctx.runs.with(|r| r.is_empty())>
                 <p class="muted">"No runs yet."</p>
             </Show>

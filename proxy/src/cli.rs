@@ -40,6 +40,20 @@ pub enum Command {
         #[command(flatten)]
         sim: SimArgs,
     },
+    /// Fill the notes (data/notes/report_template.md) from saved runs, with no server running:
+    /// best configuration, chat vs batch, GPU scaling, cost per token, recommendations.
+    Report {
+        /// Run folders (each with its run.json), e.g. caplab-runs/20261129-101010-abcd
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Where to write the markdown (default: print it)
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// A GPU's price, LABEL=USD_PER_HOUR (the runs' GPU label or a profile key; repeatable);
+        /// defaults come from data/profiles/gpus.toml
+        #[arg(long)]
+        price: Vec<String>,
+    },
     /// Run an experiment file headless: progress bar, results table, CSV/JSON files.
     Run {
         /// Experiment file (TOML, the same fields as the dashboard's form; see data/experiments/)
@@ -283,6 +297,7 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Sim { listen, profile, sim } => run_sim(listen, profile, sim).await,
+            Command::Report { runs, out, price } => report(&runs, out.as_deref(), &price),
             Command::Run { experiment, target, out, gpu, model } => {
                 crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
             }
@@ -431,6 +446,32 @@ async fn run_sim(listen: SocketAddr, profile: ProfileArgs, sim: SimArgs) -> anyh
     let listener = bind(listen).await?;
     println!("caplab SIMULATED vLLM: http://{} (model {})", shown(listener.local_addr()?), config.model);
     axum::serve(listener, sim::router(config)).with_graceful_shutdown(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `caplab report`: the notes from run folders.
+fn report(dirs: &[PathBuf], out: Option<&std::path::Path>, prices: &[String]) -> anyhow::Result<ExitCode> {
+    let mut views = Vec::new();
+    for dir in dirs {
+        let path = dir.join("run.json");
+        let bytes = std::fs::read(&path).with_context(|| format!("{}: not a caplab run folder (no readable run.json)", dir.display()))?;
+        let view: caplab_shared::RunView = serde_json::from_slice(&bytes).with_context(|| format!("{}: not a caplab run.json", path.display()))?;
+        views.push(view);
+    }
+    let mut price_map = std::collections::BTreeMap::new();
+    for p in prices {
+        let (label, usd) = p.rsplit_once('=').ok_or_else(|| anyhow::anyhow!("--price {p}: give LABEL=USD_PER_HOUR"))?;
+        let usd: f64 = usd.trim().parse().map_err(|_| anyhow::anyhow!("--price {p}: {usd:?} is not a number of dollars per hour"))?;
+        price_map.insert(label.trim().to_string(), usd);
+    }
+    let notes = crate::report::notes(&views, &price_map);
+    match out {
+        Some(path) => {
+            std::fs::write(path, &notes).with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("notes written to {}", path.display());
+        }
+        None => print!("{notes}"),
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -12,6 +12,7 @@ pub mod fd_limit;
 pub mod headless;
 pub mod lab;
 pub mod limits;
+pub mod report;
 pub mod runs;
 pub mod server;
 pub mod sim;

@@ -3,6 +3,7 @@
 //! Everything that crosses the wire or lands in a file is defined here, so both
 //! sides agree by construction. Nothing in this crate does I/O.
 
+pub mod decide;
 pub mod live;
 pub mod plot;
 pub mod result;

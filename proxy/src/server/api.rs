@@ -220,6 +220,30 @@ pub async fn surface_svg(State(st): State<Arc<AppState>>, Path(id): Path<String>
     Ok(download(format!("{}_surface.svg", file_stem(&view.info)), "image/svg+xml", export::surface_svg(&view).into_bytes()))
 }
 
+#[derive(Deserialize)]
+pub struct ReportQuery {
+    /// Run ids, comma-separated; none: the latest chat and batch run of each GPU.
+    runs: Option<String>,
+}
+
+/// The notes filled from runs (`crate::report`), as a markdown download.
+pub async fn report(State(st): State<Arc<AppState>>, Query(q): Query<ReportQuery>) -> Result<Response, ApiError> {
+    let ids: Vec<String> = match q.runs.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        None => {
+            // Newest first: the first run of each (GPU, workload) is its latest.
+            let mut seen = std::collections::BTreeSet::new();
+            st.lab.registry.list().into_iter().filter(|i| i.status.is_terminal() && seen.insert((i.spec.gpu.clone(), i.spec.workload.as_str()))).map(|i| i.id).collect()
+        }
+    };
+    let mut views = Vec::new();
+    for id in &ids {
+        views.push(find(&st, id)?.view());
+    }
+    let notes = crate::report::notes(&views, &std::collections::BTreeMap::new());
+    Ok(download("caplab_notes.md".into(), "text/markdown; charset=utf-8", notes.into_bytes()))
+}
+
 pub async fn no_such_api() -> ApiError {
     ApiError::NotFound("no such API endpoint".into())
 }

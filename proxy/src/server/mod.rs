@@ -57,6 +57,7 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/runs/{id}/server_metrics.csv", &["GET"]),
     ("/api/runs/{id}/gpu.csv", &["GET"]),
     ("/api/runs/{id}/surface.svg", &["GET"]),
+    ("/api/report", &["GET"]),
     ("/api/{*rest}", &["GET", "POST"]),
 ];
 
@@ -80,6 +81,7 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/runs/{id}/server_metrics.csv" => get(|st, id| api::series_csv(st, id, "server_metrics.csv")),
         "/api/runs/{id}/gpu.csv" => get(|st, id| api::series_csv(st, id, "gpu.csv")),
         "/api/runs/{id}/surface.svg" => get(api::surface_svg),
+        "/api/report" => get(api::report),
         _ => get(api::no_such_api).post(api::no_such_api),
     }
 }
