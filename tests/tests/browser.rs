@@ -168,6 +168,10 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let detail = c.wait().at_most(Duration::from_secs(5)).for_element(Locator::Id("surface-detail")).await.unwrap().text().await.unwrap();
     assert!(detail.contains("c16 × 300") && detail.contains("server (/metrics)") && detail.contains("GPU: max memory"), "{detail}");
 
+    // The notes, filled from this pod's runs, one click away.
+    let notes = c.find(Locator::Id("download-notes")).await.expect("the Notes button");
+    assert_eq!(notes.attr("href").await.unwrap().as_deref(), Some("api/report"));
+
     // Download the per-request CSV through the button.
     c.find(Locator::Id("download-csv")).await.unwrap().click().await.unwrap();
     let downloads = b.downloads.clone();

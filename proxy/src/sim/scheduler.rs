@@ -318,6 +318,21 @@ mod tests {
     }
 
     #[test]
+    fn a_client_that_goes_away_frees_its_slot_and_blocks() {
+        let mut s = Scheduler::new(Limits { max_num_seqs: 1, max_num_batched_tokens: 256, kv_blocks: 8 });
+        s.add(1, 40, 100);
+        s.add(2, 40, 3);
+        let step = s.plan().unwrap();
+        s.finish(&step);
+        assert_eq!((s.running(), s.waiting()), (1, 1), "one slot: the second waits");
+        s.abort(1);
+        assert_eq!(s.free_blocks, 8, "the aborted sequence's blocks are back");
+        let (_, events) = run_all(&mut s);
+        assert!(events.contains(&Event::Token { id: 2, index: 2, last: true }), "the waiting request runs to its end");
+        assert!(!events.iter().any(|e| matches!(e, Event::Token { id: 1, .. })), "nothing more for the aborted one");
+    }
+
+    #[test]
     fn virtual_clock_shows_flat_latency_then_a_knee_and_saturating_throughput() {
         let limits = Limits { max_num_seqs: 16, max_num_batched_tokens: 2048, kv_blocks: 10_000 };
         let timing = Timing::Fixed { itl_ms: 10.0, itl_ms_per_seq: 0.2, prefill_ms: 5.0, prefill_ms_per_1k_tokens: 20.0 };
