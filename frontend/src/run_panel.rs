@@ -17,6 +17,7 @@ pub fn RunPanel() -> impl IntoView {
             <Charts/>
             <crate::telemetry::TelemetryPanel/>
             <crate::surface::SurfacePanel/>
+            <crate::surface::FrontierPanel/>
             <ResultsTable/>
             <Summary/>
         </Show>

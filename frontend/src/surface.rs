@@ -1,6 +1,6 @@
-//! The OOM surface of the shown run: one tile per finished cell, coloured by how it ended
-//! (drawn by `caplab_shared::surface::svg`, the same SVG as the download). Hover a tile for its
-//! cause; click it for the numbers behind it.
+//! The grid views of the shown run, drawn by `caplab_shared` (the same SVGs as the downloads):
+//! the OOM surface (one tile per finished cell, coloured by how it ended; hover a tile for its
+//! cause, click it for the numbers behind it) and the throughput–latency frontier.
 
 use caplab_shared::surface::{cause, Outcome};
 use caplab_shared::CellResult;
@@ -45,6 +45,32 @@ pub fn SurfacePanel() -> impl IntoView {
                         <ul>{lines.into_iter().map(|l| view! { <li>{l}</li> }).collect_view()}</ul>
                     </div>
                 })}
+            </div>
+        </Show>
+    }
+}
+
+#[component]
+pub fn FrontierPanel() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let svg = move || {
+        ctx.current.with(|c| {
+            c.as_ref().map(|v| {
+                let sim = if v.info.target.simulated { " — SIMULATED" } else { "" };
+                caplab_shared::frontier::svg(&v.cells, &format!("{} · {} · {}{sim}", v.info.spec.workload.as_str(), v.info.spec.gpu, v.info.spec.model))
+            })
+        })
+    };
+    let id = move || ctx.current.with(|c| c.as_ref().map(|v| v.info.id.clone())).unwrap_or_default();
+    view! {
+        <Show when=move || ctx.current.with(|c| c.as_ref().is_some_and(|v| !v.cells.is_empty()))>
+            <div class="card" id="frontier">
+                <div class="row">
+                    <h2>"Throughput vs latency"</h2>
+                    <a id="download-frontier" class="button" href=move || format!("api/runs/{}/frontier.svg", id()) download="">"Download SVG"</a>
+                </div>
+                <p class="muted small">"Each finished cell at its output tokens/s and p95 end-to-end latency; a line per max_new_tokens in order of load; filled points meet the SLO (dashed line); the ring is the best configuration."</p>
+                <div class="surface-wrap" inner_html=svg></div>
             </div>
         </Show>
     }

@@ -336,6 +336,7 @@ impl Registry {
         }
         write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
         write_atomic(&path.join("surface.svg"), export::surface_svg(&view).as_bytes())?;
+        write_atomic(&path.join("frontier.svg"), export::frontier_svg(&view).as_bytes())?;
         write_view(path, &view)
     }
 }

@@ -4,6 +4,7 @@
 //! sides agree by construction. Nothing in this crate does I/O.
 
 pub mod decide;
+pub mod frontier;
 pub mod live;
 pub mod plot;
 pub mod result;

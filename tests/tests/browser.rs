@@ -168,6 +168,10 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let detail = c.wait().at_most(Duration::from_secs(5)).for_element(Locator::Id("surface-detail")).await.unwrap().text().await.unwrap();
     assert!(detail.contains("c16 × 300") && detail.contains("server (/metrics)") && detail.contains("GPU: max memory"), "{detail}");
 
+    // The frontier: the cell as a point, the SLO line, the best configuration ringed.
+    assert_eq!(c.find_all(Locator::Css("#frontier .point")).await.unwrap().len(), 1);
+    c.find(Locator::Css("#frontier circle.best")).await.expect("the best configuration ringed");
+
     // The notes, filled from this pod's runs, one click away.
     let notes = c.find(Locator::Id("download-notes")).await.expect("the Notes button");
     assert_eq!(notes.attr("href").await.unwrap().as_deref(), Some("api/report"));

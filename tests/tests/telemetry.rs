@@ -77,6 +77,12 @@ async fn simulator_runs_carry_server_metrics_gpu_readings_and_a_surface() {
     assert_eq!(svg.matches(r#"class="tile""#).count(), 4);
     assert!(svg.contains("SIMULATED"));
     assert!(caplab.data_dir.join(&id).join("surface.svg").exists());
+    // The throughput–latency frontier: a point per cell, the SLO line.
+    let (status, frontier) = get_text(&http, &caplab, &format!("runs/{id}/frontier.svg")).await;
+    assert_eq!(status, 200);
+    assert_eq!(frontier.matches(r#"class="point""#).count(), 4);
+    assert!(frontier.contains(r#"class="slo""#));
+    assert!(caplab.data_dir.join(&id).join("frontier.svg").exists());
 }
 
 #[tokio::test]

@@ -214,10 +214,12 @@ pub async fn series_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>,
     Ok(download_body(format!("{}_{name}", file_stem(&info)), "text/csv; charset=utf-8", body))
 }
 
-/// The OOM surface of the run as it stands, as an SVG file.
-pub async fn surface_svg(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// A chart of the run as it stands (`surface`: the OOM surface; `frontier`: throughput vs
+/// latency), as an SVG file.
+pub async fn chart_svg(State(st): State<Arc<AppState>>, Path(id): Path<String>, chart: &'static str) -> Result<Response, ApiError> {
     let view = find(&st, &id)?.view();
-    Ok(download(format!("{}_surface.svg", file_stem(&view.info)), "image/svg+xml", export::surface_svg(&view).into_bytes()))
+    let svg = if chart == "surface" { export::surface_svg(&view) } else { export::frontier_svg(&view) };
+    Ok(download(format!("{}_{chart}.svg", file_stem(&view.info)), "image/svg+xml", svg.into_bytes()))
 }
 
 #[derive(Deserialize)]

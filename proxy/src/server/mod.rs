@@ -57,6 +57,7 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/runs/{id}/server_metrics.csv", &["GET"]),
     ("/api/runs/{id}/gpu.csv", &["GET"]),
     ("/api/runs/{id}/surface.svg", &["GET"]),
+    ("/api/runs/{id}/frontier.svg", &["GET"]),
     ("/api/report", &["GET"]),
     ("/api/{*rest}", &["GET", "POST"]),
 ];
@@ -80,7 +81,8 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/runs/{id}/results.json" => get(api::results_json),
         "/api/runs/{id}/server_metrics.csv" => get(|st, id| api::series_csv(st, id, "server_metrics.csv")),
         "/api/runs/{id}/gpu.csv" => get(|st, id| api::series_csv(st, id, "gpu.csv")),
-        "/api/runs/{id}/surface.svg" => get(api::surface_svg),
+        "/api/runs/{id}/surface.svg" => get(|st, id| api::chart_svg(st, id, "surface")),
+        "/api/runs/{id}/frontier.svg" => get(|st, id| api::chart_svg(st, id, "frontier")),
         "/api/report" => get(api::report),
         _ => get(api::no_such_api).post(api::no_such_api),
     }
