@@ -72,7 +72,8 @@ impl Fields {
         self.workload.set(spec.workload.as_str().into());
         self.model.set(spec.model.clone());
         self.gpu.set(if gpu == "simulated" || gpu == "unlabelled" { String::new() } else { gpu.to_string() });
-        self.mode.set(spec.mode.as_str().into());
+        // The SLO search is a closed loop that picks its cells: the form shows it as a mode.
+        self.mode.set(if spec.search { "search".into() } else { spec.mode.as_str().into() });
         if !spec.concurrency.is_empty() {
             self.concurrency.set(list(&spec.concurrency));
         }
@@ -131,7 +132,9 @@ impl Fields {
         put("model", json!(self.model.get_untracked().trim()));
         put("target", json!(self.target.get_untracked().trim()));
         put("gpu", json!(self.gpu.get_untracked().trim()));
-        put("mode", json!(self.mode.get_untracked()));
+        let search = self.mode.get_untracked() == "search";
+        put("mode", json!(if search { "closed".to_string() } else { self.mode.get_untracked() }));
+        put("search", json!(search));
         let rate_mode = self.mode.get_untracked() == "rate";
         let list = |key: &str, sig: RwSignal<String>, integers: bool, errors: &mut Vec<FieldError>| -> Option<Value> {
             let text = sig.get_untracked();
@@ -314,11 +317,13 @@ pub fn ExperimentForm() -> impl IntoView {
                         </For>
                     </datalist>
                 </Field>
-                <Field label="Load mode" key="mode" errors hint="closed: N workers back to back; rate: timed arrivals (Poisson when burstiness is 1)">
+                <Field label="Load mode" key="mode" errors hint="closed: N workers back to back; SLO search: the highest of the concurrency candidates that meets the SLO, running only the cells needed; rate: timed arrivals (Poisson when burstiness is 1)">
                     <select id="f-mode" on:change=move |ev| f.mode.set(event_target_value(&ev)) prop:value=move || f.mode.get()>
                         <option value="closed">"closed loop"</option>
+                        <option value="search">"closed loop: SLO search"</option>
                         <option value="rate">"open loop (rate)"</option>
                     </select>
+                    {move || errors.with(|e| e.iter().find(|x| x.field == "search").map(|x| view! { <span class="field-error" data-field="search">{x.message.clone()}</span> }))}
                 </Field>
                 <Show when=move || !rate_mode()>
                     <Field label="Concurrency" key="concurrency" errors hint="one value, or a list for a grid: 8, 16, 32">

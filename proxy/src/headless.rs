@@ -102,6 +102,9 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     lab.tasks.wait().await;
     let view = run.view();
     print!("{}", table(&view));
+    if let Some(m) = &view.info.message {
+        println!("{m}");
+    }
     let folder = out.join(&run.id);
     if folder.join("summary.csv").exists() {
         eprintln!("results: {}/summary.csv, requests.csv, run.json", folder.display());

@@ -8,6 +8,7 @@ pub mod frontier;
 pub mod live;
 pub mod plot;
 pub mod result;
+pub mod search;
 pub mod sample;
 pub mod server;
 pub mod spec;

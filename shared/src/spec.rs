@@ -124,6 +124,10 @@ pub struct ExperimentSpec {
     pub max_error_rate: f64,
     /// How many of the latest finished requests `max_error_rate` looks at.
     pub error_window: u32,
+    /// SLO search (closed loop, one max_new_tokens): instead of the whole grid, run only the
+    /// cells needed to find the highest of the `concurrency` candidates that meets the SLO
+    /// (bracket, then bisect; `crate::search`). Cells it did not need are left out.
+    pub search: bool,
 }
 
 impl Default for ExperimentSpec {
@@ -150,6 +154,7 @@ impl Default for ExperimentSpec {
             seed: 0,
             max_error_rate: 1.0,
             error_window: 50,
+            search: false,
         }
     }
 }
@@ -278,6 +283,11 @@ impl ExperimentSpec {
             "must be above 0 and at most 1 (a share of the last error_window requests)".into(),
         );
         check((1..=MAX_WARMUP).contains(&self.error_window), "error_window", format!("must be between 1 and {MAX_WARMUP}"));
+        if self.search {
+            check(self.mode == LoadMode::Closed, "search", "the SLO search runs a closed loop: set mode = \"closed\" and give concurrency candidates".into());
+            check(self.concurrency.len() >= 2, "search", "give at least two concurrency candidates to search between".into());
+            check(self.max_new_tokens.len() == 1, "search", "give one max_new_tokens: the search looks for the highest concurrency at one output length".into());
+        }
         check(self.requests_per_worker <= MAX_REPEAT, "requests_per_worker", format!("at most {MAX_REPEAT} (0 = off)"));
         check(
             self.mode == LoadMode::Rate || self.concurrency.iter().all(|&c| c.saturating_mul(self.requests_per_worker) <= MAX_REQUESTS),

@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::runs::Run;
 use crate::telemetry::Telemetry;
+use caplab_shared::search::Search;
 use crate::workload::{request_set, Inputs, RequestSet};
 use aggregate::Aggregator;
 pub use request::LiveCounters;
@@ -87,14 +88,35 @@ impl Engine {
         let total = self.total_requests(&spec);
         let telemetry = Telemetry::start(run.clone(), &self.client, &info.target, auth.clone(), run_start).await;
         let mut agg = Aggregator::new(&run, live.clone(), run_start, total);
-        for cell in spec.cells() {
+        let cells = spec.cells();
+        // A grid runs every cell in order; an SLO search picks each next cell from the last.
+        let mut search = spec.search.then(|| Search::new(&cells));
+        let mut next = 0usize;
+        loop {
+            let index = match &search {
+                Some(s) => match s.next() {
+                    Some(i) => i as usize,
+                    None => break,
+                },
+                None => next,
+            };
+            let Some(cell) = cells.get(index) else { break };
             if run.cancel.is_cancelled() {
                 break;
             }
             telemetry.cell_begin().await;
-            let mut result = self.run_cell(&run, &info, auth.clone(), &cell, &live, &mut agg).await;
+            let mut result = self.run_cell(&run, &info, auth.clone(), cell, &live, &mut agg).await;
             (result.server, result.gpu) = telemetry.cell_end().await;
+            if let Some(s) = search.as_mut() {
+                s.record(cell.index, result.slo_pass && !result.partial && result.requests_ok > 0);
+            }
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
+            if let Some(s) = &search {
+                if s.next().is_some() && !run.cancel.is_cancelled() {
+                    run.publish(ServerMsg::Status { status: RunStatus::Running, message: Some(s.describe()) });
+                }
+            }
+            next += 1;
         }
         telemetry.stop().await;
         let view = run.view();
@@ -103,6 +125,8 @@ impl Engine {
             (RunStatus::Stopped, Some(format!("{why}stopped before the end: cells marked partial cover only the requests that ended")))
         } else if view.every_request_failed() {
             (RunStatus::Finished, Some("every request failed: see the error classes and requests.csv".to_string()))
+        } else if let Some(s) = &search {
+            (RunStatus::Finished, Some(s.describe()))
         } else {
             (RunStatus::Finished, None)
         };
