@@ -57,6 +57,11 @@ impl Ctx {
     }
 }
 
+/// Reads the shown run, if there is one (tracked: the caller re-runs when it changes).
+pub fn with_view<T>(ctx: Ctx, f: impl FnOnce(&RunView) -> T) -> Option<T> {
+    ctx.current.with(|c| c.as_ref().map(f))
+}
+
 #[wasm_bindgen(start)]
 pub fn start() {
     leptos::mount::mount_to_body(App);

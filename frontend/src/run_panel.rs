@@ -5,7 +5,7 @@ use caplab_shared::{CellResult, LengthControl, RunStatus, RunView};
 use leptos::prelude::*;
 
 use crate::charts::{LineChart, Series};
-use crate::{api, fmt_opt, Ctx};
+use crate::{api, fmt_opt, with_view, Ctx};
 
 #[component]
 pub fn RunPanel() -> impl IntoView {
@@ -24,10 +24,6 @@ pub fn RunPanel() -> impl IntoView {
     }
 }
 
-/// Reads the shown run, if there is one.
-pub(crate) fn with_view<T>(ctx: Ctx, f: impl FnOnce(&RunView) -> T) -> Option<T> {
-    ctx.current.with(|c| c.as_ref().map(f))
-}
 
 #[component]
 fn RunHeader() -> impl IntoView {

@@ -6,8 +6,7 @@ use caplab_shared::GpuSample;
 use leptos::prelude::*;
 
 use crate::charts::{LineChart, Series};
-use crate::run_panel::with_view;
-use crate::Ctx;
+use crate::{with_view, Ctx};
 
 /// All GPUs at each reading time: memory and power summed, utilization averaged.
 fn per_reading(samples: &[GpuSample]) -> Vec<(f64, GpuSample)> {

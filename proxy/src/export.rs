@@ -320,6 +320,24 @@ pub fn read_requests_csv(bytes: &[u8]) -> Result<Vec<RequestSample>, csv::Error>
     csv::Reader::from_reader(bytes).deserialize::<RequestRow>().map(|r| r.map(RequestRow::into_sample)).collect()
 }
 
+/// The rows of a journal that may end in a torn write (caplab killed mid-append): every whole
+/// row up to the first that cannot be read, and how many lines were dropped after it.
+pub fn read_journal(bytes: &[u8]) -> (Vec<RequestSample>, usize) {
+    let mut rows = Vec::new();
+    let mut reader = csv::Reader::from_reader(bytes);
+    let mut records = reader.deserialize::<RequestRow>();
+    for r in records.by_ref() {
+        match r {
+            Ok(row) => rows.push(row.into_sample()),
+            Err(_) => {
+                let rest = records.count() + 1;
+                return (rows, rest);
+            }
+        }
+    }
+    (rows, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -258,6 +258,11 @@ impl Registry {
         infos
     }
 
+    /// A run's identity from the index (no file read), for decisions that need no more.
+    pub fn info(&self, id: &str) -> Option<RunInfo> {
+        self.runs.read().unwrap_or_else(|p| p.into_inner()).get(id).map(Entry::info)
+    }
+
     /// How many runs there are, going on and saved.
     pub fn len(&self) -> usize {
         self.runs.read().unwrap_or_else(|p| p.into_inner()).len()
@@ -380,15 +385,26 @@ fn index_entry(path: &Path) -> anyhow::Result<Option<RunInfo>> {
         }
         Err(e) => return Err(e.into()),
     };
+    let folder = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if info.id != folder {
+        anyhow::bail!("its run id {:?} is not its folder's name (a copied or renamed folder?)", info.id);
+    }
     if info.status.is_terminal() {
         return Ok(Some(info));
     }
     let mut view = read_view(path)?;
-    let samples = export::read_requests_csv(&std::fs::read(path.join("requests.csv"))?)?;
+    // A journal cut mid-row (a kill during an append) keeps every whole row before the cut; a
+    // run killed before its journal existed has none.
+    let (samples, torn) = match std::fs::read(path.join("requests.csv")) {
+        Ok(bytes) => export::read_journal(&bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
+        Err(e) => return Err(e.into()),
+    };
     view.info.status = RunStatus::Interrupted;
     view.cells = recompute_cells(&view.info.spec, &samples);
+    let torn = if torn > 0 { format!(" ({torn} unreadable line(s) at the journal's end, cut by the stop, were left out)") } else { String::new() };
     view.info.message = Some(format!(
-        "caplab stopped (killed or crashed) while this run was in progress: the {} requests that completed before are kept, and its cells are recomputed from them",
+        "caplab stopped (killed or crashed) while this run was in progress: the {} requests that completed before are kept, and its cells are recomputed from them{torn}",
         samples.len()
     ));
     write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
@@ -511,6 +527,28 @@ mod tests {
         assert!(dir.join(&id).join("summary.csv").exists(), "its files are made final");
         let info: RunInfo = serde_json::from_slice(&std::fs::read(dir.join(&id).join("info.json")).unwrap()).unwrap();
         assert_eq!(info.status, RunStatus::Interrupted, "the index says so too: recovery happens once");
+    }
+
+    #[test]
+    fn a_journal_torn_mid_row_keeps_every_whole_row_and_a_copied_folder_is_refused() {
+        let dir = temp_dir("torn");
+        let reg = Registry::writing_to(dir.clone());
+        let id = make_run(&reg, 6, false).id.clone();
+        drop(reg);
+        // A kill in the middle of an append leaves half a row.
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new().append(true).open(dir.join(&id).join("requests.csv")).unwrap();
+        f.write_all(b"r,batch,unlabelled,false,0,2,8,,6,fal").unwrap();
+        drop(f);
+        std::fs::create_dir(dir.join("copy-of-run")).unwrap();
+        std::fs::copy(dir.join(&id).join("info.json"), dir.join("copy-of-run").join("info.json")).unwrap();
+        let (reopened, unreadable) = Registry::open(dir.clone());
+        let view = reopened.find(&id).unwrap().view();
+        assert_eq!(view.info.status, RunStatus::Interrupted);
+        assert_eq!(view.cells[0].requests_ok, 6, "the six whole rows are kept");
+        assert!(view.info.message.unwrap().contains("1 unreadable line(s)"));
+        assert_eq!(unreadable.len(), 1, "{unreadable:?}");
+        assert!(unreadable[0].contains("not its folder's name"), "{unreadable:?}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::result::CellResult;
 use crate::server::ServerKind;
 use crate::spec::ExperimentSpec;
-use crate::telemetry::{push_bounded, GpuSample, ServerSample, TelemetrySources};
+use crate::telemetry::{push_bounded, push_gpu_bounded, GpuSample, ServerSample, TelemetrySources};
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
@@ -164,11 +164,7 @@ impl RunView {
             ServerMsg::Snapshot { view } => *self = (**view).clone(),
             ServerMsg::Tick { tick } => push_bounded(&mut self.ticks, tick.clone(), MAX_TICKS),
             ServerMsg::Server { sample } => push_bounded(&mut self.server, sample.clone(), MAX_TICKS),
-            ServerMsg::Gpu { samples } => {
-                for s in samples {
-                    push_bounded(&mut self.gpu, s.clone(), 2 * MAX_TICKS);
-                }
-            }
+            ServerMsg::Gpu { samples } => push_gpu_bounded(&mut self.gpu, samples, 2 * MAX_TICKS),
             ServerMsg::Telemetry { sources } => self.telemetry = sources.clone(),
             ServerMsg::CellDone { result } => {
                 match self.cells.iter_mut().find(|c| c.cell == result.cell) {

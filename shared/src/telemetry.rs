@@ -98,6 +98,16 @@ pub fn push_bounded<T>(series: &mut Vec<T>, item: T, max: usize) {
     }
 }
 
+/// Keeps GPU readings bounded like `push_bounded`, thinning whole readings (every GPU of one
+/// second together), so no GPU drops out of the older stretch.
+pub fn push_gpu_bounded(series: &mut Vec<GpuSample>, readings: &[GpuSample], max: usize) {
+    series.extend_from_slice(readings);
+    if series.len() > max {
+        let half_t = series[series.len() / 2].t_s;
+        series.retain(|s| s.t_s >= half_t || (s.t_s.floor() as u64) % 2 == 0);
+    }
+}
+
 /// Quantile `q` (0..1) of the observations a cumulative histogram gained between two readings,
 /// as Prometheus' `histogram_quantile`: linear within the bucket it falls in; a quantile in the
 /// `+Inf` bucket is the highest finite bound. `buckets`: (upper bound, cumulative count growth),
@@ -138,6 +148,20 @@ mod tests {
         // In the +Inf bucket: the highest finite bound.
         assert_eq!(histogram_quantile(0.99, &[(1.0, 1.0), (f64::INFINITY, 10.0)]), Some(1.0));
         assert_eq!(histogram_quantile(0.5, &[(1.0, 0.0), (f64::INFINITY, 0.0)]), None);
+    }
+
+    #[test]
+    fn thinning_gpu_readings_keeps_every_gpu() {
+        let mut s = Vec::new();
+        for t in 0..20_000 {
+            let reading: Vec<GpuSample> = (0..4).map(|g| GpuSample { t_s: f64::from(t) + 0.001 * f64::from(g), gpu: g, ..Default::default() }).collect();
+            push_gpu_bounded(&mut s, &reading, 4_800);
+        }
+        assert!(s.len() <= 4_800 + 4, "{}", s.len());
+        for g in 0..4 {
+            assert!(s[..s.len() / 2].iter().filter(|x| x.gpu == g).count() > 100, "GPU {g} is kept in the older stretch");
+        }
+        assert_eq!(s.last().unwrap().t_s.floor(), 19_999.0);
     }
 
     #[test]

@@ -48,6 +48,12 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     assert_eq!(tables(&from_files).len(), tables(&md).len());
     assert!(from_files.contains("| Max stable concurrency |"));
 
+    // The API reads a handful of runs, not any number.
+    let many = vec!["a"; 9].iter().enumerate().map(|(i, _)| format!("r{i}")).collect::<Vec<_>>().join(",");
+    let refused = c.get(caplab.api(&format!("report?runs={many}"))).send().await.unwrap();
+    assert_eq!(refused.status(), 422);
+    assert!(refused.text().await.unwrap().contains("at most 8 run ids"));
+
     // A folder that is not a run is refused by name.
     let bad = tokio::process::Command::new(caplab_bin()).args(["report", "/nonexistent-run-dir"]).output().await.unwrap();
     assert!(!bad.status.success());

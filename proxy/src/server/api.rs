@@ -99,10 +99,15 @@ pub async fn get_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) ->
 
 /// Deletes a run that has ended: from the list and from disk.
 pub async fn delete_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let run = find(&st, &id)?;
-    if !run.info().status.is_terminal() {
+    // The index decides (a run whose files are damaged can still be deleted).
+    let info = st.lab.registry.info(&id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))?;
+    if !info.status.is_terminal() {
         return Err(ApiError::Conflict(format!("run {id} is still running: stop it first")));
     }
+    let Ok(run) = find(&st, &id) else {
+        st.lab.registry.delete(&id).map_err(|e| ApiError::Internal(format!("could not delete run {id}'s files: {e}")))?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
     // A run that has just ended may still be writing its files: let it finish first.
     for _ in 0..200 {
         if run.is_settled() {
@@ -230,18 +235,42 @@ pub struct ReportQuery {
 
 /// The notes filled from runs (`crate::report`), as a markdown download.
 pub async fn report(State(st): State<Arc<AppState>>, Query(q): Query<ReportQuery>) -> Result<Response, ApiError> {
+    /// The notes compare two GPUs, a chat and a batch run each.
+    const MOST: usize = 8;
     let ids: Vec<String> = match q.runs.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        Some(list) => {
+            let mut ids: Vec<String> = Vec::new();
+            for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                if !ids.iter().any(|i| i == id) {
+                    ids.push(id.to_string());
+                }
+            }
+            if ids.len() > MOST {
+                return Err(ApiError::field("runs", format!("at most {MOST} run ids (the notes compare two GPUs, a chat and a batch run each), not {}", ids.len())));
+            }
+            ids
+        }
         None => {
-            // Newest first: the first run of each (GPU, workload) is its latest.
+            // Newest first: the first run of each (GPU, workload) is its latest; two GPUs.
             let mut seen = std::collections::BTreeSet::new();
-            st.lab.registry.list().into_iter().filter(|i| i.status.is_terminal() && seen.insert((i.spec.gpu.clone(), i.spec.workload.as_str()))).map(|i| i.id).collect()
+            let mut gpus: Vec<String> = Vec::new();
+            st.lab.registry.list().into_iter().filter(|i| i.status.is_terminal()).filter(|i| {
+                if !gpus.contains(&i.spec.gpu) {
+                    if gpus.len() == 2 {
+                        return false;
+                    }
+                    gpus.push(i.spec.gpu.clone());
+                }
+                seen.insert((i.spec.gpu.clone(), i.spec.workload.as_str()))
+            }).map(|i| i.id).collect()
         }
     };
-    let mut views = Vec::new();
-    for id in &ids {
-        views.push(find(&st, id)?.view());
-    }
+    // Reading the runs' files is blocking work: off the runtime that times requests.
+    let lab = st.clone();
+    let views = tokio::task::spawn_blocking(move || ids.iter().map(|id| lab.lab.find(id).map(|r| r.view())).collect::<Result<Vec<_>, String>>())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::NotFound)?;
     let notes = crate::report::notes(&views, &std::collections::BTreeMap::new());
     Ok(download("caplab_notes.md".into(), "text/markdown; charset=utf-8", notes.into_bytes()))
 }

@@ -78,7 +78,8 @@ impl SimConfig {
             None => Limits {
                 max_num_seqs: self.max_num_seqs.max(1),
                 max_num_batched_tokens: 8192,
-                kv_blocks: (self.kv_cache_tokens / u64::from(BLOCK_SIZE)).clamp(1, u64::from(u32::MAX)) as u32,
+                // The cache holds at least one sequence of the full context, as vLLM requires.
+                kv_blocks: (self.kv_cache_tokens.max(u64::from(self.max_model_len)).div_ceil(u64::from(BLOCK_SIZE))).clamp(1, u64::from(u32::MAX)) as u32,
             },
         }
     }

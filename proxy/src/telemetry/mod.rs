@@ -234,13 +234,24 @@ impl Scraper {
         if let Some(a) = &self.auth {
             req = req.header(reqwest::header::AUTHORIZATION, a.clone());
         }
-        let resp = req.send().await.map_err(|e| format!("GET {} failed: {e}", self.url))?;
+        let mut resp = req.send().await.map_err(|e| format!("GET {} failed: {e}", self.url))?;
         let status = resp.status();
         if !status.is_success() {
             return Err(format!("GET {} answered {status}: this server publishes no Prometheus metrics, so there is no server-side panel", self.url));
         }
-        let text = resp.text().await.map_err(|e| format!("GET {}: {e}", self.url))?;
-        let snap = Snapshot::parse(&text);
+        // vLLM's is ~30 KB; a body past this cap is not a metrics page worth reading twice a second.
+        const MAX_BODY: usize = 8 << 20;
+        if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+            return Err(format!("GET {} is larger than {} MiB", self.url, MAX_BODY >> 20));
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("GET {}: {e}", self.url))? {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(format!("GET {} is larger than {} MiB", self.url, MAX_BODY >> 20));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let snap = Snapshot::parse(&String::from_utf8_lossy(&body));
         if snap.values.is_empty() && snap.histograms.is_empty() {
             return Err(format!("GET {} holds no metrics caplab can read", self.url));
         }

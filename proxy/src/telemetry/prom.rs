@@ -36,7 +36,7 @@ impl Snapshot {
         let mut snap = Snapshot::default();
         for m in metrics {
             for sample in &m.samples {
-                let Ok(v) = sample.value.value.parse::<f64>() else { continue };
+                let Some(v) = sample.value.value.parse::<f64>().ok().filter(|v| !v.is_nan()) else { continue };
                 match (m.kind, sample.value.value_type) {
                     (Type::Histogram, ValueType::Sample) => {
                         let Some(le) = sample.labels.iter().find(|l| l.key == "le").and_then(|l| l.value.parse::<f64>().ok()) else { continue };
@@ -88,7 +88,9 @@ impl Snapshot {
 
     fn histogram_growth(&self, before: &Snapshot, name: &str) -> Option<Vec<(f64, f64)>> {
         let now = self.histograms.get(name)?;
-        let then = before.histograms.get(name);
+        // A server that restarted in between counts from zero again: all it has is new.
+        let total = |h: &Vec<(f64, f64)>| h.last().map_or(0.0, |b| b.1);
+        let then = before.histograms.get(name).filter(|t| total(t) <= total(now));
         Some(
             now.iter()
                 .map(|&(bound, count)| {
@@ -147,5 +149,7 @@ mod tests {
         // The 10 new observations all lie in (0.5, 1.0]: the median is 0.75 s.
         assert!((after.quantile_ms_since(&before, E2E, 0.5).unwrap() - 750.0).abs() < 1e-9);
         assert_eq!(Snapshot::parse("not metrics at all {{{\n").values.len(), 0, "garbage reads as nothing, never a panic");
+        // The server restarted between the two scrapes: only the new observations count.
+        assert_eq!(before.count_since(&after, E2E), Some(4.0), "a reset reads as growth from zero");
     }
 }
