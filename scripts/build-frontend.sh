@@ -10,9 +10,10 @@ OUT=frontend/dist
 
 sources_hash() {
   # Everything the wasm is made from: the frontend, the shared types, the page, the lock, this
-  # script. Tracked files only, each hashed as git stores it (`git hash-object` applies the
-  # checkout's line-ending filters), so every clone of the same commit gets the same hash.
-  git ls-files -z -- frontend shared index.html Cargo.lock Cargo.toml scripts/build-frontend.sh \
+  # script. Tracked files and new ones not yet added (but not ignored ones), each hashed as git
+  # stores it (`git hash-object` applies the checkout's line-ending filters), so a build made
+  # before `git add` of a new source file still matches the clone of the commit that adds it.
+  git ls-files -z --cached --others --exclude-standard -- frontend shared index.html Cargo.lock Cargo.toml scripts/build-frontend.sh \
     | tr '\0' '\n' | grep -v "^$OUT" | LC_ALL=C sort \
     | while IFS= read -r f; do
         if [[ -f "$f" ]]; then echo "$f $(git hash-object -- "$f")"; fi
