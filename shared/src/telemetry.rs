@@ -103,8 +103,21 @@ pub fn push_bounded<T>(series: &mut Vec<T>, item: T, max: usize) {
 pub fn push_gpu_bounded(series: &mut Vec<GpuSample>, readings: &[GpuSample], max: usize) {
     series.extend_from_slice(readings);
     if series.len() > max {
+        // Readings are a second apart: samples of one second are one reading. Every other
+        // reading of the older half goes, counted in order (so each pass halves it again).
         let half_t = series[series.len() / 2].t_s;
-        series.retain(|s| s.t_s >= half_t || (s.t_s.floor() as u64) % 2 == 0);
+        let (mut reading, mut last) = (0u64, None);
+        series.retain(|s| {
+            if s.t_s >= half_t {
+                return true;
+            }
+            let second = s.t_s.floor() as u64;
+            if last != Some(second) {
+                reading += 1;
+                last = Some(second);
+            }
+            reading % 2 == 1
+        });
     }
 }
 
