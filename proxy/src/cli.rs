@@ -53,6 +53,12 @@ pub enum Command {
         /// defaults come from data/profiles/gpus.toml
         #[arg(long)]
         price: Vec<String>,
+        /// The GPU label of the result files given (vllm bench serve files do not say it)
+        #[arg(long)]
+        imported_gpu: Option<String>,
+        /// The workload of the result files given: chat or batch
+        #[arg(long, default_value = "chat")]
+        imported_workload: String,
     },
     /// Run an experiment file headless: progress bar, results table, CSV/JSON files.
     Run {
@@ -297,7 +303,9 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Sim { listen, profile, sim } => run_sim(listen, profile, sim).await,
-            Command::Report { runs, out, price } => report(&runs, out.as_deref(), &price),
+            Command::Report { runs, out, price, imported_gpu, imported_workload } => {
+                report(&runs, out.as_deref(), &price, imported_gpu.as_deref(), &imported_workload)
+            }
             Command::Run { experiment, target, out, gpu, model } => {
                 crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
             }
@@ -449,14 +457,37 @@ async fn run_sim(listen: SocketAddr, profile: ProfileArgs, sim: SimArgs) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
-/// `caplab report`: the notes from run folders.
-fn report(dirs: &[PathBuf], out: Option<&std::path::Path>, prices: &[String]) -> anyhow::Result<ExitCode> {
+/// `caplab report`: the notes from run folders and imported result files.
+fn report(paths: &[PathBuf], out: Option<&std::path::Path>, prices: &[String], imported_gpu: Option<&str>, imported_workload: &str) -> anyhow::Result<ExitCode> {
+    let workload = match imported_workload {
+        "chat" => caplab_shared::Workload::Chat,
+        "batch" => caplab_shared::Workload::Batch,
+        other => anyhow::bail!("--imported-workload {other:?}: give chat or batch"),
+    };
     let mut views = Vec::new();
-    for dir in dirs {
-        let path = dir.join("run.json");
-        let bytes = std::fs::read(&path).with_context(|| format!("{}: not a caplab run folder (no readable run.json)", dir.display()))?;
-        let view: caplab_shared::RunView = serde_json::from_slice(&bytes).with_context(|| format!("{}: not a caplab run.json", path.display()))?;
-        views.push(view);
+    let (mut bench_cells, mut bench_files) = (Vec::new(), Vec::new());
+    for path in paths {
+        if path.is_dir() {
+            let file = path.join("run.json");
+            let bytes = std::fs::read(&file).with_context(|| format!("{}: not a caplab run folder (no readable run.json)", path.display()))?;
+            let view: caplab_shared::RunView = serde_json::from_slice(&bytes).with_context(|| format!("{}: not a caplab run.json", file.display()))?;
+            views.push(view);
+            continue;
+        }
+        let name = path.display().to_string();
+        let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot be read (give run folders or result files)"))?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{name}: not JSON ({e})"))?;
+        match crate::import::read(&name, &value, workload).map_err(anyhow::Error::msg)? {
+            crate::import::Imported::Caplab(view) => views.push(*view),
+            crate::import::Imported::VllmBench(cell) => {
+                bench_cells.push(*cell);
+                bench_files.push(path.file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned()));
+            }
+        }
+    }
+    if !bench_cells.is_empty() {
+        let gpu = imported_gpu.ok_or_else(|| anyhow::anyhow!("give --imported-gpu LABEL: a vllm bench serve file does not say which GPU it ran on"))?;
+        views.push(crate::import::run_of(bench_cells, gpu, workload, &bench_files));
     }
     let mut price_map = std::collections::BTreeMap::new();
     for p in prices {

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod export;
 pub mod fd_limit;
 pub mod headless;
+pub mod import;
 pub mod lab;
 pub mod limits;
 pub mod report;

@@ -190,7 +190,11 @@ pub fn notes(runs: &[RunView], prices: &BTreeMap<String, f64>) -> String {
     let used: Vec<&RunView> = verdicts.values().map(|(r, _)| *r).collect();
     let mut sources = String::from("Runs used (caplab run ids):\n");
     for r in &used {
-        let kind = if r.info.target.simulated { "SIMULATED" } else { "measured" };
+        let kind = match (r.info.target.simulated, r.info.target.name.as_str()) {
+            (true, _) => "SIMULATED",
+            (false, "imported") => "imported: measured by another tool",
+            _ => "measured",
+        };
         sources.push_str(&format!(
             "- `{}`: {} on {} ({kind}), model {}, target {} ({}), SLO p95 end-to-end ≤ {} ms\n",
             r.info.id,

@@ -48,6 +48,48 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     assert_eq!(tables(&from_files).len(), tables(&md).len());
     assert!(from_files.contains("| Max stable concurrency |"));
 
+    // A GPU measured elsewhere with `vllm bench serve` (one file per concurrency), beside the
+    // RTX 2000 runs of this pod: its chat column comes from the files, labelled imported.
+    let bench = |c: u32, tok_s: f64, p95: f64| {
+        json!({"endpoint_type": "openai-chat", "backend": "openai-chat", "model_id": "Qwen/Qwen2.5-1.5B-Instruct", "num_prompts": 64,
+               "request_rate": "inf", "max_concurrency": c, "duration": 10.0, "completed": 64, "failed": 0, "total_input_tokens": 6400,
+               "total_output_tokens": 2048, "request_throughput": 6.4, "output_throughput": tok_s, "total_token_throughput": tok_s * 4.0,
+               "mean_ttft_ms": 40.0, "median_ttft_ms": 38.0, "p95_ttft_ms": 60.0, "mean_e2el_ms": p95 * 0.8, "median_e2el_ms": p95 * 0.7, "p95_e2el_ms": p95})
+    };
+    let files: Vec<std::path::PathBuf> = [(8, 2500.0, 400.0), (64, 9000.0, 2600.0), (256, 12000.0, 4500.0)]
+        .iter()
+        .map(|&(c, t, p)| {
+            let f = caplab.data_dir.join(format!("bench_c{c}.json"));
+            std::fs::write(&f, bench(c, t, p).to_string()).unwrap();
+            f
+        })
+        .collect();
+    let rtx_dirs: Vec<std::path::PathBuf> = dirs[..2].to_vec();
+    let out = caplab.data_dir.join("notes-imported.md");
+    let run = tokio::process::Command::new(caplab_bin())
+        .arg("report")
+        .args(&rtx_dirs)
+        .args(&files)
+        .args(["--imported-gpu", "A100 80GB (another pod)", "--imported-workload", "chat", "--out"])
+        .arg(&out)
+        .output()
+        .await
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(md.contains("vs A100 80GB (another pod))"), "{md}");
+    assert!(md.contains("| Max stable concurrency |") && md.contains("| 64 | "), "c64 is the imported GPU's highest cell within 3 s: {md}");
+    assert!(md.contains("imported: measured by another tool"), "{md}");
+    assert!(md.contains("n/a: no batch run on A100 80GB (another pod)"), "{md}");
+    // Without the GPU label the files are refused, saying why.
+    let refused = tokio::process::Command::new(caplab_bin()).arg("report").args(&files).output().await.unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("give --imported-gpu LABEL"));
+    let not_a_result = caplab.data_dir.join("random.json");
+    std::fs::write(&not_a_result, r#"{"hello": "world"}"#).unwrap();
+    let refused = tokio::process::Command::new(caplab_bin()).arg("report").arg(&not_a_result).output().await.unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("not a recognised result"), "{}", String::from_utf8_lossy(&refused.stderr));
+
     // The API reads a handful of runs, not any number.
     let many = vec!["a"; 9].iter().enumerate().map(|(i, _)| format!("r{i}")).collect::<Vec<_>>().join(",");
     let refused = c.get(caplab.api(&format!("report?runs={many}"))).send().await.unwrap();
@@ -57,5 +99,5 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     // A folder that is not a run is refused by name.
     let bad = tokio::process::Command::new(caplab_bin()).args(["report", "/nonexistent-run-dir"]).output().await.unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent-run-dir: not a caplab run folder"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent-run-dir: cannot be read (give run folders or result files)"));
 }
