@@ -140,12 +140,19 @@ impl Caplab {
     }
 }
 
-/// Polls `GET /api/runs/{id}` until the run ends; returns its view.
+/// Polls `GET /api/runs/{id}` until the run ends and its files are final (the end is published
+/// to viewers first, then the files are written, `info.json` last); returns its view.
 pub async fn wait_for_end(client: &reqwest::Client, caplab: &Caplab, id: &str, limit: Duration) -> anyhow::Result<caplab_shared::RunView> {
     let deadline = tokio::time::Instant::now() + limit;
+    let saved = || {
+        std::fs::read(caplab.data_dir.join(id).join("info.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<caplab_shared::RunInfo>(&b).ok())
+            .is_some_and(|i| i.status.is_terminal())
+    };
     loop {
         let view: caplab_shared::RunView = client.get(caplab.api(&format!("runs/{id}"))).send().await?.json().await?;
-        if view.info.status.is_terminal() {
+        if view.info.status.is_terminal() && saved() {
             return Ok(view);
         }
         if tokio::time::Instant::now() > deadline {
