@@ -15,10 +15,7 @@ pub fn SurfacePanel() -> impl IntoView {
     let selected = RwSignal::new(None::<u32>);
     let svg = move || {
         ctx.current.with(|c| {
-            c.as_ref().map(|v| {
-                let sim = if v.info.target.simulated { " — SIMULATED" } else { "" };
-                caplab_shared::surface::svg(&v.cells, &format!("{} · {} · {}{sim}", v.info.spec.workload.as_str(), v.info.spec.gpu, v.info.spec.model))
-            })
+            c.as_ref().map(|v| caplab_shared::surface::svg(&v.cells, &v.chart_title()))
         })
     };
     let id = move || ctx.current.with(|c| c.as_ref().map(|v| v.info.id.clone())).unwrap_or_default();
@@ -55,10 +52,7 @@ pub fn FrontierPanel() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let svg = move || {
         ctx.current.with(|c| {
-            c.as_ref().map(|v| {
-                let sim = if v.info.target.simulated { " — SIMULATED" } else { "" };
-                caplab_shared::frontier::svg(&v.cells, &format!("{} · {} · {}{sim}", v.info.spec.workload.as_str(), v.info.spec.gpu, v.info.spec.model))
-            })
+            c.as_ref().map(|v| caplab_shared::frontier::svg(&v.cells, &v.chart_title()))
         })
     };
     let id = move || ctx.current.with(|c| c.as_ref().map(|v| v.info.id.clone())).unwrap_or_default();

@@ -141,21 +141,14 @@ pub fn append_requests(file: &mut std::fs::File, info: &RunInfo, samples: &[Requ
     file.flush()
 }
 
-/// What a chart of the run is titled with: what it measured, and SIMULATED where so.
-fn chart_title(view: &caplab_shared::RunView) -> String {
-    let info = &view.info;
-    let simulated = if info.target.simulated { " — SIMULATED" } else { "" };
-    format!("{} · {} · {} · run {}{simulated}", info.spec.workload.as_str(), info.spec.gpu, info.spec.model, info.id)
-}
-
 /// The run's OOM surface as a standalone SVG.
 pub fn surface_svg(view: &caplab_shared::RunView) -> String {
-    caplab_shared::surface::svg(&view.cells, &chart_title(view))
+    caplab_shared::surface::svg(&view.cells, &view.chart_title())
 }
 
 /// The run's throughput–latency frontier as a standalone SVG.
 pub fn frontier_svg(view: &caplab_shared::RunView) -> String {
-    caplab_shared::frontier::svg(&view.cells, &chart_title(view))
+    caplab_shared::frontier::svg(&view.cells, &view.chart_title())
 }
 
 /// `summary.csv`: the header and one row per cell, both from `summary_columns`.

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::decide::verdict;
-use crate::plot::{nice_max, short_label, ticks, Scale};
+use crate::plot::{nice_max, short_label, ticks, xml_escape, Scale};
 use crate::result::CellResult;
 
 const W: f64 = 640.0;
@@ -16,10 +16,6 @@ const RIGHT: f64 = 150.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 44.0;
 const COLOURS: [&str; 6] = ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#be123c"];
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
 
 /// The frontier as a standalone SVG titled `title`.
 pub fn svg(cells: &[CellResult], title: &str) -> String {
@@ -32,7 +28,7 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
     let y = Scale::new((0.0, y_top), (H - BOTTOM, TOP));
     let mut out = String::new();
     let _ = write!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" class="frontier" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#);
-    let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, escape(title));
+    let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, xml_escape(title));
     for v in ticks(y_top, 5) {
         let py = y.map(v);
         let _ = write!(out, r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##, W - RIGHT, LEFT - 6.0, py + 4.0, short_label(v));
@@ -76,9 +72,9 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
     }
     if let Some(best) = verdict(cells).best {
         let (px, py) = (x.map(best.output_tok_s), y.map(best.e2e_p95_ms.unwrap_or(0.0)));
-        let _ = write!(out, r##"<circle class="best" cx="{px:.1}" cy="{py:.1}" r="9" fill="none" stroke="#111" stroke-width="2"><title>best configuration: {}</title></circle>"##, escape(&best.label()));
+        let _ = write!(out, r##"<circle class="best" cx="{px:.1}" cy="{py:.1}" r="9" fill="none" stroke="#111" stroke-width="2"><title>best configuration: {}</title></circle>"##, xml_escape(&best.label()));
         let ly = TOP + 20.0 * lengths.len() as f64 + 40.0;
-        let _ = write!(out, r##"<circle cx="{}" cy="{}" r="6" fill="none" stroke="#111" stroke-width="2"/><text x="{}" y="{ly}">best: {}</text>"##, W - RIGHT + 13.0, ly - 4.0, W - RIGHT + 24.0, escape(&best.label()));
+        let _ = write!(out, r##"<circle cx="{}" cy="{}" r="6" fill="none" stroke="#111" stroke-width="2"/><text x="{}" y="{ly}">best: {}</text>"##, W - RIGHT + 13.0, ly - 4.0, W - RIGHT + 24.0, xml_escape(&best.label()));
     }
     if points.is_empty() {
         let _ = write!(out, r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">no finished cell with a successful request yet</text>"##, (LEFT + W - RIGHT) / 2.0, (TOP + H - BOTTOM) / 2.0);

@@ -186,6 +186,14 @@ impl RunView {
         !self.cells.is_empty() && self.cells.iter().all(|c| c.requests_ok == 0 && c.requests_failed > 0)
     }
 
+    /// The title of the run's charts (dashboard and downloads alike): what it measured, and
+    /// SIMULATED where so.
+    pub fn chart_title(&self) -> String {
+        let info = &self.info;
+        let simulated = if info.target.simulated { " — SIMULATED" } else { "" };
+        format!("{} · {} · {} · run {}{simulated}", info.spec.workload.as_str(), info.spec.gpu, info.spec.model, info.id)
+    }
+
     /// Fraction of the run's requests finished, 0..=1.
     pub fn progress(&self) -> f64 {
         if self.info.status == RunStatus::Finished {

@@ -76,6 +76,11 @@ pub fn line_path(points: &[(f64, Option<f64>)], x: &Scale, y: &Scale) -> String 
     d.trim_end().to_string()
 }
 
+/// Text made safe to put inside SVG/XML text and attribute values.
+pub fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
 /// A compact label for an axis value: 1200 → "1.2k", 0.5 → "0.5".
 pub fn short_label(v: f64) -> String {
     let a = v.abs();

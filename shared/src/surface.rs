@@ -4,6 +4,7 @@
 
 use std::fmt::Write;
 
+use crate::plot::xml_escape;
 use crate::result::CellResult;
 use crate::sample::ErrorClass;
 
@@ -180,10 +181,6 @@ fn x_of(c: &CellResult, rate_mode: bool) -> f64 {
     }
 }
 
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
-}
-
 /// The surface as a standalone SVG: a tile per finished cell (hover: its cause), a legend, and
 /// `title` on top. Cells not yet finished are blank.
 pub fn svg(cells: &[CellResult], title: &str) -> String {
@@ -198,12 +195,12 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="surface" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, escape(title));
+    let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, xml_escape(title));
     let x_axis = if g.rate_mode { "offered rate (requests/s) →" } else { "concurrency →" };
     let _ = write!(out, r##"<text x="{left}" y="40" fill="#555">{x_axis}   ↓ max_new_tokens</text>"##);
     for (i, x) in g.xs.iter().enumerate() {
         let cx = left + tile_w * i as f64 + tile_w / 2.0;
-        let _ = write!(out, r#"<text x="{cx}" y="{}" text-anchor="middle">{}</text>"#, top - 4.0, escape(&g.x_label(*x)));
+        let _ = write!(out, r#"<text x="{cx}" y="{}" text-anchor="middle">{}</text>"#, top - 4.0, xml_escape(&g.x_label(*x)));
     }
     for (j, y) in g.ys.iter().enumerate() {
         let ty = top + tile_h * j as f64;
@@ -218,9 +215,9 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
                 r#"<g class="tile" data-cell="{}" data-outcome="{}"><title>{} × {y}: {} — {}</title><rect x="{}" y="{}" width="{}" height="{}" rx="4" fill="{}"/><text x="{}" y="{}" text-anchor="middle" fill="{text_colour}">{:.0} tok/s</text></g>"#,
                 c.cell,
                 o.as_str(),
-                escape(&g.x_label(*x)),
+                xml_escape(&g.x_label(*x)),
                 o.label(),
-                escape(&cause(c)),
+                xml_escape(&cause(c)),
                 tx + 2.0,
                 ty + 2.0,
                 tile_w - 4.0,
