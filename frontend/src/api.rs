@@ -54,3 +54,14 @@ pub fn ws_url(id: &str) -> String {
     let dir = if dir.is_empty() { "/" } else { dir };
     format!("{scheme}://{host}{dir}api/runs/{id}/ws")
 }
+
+/// DELETE; Ok on any 2xx.
+pub async fn delete(path: &str) -> Result<(), String> {
+    let resp = Request::delete(path).send().await.map_err(|e| format!("cannot reach caplab: {e}"))?;
+    if resp.ok() {
+        Ok(())
+    } else {
+        let status = resp.status();
+        Err(resp.json::<ApiError>().await.map_or_else(|_| format!("HTTP {status}"), |e| e.error))
+    }
+}

@@ -1,6 +1,6 @@
 //! Live line charts drawn as plain SVG; scale and axis maths live in `caplab_shared::plot`.
 
-use caplab_shared::plot::{line_path, nice_max, short_label, ticks, Scale};
+use caplab_shared::plot::{line_path, nice_max, short_label, ticks, xml_escape, Scale};
 use leptos::prelude::*;
 
 /// One line of a chart.
@@ -30,6 +30,42 @@ fn thin(points: &[(f64, Option<f64>)]) -> Vec<(f64, Option<f64>)> {
     points.iter().step_by(step).copied().chain(points.last().copied()).collect()
 }
 
+/// The colour of a series class (as index.html's `--c1`…`--c5`), for SVGs saved as files.
+fn colour(class: &str) -> &'static str {
+    match class {
+        "c2" => "#14a38b",
+        "c3" => "#0b6b5a",
+        "c4" => "#e08a1e",
+        "c5" => "#d6336c",
+        _ => "#2f6fed",
+    }
+}
+
+/// The chart as a standalone SVG file: the same lines and axes, colours written in, titled
+/// with the run.
+fn standalone_svg(title: &str, unit: &str, run: &str, all: &[Series]) -> String {
+    let (w, h, top) = (W, H + 40.0, TOP + 40.0);
+    let x_max = all.iter().flat_map(|s| s.points.last().map(|p| p.0)).fold(1.0_f64, f64::max);
+    let y_top = nice_max(all.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).fold(0.0_f64, f64::max), 4);
+    let x = Scale::new((0.0, x_max), (LEFT, w - RIGHT));
+    let y = Scale::new((0.0, y_top), (h - BOTTOM, top));
+    let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">"#);
+    out += &format!(r##"<text x="8" y="16" font-size="13" font-weight="bold">{} ({})</text><text x="8" y="32" fill="#555">{}</text>"##, xml_escape(title), xml_escape(unit), xml_escape(run));
+    for v in ticks(y_top, 4) {
+        let py = y.map(v);
+        out += &format!(r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e2e5eb"/><text x="{}" y="{:.1}" text-anchor="end" fill="#687083">{}</text>"##, w - RIGHT, LEFT - 4.0, py + 3.0, short_label(v));
+    }
+    for v in ticks(x_max, 5).into_iter().filter(|v| *v <= x_max) {
+        out += &format!(r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#687083">{}s</text>"##, x.map(v), h - 6.0, short_label(v));
+    }
+    let mut lx = w - RIGHT;
+    for s in all.iter().rev() {
+        lx -= 8.0 + 6.5 * s.name.len() as f64;
+        out += &format!(r#"<path d="{}" fill="none" stroke="{}" stroke-width="1.6"/><text x="{lx:.0}" y="32" fill="{}">{}</text>"#, line_path(&thin(&s.points), &x, &y), colour(s.class), colour(s.class), xml_escape(s.name));
+    }
+    out + "</svg>"
+}
+
 #[component]
 pub fn LineChart(
     id: &'static str,
@@ -55,6 +91,12 @@ pub fn LineChart(
         })
     });
     let legend = move || series.with(|all| all.iter().map(|s| (s.name, s.class)).collect::<Vec<_>>());
+    let ctx = expect_context::<crate::Ctx>();
+    let save = move |_| {
+        let run = crate::with_view(ctx, |v| v.chart_title()).unwrap_or_default();
+        let file = crate::with_view(ctx, |v| format!("caplab_{}_{id}.svg", v.info.id)).unwrap_or_else(|| format!("caplab_{id}.svg"));
+        series.with_untracked(|all| crate::download::save(&file, "image/svg+xml", &standalone_svg(title, unit, &run, all)));
+    };
     view! {
         <figure class="chart" id=id title=help>
             <figcaption>
@@ -63,6 +105,7 @@ pub fn LineChart(
                 <span class="legend">
                     {move || legend().into_iter().map(|(name, class)| view! { <span class=format!("key {class}")>{name}</span> }).collect_view()}
                 </span>
+                <button type="button" class="svg-save" title="save this chart as an SVG file" on:click=save>"SVG"</button>
             </figcaption>
             <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=title>
                 {move || geometry.with(|(_, y_ticks, x_ticks)| {

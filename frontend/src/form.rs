@@ -73,7 +73,7 @@ impl Fields {
         self.model.set(spec.model.clone());
         self.gpu.set(if gpu == "simulated" || gpu == "unlabelled" { String::new() } else { gpu.to_string() });
         // The SLO search is a closed loop that picks its cells: the form shows it as a mode.
-        self.mode.set(if spec.search { "search".into() } else { spec.mode.as_str().into() });
+        self.mode.set(if spec.search { format!("{}-search", spec.mode.as_str()) } else { spec.mode.as_str().into() });
         if !spec.concurrency.is_empty() {
             self.concurrency.set(list(&spec.concurrency));
         }
@@ -96,7 +96,7 @@ impl Fields {
     /// A warning when a concurrency is above the requests a cell sends: then at most that many
     /// are ever in flight, whatever the label says.
     fn concurrency_warning(self, documents: u32) -> Option<String> {
-        if self.mode.get() == "rate" {
+        if self.mode.get().starts_with("rate") {
             return None;
         }
         let requests: u32 = self.requests.get().trim().parse().unwrap_or(0);
@@ -132,10 +132,11 @@ impl Fields {
         put("model", json!(self.model.get_untracked().trim()));
         put("target", json!(self.target.get_untracked().trim()));
         put("gpu", json!(self.gpu.get_untracked().trim()));
-        let search = self.mode.get_untracked() == "search";
-        put("mode", json!(if search { "closed".to_string() } else { self.mode.get_untracked() }));
+        let mode = self.mode.get_untracked();
+        let search = mode.ends_with("-search");
+        put("mode", json!(mode.trim_end_matches("-search")));
         put("search", json!(search));
-        let rate_mode = self.mode.get_untracked() == "rate";
+        let rate_mode = self.mode.get_untracked().starts_with("rate");
         let list = |key: &str, sig: RwSignal<String>, integers: bool, errors: &mut Vec<FieldError>| -> Option<Value> {
             let text = sig.get_untracked();
             let parts: Vec<&str> = text.split([',', ' ']).map(str::trim).filter(|p| !p.is_empty()).collect();
@@ -282,7 +283,7 @@ pub fn ExperimentForm() -> impl IntoView {
             busy.set(false);
         });
     };
-    let rate_mode = move || f.mode.get() == "rate";
+    let rate_mode = move || f.mode.get().starts_with("rate");
     let other_errors = move || errors.with(|all| all.iter().filter(|e| !KNOWN.contains(&e.field.as_str())).cloned().collect::<Vec<_>>());
     let models = move || chosen.with(|t| t.as_ref().map(|t| t.models.clone()).unwrap_or_default());
     let model_placeholder = move || {
@@ -317,10 +318,11 @@ pub fn ExperimentForm() -> impl IntoView {
                         </For>
                     </datalist>
                 </Field>
-                <Field label="Load mode" key="mode" errors hint="closed: N workers back to back; SLO search: the highest of the concurrency candidates that meets the SLO, running only the cells needed; rate: timed arrivals (Poisson when burstiness is 1)">
+                <Field label="Load mode" key="mode" errors hint="closed: N workers back to back; rate: timed arrivals (Poisson when burstiness is 1); SLO search: the highest of the concurrency (or rate) candidates that meets the SLO, running only the cells needed (bracket, then bisect; at least 20 requests a probe), with how sure the answer is">
                     <select id="f-mode" on:change=move |ev| f.mode.set(event_target_value(&ev)) prop:value=move || f.mode.get()>
                         <option value="closed">"closed loop"</option>
-                        <option value="search">"closed loop: SLO search"</option>
+                        <option value="closed-search">"closed loop: SLO search"</option>
+                        <option value="rate-search">"rate: SLO search"</option>
                         <option value="rate">"open loop (rate)"</option>
                     </select>
                     {move || errors.with(|e| e.iter().find(|x| x.field == "search").map(|x| view! { <span class="field-error" data-field="search">{x.message.clone()}</span> }))}

@@ -6,7 +6,10 @@
 
 mod api;
 mod charts;
+mod compare;
+mod download;
 mod form;
+mod import;
 mod live;
 mod run_panel;
 mod runs_list;
@@ -48,6 +51,10 @@ pub struct Ctx {
     pub targets: RwSignal<Vec<AllowedTarget>>,
     /// Who this page is (operator or viewer); None until known.
     pub me: RwSignal<Option<share::WhoAmI>>,
+    /// Runs ticked in the list, to be compared.
+    pub selected: RwSignal<Vec<String>>,
+    /// The runs being compared (empty: no comparison shown).
+    pub compare: RwSignal<Vec<String>>,
 }
 
 impl Ctx {
@@ -80,6 +87,8 @@ pub fn App() -> impl IntoView {
         documents: RwSignal::new(5),
         me: RwSignal::new(None),
         targets: RwSignal::new(Vec::new()),
+        selected: RwSignal::new(Vec::new()),
+        compare: RwSignal::new(Vec::new()),
     };
     provide_context(ctx);
     leptos::task::spawn_local(async move {
@@ -127,8 +136,12 @@ pub fn App() -> impl IntoView {
                     <share::ShareCard/>
                 </Show>
                 <runs_list::RunsList/>
+                <Show when=move || ctx.is_operator()>
+                    <import::ImportCard/>
+                </Show>
             </section>
             <section class="right">
+                <compare::ComparePanel/>
                 <run_panel::RunPanel/>
             </section>
         </main>

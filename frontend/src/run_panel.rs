@@ -54,6 +54,7 @@ fn RunHeader() -> impl IntoView {
         .unwrap_or_default()
     };
     let simulated = move || with_view(ctx, |v| v.info.target.simulated).unwrap_or(false);
+    let imported = move || with_view(ctx, |v| v.info.imported_from.clone()).flatten();
     let name = move || with_view(ctx, |v| v.info.spec.name.clone()).unwrap_or_default();
     let message = move || with_view(ctx, |v| v.info.message.clone()).flatten();
     let stream_facts = move || with_view(ctx, stream_facts).flatten();
@@ -71,6 +72,7 @@ fn RunHeader() -> impl IntoView {
                 <Show when=simulated>
                     <span class="badge simulated" title="numbers from caplab's built-in simulator, not a GPU">"SIMULATED"</span>
                 </Show>
+                {move || imported().map(|from| view! { <span class="badge imported" id="run-imported" title=format!("measured by another tool, not caplab: {from}")>"IMPORTED"</span> })}
                 <Show when=move || !status().is_terminal()>
                     <span class="conn" title="live connection to caplab">{move || if ctx.connected.get() { "● live" } else { "○ reconnecting…" }}</span>
                 </Show>
@@ -89,6 +91,9 @@ fn RunHeader() -> impl IntoView {
                 <a id="download-csv" class="button" href=move || format!("api/runs/{}/requests.csv", id()) download="">"Download CSV (one row per request)"</a>
                 <a id="download-summary" class="button" href=move || format!("api/runs/{}/summary.csv", id()) download="">"Summary CSV (one row per cell)"</a>
                 <a id="download-json" class="button" href=move || format!("api/runs/{}/results.json", id()) download="">"JSON"</a>
+                <Show when=move || status().is_terminal()>
+                    <a id="download-archive" class="button" href=move || format!("api/runs/{}/archive.tar", id()) download="" title="every file of the run (requests, summary, telemetry, charts, run.json) in one tar archive">"Archive (.tar)"</a>
+                </Show>
             </div>
         </div>
     }

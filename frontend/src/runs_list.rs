@@ -1,9 +1,11 @@
-//! Earlier and current runs; clicking one shows it.
+//! Every run on this pod (and every imported one): what it ran, on which GPU, when, and its
+//! answer in a few numbers; filtered by workload and GPU; opened with a click, ticked to be
+//! compared; renamed, deleted (operator) or downloaded whole.
 
-use caplab_shared::RunInfo;
+use caplab_shared::{RunInfo, Workload};
 use leptos::prelude::*;
 
-use crate::{api, live, Ctx};
+use crate::{api, fmt_opt, live, Ctx};
 
 pub async fn refresh(ctx: Ctx) {
     if let Ok(runs) = api::get_json::<Vec<RunInfo>>("api/runs").await {
@@ -11,10 +13,84 @@ pub async fn refresh(ctx: Ctx) {
     }
 }
 
+/// `2026-11-29 10:01 UTC` for a Unix time in ms.
+fn when(unix_ms: u64) -> String {
+    let iso = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64)).to_iso_string().as_string().unwrap_or_default();
+    format!("{} UTC", iso.get(..16).unwrap_or_default().replace('T', " "))
+}
+
+/// The run's answer in one line: best configuration, its tok/s, max stable concurrency, p95 there.
+fn headline(run: &RunInfo) -> String {
+    match &run.headline {
+        None if run.status.is_terminal() => "no finished cell".into(),
+        None => String::new(),
+        Some(h) => match (&h.best, &h.why_none) {
+            (Some(best), _) => format!(
+                "best {best} · {} tok/s · max stable {} · p95 {} ms",
+                fmt_opt(h.best_tok_s, 0),
+                h.max_stable.clone().unwrap_or_else(|| "–".into()),
+                fmt_opt(h.p95_at_peak_ms, 0)
+            ),
+            (None, Some(why)) => why.clone(),
+            (None, None) => String::new(),
+        },
+    }
+}
+
+/// How the run's numbers were got.
+fn provenance(run: &RunInfo) -> Option<(&'static str, String)> {
+    if let Some(from) = &run.imported_from {
+        Some(("imported-tag", format!("imported · {from}")))
+    } else {
+        run.target.simulated.then(|| ("sim-tag", "simulated".to_string()))
+    }
+}
+
+fn act(ctx: Ctx, request: impl std::future::Future<Output = Result<(), String>> + 'static, error: RwSignal<Option<String>>) {
+    leptos::task::spawn_local(async move {
+        match request.await {
+            Ok(()) => error.set(None),
+            Err(e) => error.set(Some(e)),
+        }
+        refresh(ctx).await;
+    });
+}
+
+fn rename(ctx: Ctx, run: &RunInfo, error: RwSignal<Option<String>>) {
+    let Some(window) = web_sys::window() else { return };
+    let Ok(Some(name)) = window.prompt_with_message_and_default(&format!("Name for run {}", run.id), &run.spec.name) else { return };
+    let id = run.id.clone();
+    act(ctx, async move { api::post_json::<RunInfo>(&format!("api/runs/{id}/rename"), &serde_json::json!({ "name": name })).await.map(|_| ()).map_err(|e| e.error) }, error);
+}
+
+fn delete(ctx: Ctx, run: &RunInfo, error: RwSignal<Option<String>>) {
+    let Some(window) = web_sys::window() else { return };
+    if !window.confirm_with_message(&format!("Delete run {} and all its files?", run.id)).unwrap_or(false) {
+        return;
+    }
+    let id = run.id.clone();
+    ctx.selected.update(|s| s.retain(|i| *i != id));
+    act(ctx, async move { api::delete(&format!("api/runs/{id}")).await }, error);
+}
+
 #[component]
 pub fn RunsList() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let shown = move || ctx.current.with(|c| c.as_ref().map(|v| v.info.id.clone()));
+    let workload = RwSignal::new(String::new());
+    let gpu = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let gpus = move || {
+        let mut g: Vec<String> = ctx.runs.with(|r| r.iter().map(|i| i.spec.gpu.clone()).collect());
+        g.sort();
+        g.dedup();
+        g
+    };
+    let visible = move || {
+        let (w, g) = (workload.get(), gpu.get());
+        ctx.runs.with(|r| r.iter().filter(|i| (w.is_empty() || i.spec.workload.as_str() == w) && (g.is_empty() || i.spec.gpu == g)).cloned().collect::<Vec<_>>())
+    };
+    let compare = move |_| ctx.compare.set(ctx.selected.get_untracked());
     view! {
         <div class="card runs">
             <div class="row">
@@ -22,26 +98,69 @@ pub fn RunsList() -> impl IntoView {
                 <Show when=move || ctx.runs.with(|r| !r.is_empty())>
                     <a id="download-notes" class="button" href="api/report" download=""
                         title="The lab notes' tables filled from the latest chat and batch run of the two most recent GPUs: best configuration, chat vs batch, GPU scaling, cost per token">"Notes (markdown)"</a>
+                    <button id="compare-selected" type="button" on:click=compare prop:disabled=move || ctx.selected.with(Vec::is_empty)
+                        title="tick runs (a chat and a batch run, on one or two GPUs) and compare them: the notes' tables, overlaid frontiers, cost per token">
+                        {move || format!("Compare ({})", ctx.selected.with(Vec::len))}
+                    </button>
                 </Show>
             </div>
+            <Show when=move || ctx.runs.with(|r| !r.is_empty())>
+                <div class="row filters">
+                    <label>"workload "
+                        <select id="filter-workload" on:change=move |ev| workload.set(event_target_value(&ev))>
+                            <option value="">"all"</option>
+                            <option value=Workload::Chat.as_str()>"chat"</option>
+                            <option value=Workload::Batch.as_str()>"batch"</option>
+                        </select>
+                    </label>
+                    <label>"GPU "
+                        <select id="filter-gpu" on:change=move |ev| gpu.set(event_target_value(&ev))>
+                            <option value="">"all"</option>
+                            {move || gpus().into_iter().map(|g| view! { <option value=g.clone()>{g.clone()}</option> }).collect_view()}
+                        </select>
+                    </label>
+                </div>
+            </Show>
+            {move || error.get().map(|e| view! { <p class="form-error" id="runs-error">{e}</p> })}
             <Show when=move || ctx.runs.with(|r| r.is_empty())>
                 <p class="muted">"No runs yet."</p>
             </Show>
             <ul>
-                <For each=move || ctx.runs.get() key=|r| (r.id.clone(), r.status.as_str()) let:run>
+                <For each=visible key=|r| (r.id.clone(), r.status.as_str(), r.spec.name.clone(), r.headline.is_some()) let:run>
                     {
                         let id = run.id.clone();
                         let id_for_class = run.id.clone();
+                        let id_for_tick = run.id.clone();
+                        let id_checked = run.id.clone();
                         let cells = run.spec.cells();
-                        let what = if cells.len() == 1 { cells[0].label() } else { format!("{} cells", cells.len()) };
+                        let what = if run.imported_from.is_some() { format!("{} cells", run.cells_total) } else if cells.len() == 1 { cells[0].label() } else { format!("{} cells", cells.len()) };
+                        let (for_rename, for_delete) = (run.clone(), run.clone());
+                        let terminal = run.status.is_terminal();
+                        let target = if run.imported_from.is_some() { String::new() } else { format!(" · {} ({})", run.target.name, run.target.server.label()) };
                         view! {
-                            <li class:selected=move || shown() == Some(id_for_class.clone())
+                            <li class:selected=move || shown() == Some(id_for_class.clone()) data-run=run.id.clone()
                                 on:click=move |_| live::watch(ctx, id.clone())>
+                                <input type="checkbox" class="pick" title="compare this run"
+                                    prop:checked=move || ctx.selected.with(|s| s.contains(&id_checked))
+                                    on:click=move |ev| {
+                                        ev.stop_propagation();
+                                        let id = id_for_tick.clone();
+                                        ctx.selected.update(|s| if let Some(i) = s.iter().position(|x| *x == id) { s.remove(i); } else { s.push(id); });
+                                    }/>
                                 <span class="run-id">{run.id.clone()}</span>
-                                {(!run.spec.name.is_empty()).then(|| view! { <strong>{run.spec.name.clone()}</strong> })}
+                                {(!run.spec.name.is_empty()).then(|| view! { <strong class="run-name">{run.spec.name.clone()}</strong> })}
                                 <span>{run.spec.workload.as_str()} " · " {what} " · " {run.spec.gpu.clone()}</span>
                                 <span class=format!("status {}", run.status.as_str())>{run.status.as_str()}</span>
-                                {run.target.simulated.then(|| view! { <span class="sim-tag">"simulated"</span> })}
+                                {provenance(&run).map(|(class, text)| view! { <span class=class>{text}</span> })}
+                                <span class="run-meta muted">{when(run.started_unix_ms)} " · model " {run.spec.model.clone()} {target}</span>
+                                <span class="headline">{headline(&run)}</span>
+                                <span class="run-actions" on:click=|ev| ev.stop_propagation()>
+                                    {terminal.then(|| view! { <a class="archive" href=format!("api/runs/{}/archive.tar", run.id) download="" title="every file of this run in one tar archive">"archive"</a> })}
+                                    {(terminal && ctx.is_operator()).then(|| view! {
+                                        <button type="button" class="link rename" on:click=move |_| rename(ctx, &for_rename, error)>"rename"</button>
+                                        <button type="button" class="link delete" on:click=move |_| delete(ctx, &for_delete, error)>"delete"</button>
+                                    })}
+                                </span>
                             </li>
                         }
                     }

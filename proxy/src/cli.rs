@@ -210,6 +210,9 @@ pub struct LimitArgs {
     /// Largest request body in bytes
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     pub max_body_bytes: usize,
+    /// Largest body of an import of result files (POST /api/import) in bytes
+    #[arg(long, default_value_t = Limits::default().max_import_bytes)]
+    pub max_import_bytes: usize,
     /// Most runs kept; a new run is refused beyond it until one is deleted
     #[arg(long, default_value_t = Limits::default().runs_kept)]
     pub runs_kept: usize,
@@ -227,6 +230,7 @@ impl LimitArgs {
             max_cells: self.max_cells.max(1),
             max_run_duration_s: self.max_run_duration_s,
             max_body_bytes: self.max_body_bytes.max(1024),
+            max_import_bytes: self.max_import_bytes.max(1024),
             runs_kept: self.runs_kept.max(1),
         })
     }
@@ -465,7 +469,7 @@ fn report(paths: &[PathBuf], out: Option<&std::path::Path>, prices: &[String], i
         other => anyhow::bail!("--imported-workload {other:?}: give chat or batch"),
     };
     let mut views = Vec::new();
-    let (mut bench_cells, mut bench_files) = (Vec::new(), Vec::new());
+    let mut files = Vec::new();
     for path in paths {
         if path.is_dir() {
             let file = path.join("run.json");
@@ -477,18 +481,11 @@ fn report(paths: &[PathBuf], out: Option<&std::path::Path>, prices: &[String], i
         let name = path.display().to_string();
         let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot be read (give run folders or result files)"))?;
         let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{name}: not JSON ({e})"))?;
-        match crate::import::read(&name, &value, workload).map_err(anyhow::Error::msg)? {
-            crate::import::Imported::Caplab(view) => views.push(*view),
-            crate::import::Imported::VllmBench(cell) => {
-                bench_cells.push(*cell);
-                bench_files.push(path.file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned()));
-            }
-        }
+        files.push((path.file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned()), value));
     }
-    if !bench_cells.is_empty() {
-        let gpu = imported_gpu.ok_or_else(|| anyhow::anyhow!("give --imported-gpu LABEL: a vllm bench serve file does not say which GPU it ran on"))?;
-        views.push(crate::import::run_of(bench_cells, gpu, workload, &bench_files));
-    }
+    let imported = crate::import::runs(&files, imported_gpu, workload)
+        .map_err(|e| anyhow::anyhow!(if e.starts_with("give the GPU") { format!("{e}: give --imported-gpu LABEL") } else { e }))?;
+    views.extend(imported);
     let mut price_map = std::collections::BTreeMap::new();
     for p in prices {
         let (label, usd) = p.rsplit_once('=').ok_or_else(|| anyhow::anyhow!("--price {p}: give LABEL=USD_PER_HOUR"))?;

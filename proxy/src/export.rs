@@ -346,6 +346,8 @@ mod tests {
             message: None,
             cells_total: 1,
             requests_total: 2,
+            headline: None,
+            imported_from: None,
         }
     }
 

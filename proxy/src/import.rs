@@ -1,7 +1,9 @@
 //! Result files from elsewhere, read into caplab's cells so they can be compared and put in the
-//! notes: caplab's own `results.json` from another pod, and `vllm bench serve` result JSON (one
-//! file per load level; field names as vLLM 0.32's vllm/benchmarks/serve.py writes them).
-//! Anything else is refused with what was expected and what the file has.
+//! notes: caplab's own `results.json` from another pod, `vllm bench serve` result JSON (one
+//! file per load level; field names as vLLM 0.32's vllm/benchmarks/serve.py writes them) and
+//! GuideLLM's benchmark report (one file, a benchmark per load level; as GuideLLM 0.8.1 writes
+//! it with `--outputs json`). Anything else is refused with what was expected and what the
+//! file has.
 
 use caplab_shared::stats::Dist;
 use caplab_shared::{CellResult, RunView, Slo, Workload};
@@ -13,6 +15,8 @@ pub enum Imported {
     Caplab(Box<RunView>),
     /// One load level of `vllm bench serve`.
     VllmBench(Box<CellResult>),
+    /// A GuideLLM report: one cell per benchmark (load level).
+    GuideLlm(Vec<CellResult>),
 }
 
 /// Reads one result file (already parsed as JSON). `name` is only for messages.
@@ -25,7 +29,7 @@ pub fn read(name: &str, v: &Value, workload: Workload) -> Result<Imported, Strin
         return Ok(Imported::Caplab(Box::new(view)));
     }
     if obj.contains_key("benchmarks") {
-        return Err(format!("{name}: a GuideLLM report: not read yet (caplab reads its own results.json and vllm bench serve results)"));
+        return guidellm(name, obj, workload).map(Imported::GuideLlm);
     }
     let has = |k: &str| obj.contains_key(k);
     if (has("backend") || has("endpoint_type")) && has("completed") && has("output_throughput") && has("duration") {
@@ -34,9 +38,47 @@ pub fn read(name: &str, v: &Value, workload: Workload) -> Result<Imported, Strin
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(12).collect();
     keys.sort_unstable();
     Err(format!(
-        "{name}: not a recognised result: expected a caplab results.json (with info and cells) or a vllm bench serve result (with backend, completed, output_throughput, duration); this one has {}",
+        "{name}: not a recognised result: expected a caplab results.json (with info and cells), a vllm bench serve result (with backend, completed, output_throughput, duration) or a GuideLLM report (with benchmarks); this one has {}",
         if keys.is_empty() { "no keys".to_string() } else { keys.join(", ") }
     ))
+}
+
+/// Result files (name, parsed JSON) as runs: each caplab results.json its own run (labelled
+/// imported), every `vllm bench serve` file together as one run on `gpu` (one cell per file).
+/// `gpu` must be given when there are files that do not say their GPU.
+pub fn runs(files: &[(String, Value)], gpu: Option<&str>, workload: Workload) -> Result<Vec<RunView>, String> {
+    let mut views = Vec::new();
+    let (mut bench_cells, mut bench_files) = (Vec::new(), Vec::new());
+    for (name, value) in files {
+        match read(name, value, workload)? {
+            Imported::Caplab(mut view) => {
+                if view.info.imported_from.is_none() {
+                    view.info.imported_from = Some(format!("caplab results.json: {name} (run {} on another caplab)", view.info.id));
+                }
+                views.push(*view);
+            }
+            Imported::VllmBench(cell) => {
+                bench_cells.push(*cell);
+                bench_files.push(name.clone());
+            }
+            Imported::GuideLlm(cells) => {
+                let gpu = gpu.map(str::trim).filter(|g| !g.is_empty()).ok_or_else(|| format!("give the GPU this GuideLLM report was measured on: {name} does not say"))?;
+                let mut view = run_of(cells, gpu, workload, std::slice::from_ref(name));
+                view.info.spec.name = "imported GuideLLM report".into();
+                view.info.imported_from = Some(format!("GuideLLM: {name}"));
+                view.info.target.evidence = vec![format!("imported from a GuideLLM report: {name}")];
+                view.info.message = Some(format!("imported from GuideLLM ({} benchmark(s))", view.cells.len()));
+                views.push(view);
+            }
+        }
+    }
+    if !bench_cells.is_empty() {
+        let gpu = gpu.map(str::trim).filter(|g| !g.is_empty()).ok_or_else(|| {
+            format!("give the GPU these vllm bench serve results were measured on: the files ({}) do not say", bench_files.join(", "))
+        })?;
+        views.push(run_of(bench_cells, gpu, workload, &bench_files));
+    }
+    Ok(views)
 }
 
 /// `vllm bench serve` results of one GPU (one file per load level) as one run, labelled
@@ -70,6 +112,8 @@ pub fn run_of(mut cells: Vec<CellResult>, gpu: &str, workload: Workload, files: 
         message: Some(format!("imported from {} vllm bench serve file(s)", files.len())),
         cells_total: cells.len() as u32,
         requests_total: cells.iter().map(|c| u64::from(c.requests_ok + c.requests_failed)).sum(),
+        headline: caplab_shared::decide::Headline::of(&cells),
+        imported_from: Some(format!("vllm bench serve: {}", files.join(", "))),
     };
     let mut view = RunView::new(info);
     view.cells = cells;
@@ -138,15 +182,7 @@ fn vllm_bench(name: &str, obj: &serde_json::Map<String, Value>, workload: Worklo
     let e2e = dist(obj, "e2el", Some("latencies"));
     let ttft = dist(obj, "ttft", Some("ttfts"));
     let slo = Slo::default().effective(workload);
-    let mut slo_missed = Vec::new();
-    match (e2e.p95, slo.e2e_ms) {
-        (Some(v), Some(b)) if v > b => slo_missed.push(format!("e2e p95 {v:.0} ms > {b:.0} ms")),
-        (None, _) => slo_missed.push("p95 end-to-end is not in the file (run vllm bench serve with --metric-percentiles 50,95,99 or --save-detailed)".into()),
-        _ => {}
-    }
-    if failed > 0 {
-        slo_missed.push(format!("{failed} failed request{}", if failed == 1 { "" } else { "s" }));
-    }
+    let slo_missed = slo_misses(&slo, &e2e, failed, "run vllm bench serve with --metric-percentiles 50,95,99 or --save-detailed");
     Ok(CellResult {
         concurrency,
         max_new_tokens,
@@ -169,6 +205,103 @@ fn vllm_bench(name: &str, obj: &serde_json::Map<String, Value>, workload: Worklo
         notes,
         ..Default::default()
     })
+}
+
+/// How a cell measured elsewhere misses `slo` (the default SLO of its workload: the files do not
+/// carry one): its p95 end to end, and any failed request. `how` says how to get a p95.
+fn slo_misses(slo: &Slo, e2e: &Dist, failed: u32, how: &str) -> Vec<String> {
+    let mut missed = Vec::new();
+    match (e2e.p95, slo.e2e_ms) {
+        (Some(v), Some(b)) if v > b => missed.push(format!("e2e p95 {v:.0} ms > {b:.0} ms")),
+        (None, _) => missed.push(format!("p95 end-to-end is not in the file ({how})")),
+        _ => {}
+    }
+    if failed > 0 {
+        missed.push(format!("{failed} failed request{}", if failed == 1 { "" } else { "s" }));
+    }
+    missed
+}
+
+/// A GuideLLM distribution (`{mean, median, max, count, percentiles: {p50, p90, p95, p99}}`) of
+/// the successful requests, scaled to ms.
+fn guidellm_dist(metrics: &serde_json::Map<String, Value>, key: &str, to_ms: f64) -> Dist {
+    let s = metrics.get(key).and_then(|m| m.get("successful"));
+    let f = |path: &[&str]| {
+        let mut v = s?;
+        for p in path {
+            v = v.get(p)?;
+        }
+        v.as_f64().filter(|x| x.is_finite()).map(|x| x * to_ms)
+    };
+    Dist {
+        count: s.and_then(|s| s.get("count")).and_then(Value::as_u64).unwrap_or(0),
+        mean: f(&["mean"]),
+        p50: f(&["percentiles", "p50"]).or_else(|| f(&["median"])),
+        p90: f(&["percentiles", "p90"]),
+        p95: f(&["percentiles", "p95"]),
+        p99: f(&["percentiles", "p99"]),
+        max: f(&["max"]),
+    }
+}
+
+/// The cells of a GuideLLM report, one per benchmark.
+fn guidellm(name: &str, obj: &serde_json::Map<String, Value>, workload: Workload) -> Result<Vec<CellResult>, String> {
+    let benchmarks = obj.get("benchmarks").and_then(Value::as_array).ok_or_else(|| format!("{name}: a GuideLLM report's `benchmarks` is not a list"))?;
+    if benchmarks.is_empty() {
+        return Err(format!("{name}: a GuideLLM report without benchmarks"));
+    }
+    let version = obj.get("metadata").and_then(|m| m.get("guidellm_version")).and_then(Value::as_str).unwrap_or("unknown version");
+    let slo = Slo::default().effective(workload);
+    let mut cells = Vec::new();
+    for (i, b) in benchmarks.iter().enumerate() {
+        let at = |what: &str| format!("{name}: benchmark {i}: {what}");
+        let metrics = b.get("metrics").and_then(Value::as_object).ok_or_else(|| at("no metrics (not a GuideLLM benchmark report?)"))?;
+        let total = |key: &str, kind: &str| metrics.get(key).and_then(|m| m.get(kind)).and_then(|m| m.get("total_sum")).and_then(Value::as_f64).unwrap_or(0.0);
+        let count = |kind: &str| metrics.get("request_totals").and_then(|t| t.get(kind)).and_then(Value::as_u64);
+        let ok = count("successful").ok_or_else(|| at("metrics.request_totals.successful is not a number"))? as u32;
+        let failed = count("errored").unwrap_or(0) as u32;
+        let duration = b.get("duration").and_then(Value::as_f64).filter(|d| *d > 0.0).ok_or_else(|| at("`duration` is not a positive number of seconds"))?;
+        let strategy = b.get("config").and_then(|c| c.get("strategy"));
+        let kind = strategy.and_then(|s| s.get("type_")).and_then(Value::as_str).unwrap_or("unknown");
+        let mut notes = vec![format!("imported from GuideLLM {version} ({name}, benchmark {i}, {kind}); output tok/s = its successful output tokens ÷ its duration")];
+        let num = |k: &str| strategy.and_then(|s| s.get(k)).and_then(Value::as_f64);
+        let (concurrency, rate) = match kind {
+            "synchronous" => (1, None),
+            "concurrent" => (num("streams").or_else(|| num("max_concurrency")).unwrap_or(0.0) as u32, None),
+            "constant" | "poisson" => (0, num("rate")),
+            _ => {
+                notes.push(format!("GuideLLM's {kind} strategy: the concurrency shown is its mean"));
+                (guidellm_dist(metrics, "request_concurrency", 1.0).mean.unwrap_or(0.0).round() as u32, None)
+            }
+        };
+        let output_tokens = total("output_token_count", "successful");
+        let max_new_tokens = guidellm_dist(metrics, "output_token_count", 1.0).max.unwrap_or(0.0).round() as u32;
+        let e2e = guidellm_dist(metrics, "request_latency", 1000.0);
+        let slo_missed = slo_misses(&slo, &e2e, failed, "GuideLLM writes it for every benchmark: is the file cut?");
+        cells.push(CellResult {
+            concurrency,
+            max_new_tokens,
+            rate,
+            total_time_s: duration,
+            requests_ok: ok,
+            requests_failed: failed,
+            prompt_tokens: total("prompt_token_count", "successful") as u64,
+            completion_tokens: output_tokens as u64,
+            output_tok_s: output_tokens / duration,
+            total_tok_s: (output_tokens + total("prompt_token_count", "successful")) / duration,
+            requests_per_s: f64::from(ok) / duration,
+            ttft: guidellm_dist(metrics, "time_to_first_token_ms", 1.0),
+            tpot: guidellm_dist(metrics, "time_per_output_token_ms", 1.0),
+            itl: guidellm_dist(metrics, "inter_token_latency_ms", 1.0),
+            e2e,
+            slo: slo.clone(),
+            slo_pass: slo_missed.is_empty() && ok > 0,
+            slo_missed,
+            notes,
+            ..Default::default()
+        });
+    }
+    Ok(cells)
 }
 
 #[cfg(test)]
@@ -211,11 +344,34 @@ mod tests {
     }
 
     #[test]
+    fn a_guidellm_report_becomes_one_cell_per_benchmark() {
+        // Captured from GuideLLM 0.8.1 against caplab's simulator: concurrent@4, 20 requests of 64 tokens.
+        let v: Value = serde_json::from_str(include_str!("../../tests/fixtures/guidellm_0.8.1_concurrent4.json")).unwrap();
+        let Imported::GuideLlm(cells) = read("gl.json", &v, Workload::Chat).unwrap() else { panic!("a GuideLLM report") };
+        assert_eq!(cells.len(), 1);
+        let c = &cells[0];
+        assert_eq!((c.concurrency, c.rate, c.max_new_tokens, c.requests_ok, c.requests_failed), (4, None, 64, 20, 0));
+        assert_eq!(c.completion_tokens, 1280);
+        assert!((c.output_tok_s - 1280.0 / 4.684_752_225_875_854_5).abs() < 1e-6, "{}", c.output_tok_s);
+        assert!((c.e2e.p95.unwrap() - 930.198_431_015_014_6).abs() < 1e-6, "request latency is in seconds there, ms here");
+        assert!((c.ttft.p50.unwrap() - 60.404_300_689_697_266).abs() < 1e-9, "TTFT is in ms there");
+        assert!(c.itl.p99.is_some() && c.slo_pass, "{:?}", c.slo_missed);
+        assert!(c.notes[0].contains("GuideLLM 0.8.1"), "{:?}", c.notes);
+        // As a run: the GPU must be given, and the run says where it comes from.
+        assert!(runs(&[("gl.json".into(), v.clone())], None, Workload::Chat).err().unwrap().contains("give the GPU this GuideLLM report was measured on"));
+        let r = runs(&[("gl.json".into(), v)], Some("L4 pod"), Workload::Chat).unwrap();
+        assert_eq!(r[0].info.imported_from.as_deref(), Some("GuideLLM: gl.json"));
+        assert_eq!(r[0].info.spec.gpu, "L4 pod");
+    }
+
+    #[test]
     fn other_files_are_refused_with_what_is_wrong() {
         let e = read("x.json", &json!([1, 2]), Workload::Chat).err().unwrap();
         assert_eq!(e, "x.json: not a result file: expected a JSON object, found an array");
         let e = read("guide.json", &json!({"benchmarks": []}), Workload::Chat).err().unwrap();
-        assert!(e.contains("GuideLLM") && e.contains("not read yet"), "{e}");
+        assert_eq!(e, "guide.json: a GuideLLM report without benchmarks");
+        let e = read("guide.json", &json!({"benchmarks": [{"duration": 3.0}]}), Workload::Chat).err().unwrap();
+        assert!(e.contains("benchmark 0: no metrics"), "{e}");
         let e = read("other.json", &json!({"foo": 1, "bar": 2}), Workload::Chat).err().unwrap();
         assert!(e.contains("not a recognised result") && e.contains("this one has bar, foo"), "{e}");
         let mut bad = bench(8, 1.0, 1.0);

@@ -17,6 +17,8 @@ pub struct Limits {
     pub max_run_duration_s: f64,
     /// Largest request body accepted (bytes).
     pub max_body_bytes: usize,
+    /// Largest body of `POST /api/import` (result files dropped on the page).
+    pub max_import_bytes: usize,
     /// Most runs kept; beyond it, a new run is refused until one is deleted.
     pub runs_kept: usize,
 }
@@ -30,6 +32,7 @@ impl Default for Limits {
             max_cells: 256,
             max_run_duration_s: 24.0 * 3600.0,
             max_body_bytes: 64 * 1024,
+            max_import_bytes: 16 * 1024 * 1024,
             runs_kept: 10_000,
         }
     }

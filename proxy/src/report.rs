@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use caplab_shared::decide::{cost_per_million_tokens, not_comparable, speedup, verdict, Verdict};
+use caplab_shared::decide::{cost_per_million_tokens, not_comparable, speedup, verdict, Comparison, GpuPrice, Verdict};
+use caplab_shared::frontier::{self, Series};
 use caplab_shared::{RunView, Workload};
 
 use crate::sim::profile;
@@ -53,8 +54,7 @@ pub fn notes(runs: &[RunView], prices: &BTreeMap<String, f64>) -> String {
     let gpu = |i: usize| {
         labels.get(i).map(|label| {
             let p = profile_of(label);
-            let price = prices.get(label).copied().or_else(|| p.as_ref().and_then(|p| prices.get(&p.key).copied())).or(p.as_ref().map(|p| p.price_usd_h));
-            Gpu { label: label.clone(), vram: p.as_ref().map(|p| format!("{:.0} GiB", p.memory_gib)), price }
+            Gpu { label: label.clone(), vram: p.as_ref().map(|p| format!("{:.0} GiB", p.memory_gib)), price: price_of(label, prices).usd_per_hour }
         })
     };
     let (a, b) = (gpu(0), gpu(1));
@@ -190,10 +190,11 @@ pub fn notes(runs: &[RunView], prices: &BTreeMap<String, f64>) -> String {
     let used: Vec<&RunView> = verdicts.values().map(|(r, _)| *r).collect();
     let mut sources = String::from("Runs used (caplab run ids):\n");
     for r in &used {
-        let kind = match (r.info.target.simulated, r.info.target.name.as_str()) {
-            (true, _) => "SIMULATED",
-            (false, "imported") => "imported: measured by another tool",
-            _ => "measured",
+        let kind = match (r.info.target.simulated, &r.info.imported_from) {
+            (true, _) => "SIMULATED".to_string(),
+            (false, Some(from)) => format!("IMPORTED: measured by another tool ({from})"),
+            _ if r.info.target.name == "imported" => "IMPORTED: measured by another tool".to_string(),
+            _ => "measured".to_string(),
         };
         sources.push_str(&format!(
             "- `{}`: {} on {} ({kind}), model {}, target {} ({}), SLO p95 end-to-end ≤ {} ms\n",
@@ -218,6 +219,55 @@ pub fn notes(runs: &[RunView], prices: &BTreeMap<String, f64>) -> String {
     f.insert("sources".to_string(), sources.trim_end().to_string());
     f.insert("caveats".to_string(), if caveats.is_empty() { String::new() } else { format!("## Caveats\n\n{}", caveats.iter().map(|c| format!("- {c}")).collect::<Vec<_>>().join("\n")) });
     fill(TEMPLATE, &f)
+}
+
+/// The $/hour for a GPU label: given (by label or profile key), else its profile's typical price.
+pub fn price_of(label: &str, prices: &BTreeMap<String, f64>) -> GpuPrice {
+    let p = profile_of(label);
+    let (usd_per_hour, from) = match (prices.get(label).or_else(|| p.as_ref().and_then(|p| prices.get(&p.key))), &p) {
+        (Some(v), _) => (Some(*v), "given".to_string()),
+        (None, Some(p)) => (Some(p.price_usd_h), format!("profile: {} (typical on-demand price, data/profiles/gpus.toml)", p.name)),
+        (None, None) => (None, "no GPU profile matches this label: give its price".to_string()),
+    };
+    GpuPrice { gpu: label.to_string(), usd_per_hour, from }
+}
+
+/// The runs side by side for the dashboard: the notes (markdown and HTML), the frontiers
+/// overlaid, and the price of each GPU.
+pub fn comparison(runs: &[RunView], prices: &BTreeMap<String, f64>) -> Comparison {
+    let markdown = notes(runs, prices);
+    let series: Vec<Series> = runs.iter().map(|r| Series { name: series_name(r), cells: &r.cells }).collect();
+    let mut gpus: Vec<String> = runs.iter().map(|r| r.info.spec.gpu.clone()).collect();
+    gpus.dedup();
+    gpus.sort();
+    gpus.dedup();
+    Comparison {
+        runs: runs.iter().map(|r| r.info.id.clone()).collect(),
+        html: html(&markdown),
+        markdown,
+        frontier_svg: frontier::svg_series(&series, "Throughput vs p95 latency, runs compared"),
+        prices: gpus.iter().map(|g| price_of(g, prices)).collect(),
+    }
+}
+
+/// A run's name in a comparison's legend: its name or id, workload, and how its numbers were got.
+fn series_name(r: &RunView) -> String {
+    let name = if r.info.spec.name.is_empty() { r.info.spec.gpu.split(" · ").next().unwrap_or(&r.info.spec.gpu).to_string() } else { r.info.spec.name.clone() };
+    let how = if r.info.target.simulated { " (sim)" } else if r.info.imported_from.is_some() { " (imported)" } else { "" };
+    format!("{name} {}{how}", r.info.spec.workload.as_str())
+}
+
+/// Markdown as HTML for the dashboard; HTML inside the markdown (a run's name, say) is shown as
+/// text, never interpreted.
+pub fn html(markdown: &str) -> String {
+    use pulldown_cmark::{Event, Options, Parser};
+    let events = Parser::new_ext(markdown, Options::ENABLE_TABLES).map(|e| match e {
+        Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
+        e => e,
+    });
+    let mut out = String::new();
+    pulldown_cmark::html::push_html(&mut out, events);
+    out
 }
 
 /// Replaces every `{{name}}`; a name without a value says so instead of staying a placeholder.
@@ -254,6 +304,8 @@ mod tests {
             message: None,
             cells_total: cells.len() as u32,
             requests_total: 0,
+            headline: None,
+            imported_from: None,
         };
         let mut v = RunView::new(info);
         v.cells = cells
@@ -310,5 +362,28 @@ mod tests {
         assert!(md.contains("n/a: rtx-pod matches no GPU profile"), "{md}");
         let priced = notes(&runs, &BTreeMap::from([("rtx-pod".to_string(), 0.3)]));
         assert!(priced.contains("~$0.30/hr"), "{priced}");
+    }
+
+    #[test]
+    fn a_comparison_prices_each_gpu_and_never_runs_html_from_a_name() {
+        let rtx = "NVIDIA RTX 2000 Ada 16GB · m (simulated)";
+        let mut chat = run("c-rtx", rtx, Workload::Chat, &[(1, 128, 40.0, 900.0, true), (8, 128, 280.0, 2500.0, true)]);
+        chat.info.spec.name = "<img src=x onerror=alert(1)>".into();
+        let other = run("c-pod", "my-pod", Workload::Chat, &[(8, 128, 500.0, 1000.0, true)]);
+        let c = comparison(&[chat.clone(), other.clone()], &BTreeMap::new());
+        assert_eq!(c.runs, ["c-rtx", "c-pod"]);
+        assert!(c.html.contains("<table>") && c.html.contains("<td>"), "the notes' tables as HTML");
+        assert!(!c.html.contains("<img"), "{}", c.html);
+        assert!(!c.frontier_svg.contains("<img"));
+        assert_eq!(c.prices.len(), 2);
+        let rtx_price = c.prices.iter().find(|p| p.gpu == rtx).unwrap();
+        assert_eq!(rtx_price.usd_per_hour, Some(0.24));
+        assert!(rtx_price.from.starts_with("profile: NVIDIA RTX 2000 Ada"), "{}", rtx_price.from);
+        let pod = c.prices.iter().find(|p| p.gpu == "my-pod").unwrap();
+        assert_eq!(pod.usd_per_hour, None);
+        let given = comparison(&[chat, other], &BTreeMap::from([("my-pod".to_string(), 2.0), (rtx.to_string(), 0.5)]));
+        assert!(given.prices.iter().all(|p| p.from == "given"));
+        // $2/h at 500 tok/s = $1.111 per million output tokens.
+        assert!(given.markdown.contains("$1.111"), "{}", given.markdown);
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use caplab_shared::decide::Headline;
 use caplab_shared::{RequestSample, RunInfo, RunStatus, RunView, ServerMsg};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -288,6 +289,55 @@ impl Registry {
         Ok(())
     }
 
+    /// Renames a finished run (its `spec.name`), in its files and in the index.
+    pub fn rename(&self, id: &str, name: &str) -> Result<RunInfo, String> {
+        let path = self.saved_folder(id)?;
+        let mut view = read_view(&path).map_err(|e| format!("run {id}'s files in {} cannot be read: {e}", path.display()))?;
+        view.info.spec.name = name.to_string();
+        write_view(&path, &view).map_err(|e| format!("could not write run {id}'s files: {e}"))?;
+        let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+        if runs.contains_key(id) {
+            runs.insert(id.to_string(), Entry::Saved(view.info.clone()));
+        }
+        Ok(view.info)
+    }
+
+    /// Keeps results measured elsewhere (`crate::import`) as a finished run of their own, with
+    /// a new id, so they are listed, compared and put in the notes like any other.
+    pub fn add_imported(&self, mut view: RunView, unix_ms: u64) -> std::io::Result<RunInfo> {
+        let id = self.next_id(unix_ms);
+        view.info.id = id.clone();
+        view.info.started_unix_ms = unix_ms;
+        view.info.headline = Headline::of(&view.cells);
+        let path = self.dir.join(&id);
+        std::fs::create_dir_all(&path)?;
+        write_atomic(&path.join("requests.csv"), &export::requests_csv(&view.info, &[])?)?;
+        write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
+        write_atomic(&path.join("surface.svg"), export::surface_svg(&view).as_bytes())?;
+        write_atomic(&path.join("frontier.svg"), export::frontier_svg(&view).as_bytes())?;
+        write_view(&path, &view)?;
+        self.runs.write().unwrap_or_else(|p| p.into_inner()).insert(id, Entry::Saved(view.info.clone()));
+        Ok(view.info)
+    }
+
+    /// A finished run's folder as one tar archive (`<id>/info.json`, `run.json`, the CSVs and
+    /// SVGs), built in memory: a run's files are bounded by `--max-requests-per-run`.
+    pub fn archive(&self, id: &str) -> Result<Vec<u8>, String> {
+        let path = self.saved_folder(id)?;
+        let mut tar = tar::Builder::new(Vec::new());
+        tar.mode(tar::HeaderMode::Deterministic);
+        tar.append_dir_all(id, &path).and_then(|()| tar.into_inner()).map_err(|e| format!("could not archive run {id}'s files in {}: {e}", path.display()))
+    }
+
+    /// The folder of a finished run (a running one is refused: its files are not final yet).
+    fn saved_folder(&self, id: &str) -> Result<PathBuf, String> {
+        match self.runs.read().unwrap_or_else(|p| p.into_inner()).get(id) {
+            None => Err(format!("no run with id {id:?}")),
+            Some(Entry::Live(_)) => Err(format!("run {id} is still going on (or its files are being written): try again once it has ended")),
+            Some(Entry::Saved(_)) => Ok(self.dir.join(id)),
+        }
+    }
+
     /// Forgets a run and removes its folder (the id is one this registry holds, never a path).
     pub fn delete(&self, id: &str) -> std::io::Result<()> {
         if self.runs.write().unwrap_or_else(|p| p.into_inner()).remove(id).is_some() {
@@ -306,18 +356,20 @@ impl Registry {
         let path = self.dir.join(&run.id);
         let saved = self.write_final(run, &path);
         run.settle();
-        if saved.is_ok() {
+        if let Ok(info) = &saved {
             let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
             if runs.contains_key(&run.id) {
-                runs.insert(run.id.clone(), Entry::Saved(run.info()));
+                runs.insert(run.id.clone(), Entry::Saved(info.clone()));
             }
         }
-        saved.map(|()| path)
+        saved.map(|_| path)
     }
 
-    fn write_final(&self, run: &Run, path: &Path) -> std::io::Result<()> {
+    /// Writes the final files; returns the index entry (the info with its headline).
+    fn write_final(&self, run: &Run, path: &Path) -> std::io::Result<RunInfo> {
         std::fs::create_dir_all(path)?;
-        let view = run.view();
+        let mut view = run.view();
+        view.info.headline = Headline::of(&view.cells);
         {
             let mut requests = lock(&run.requests);
             let csv = path.join("requests.csv");
@@ -342,7 +394,8 @@ impl Registry {
         write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
         write_atomic(&path.join("surface.svg"), export::surface_svg(&view).as_bytes())?;
         write_atomic(&path.join("frontier.svg"), export::frontier_svg(&view).as_bytes())?;
-        write_view(path, &view)
+        write_view(path, &view)?;
+        Ok(view.info)
     }
 }
 
@@ -402,6 +455,7 @@ fn index_entry(path: &Path) -> anyhow::Result<Option<RunInfo>> {
     };
     view.info.status = RunStatus::Interrupted;
     view.cells = recompute_cells(&view.info.spec, &samples);
+    view.info.headline = Headline::of(&view.cells);
     let torn = if torn > 0 { format!(" ({torn} unreadable line(s) at the journal's end, cut by the stop, were left out)") } else { String::new() };
     view.info.message = Some(format!(
         "caplab stopped (killed or crashed) while this run was in progress: the {} requests that completed before are kept, and its cells are recomputed from them{torn}",
@@ -463,6 +517,8 @@ mod tests {
             message: None,
             cells_total: 1,
             requests_total: u64::from(n),
+            headline: None,
+            imported_from: None,
         };
         let run = Run::new(info, &CancellationToken::new());
         reg.insert_counting_ahead(run.clone());

@@ -2,6 +2,8 @@
 //! best configuration, the largest concurrency that still meets the SLO, the p95 there, speedups
 //! between GPUs, cost per million output tokens, and what makes two runs not comparable.
 
+use serde::{Deserialize, Serialize};
+
 use crate::result::CellResult;
 use crate::spec::ExperimentSpec;
 
@@ -72,6 +74,60 @@ pub fn verdict(cells: &[CellResult]) -> Verdict {
         None
     };
     Verdict { best, max_stable_concurrency, at_max_stable, grid_ceiling, why_none }
+}
+
+/// A finished run's answer in a few numbers, kept in its index entry so the run list can show
+/// it without reading the run (set when the run ends; absent for runs saved before it existed).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Headline {
+    /// The best configuration ("c16 × 256"), when a cell met the SLO.
+    pub best: Option<String>,
+    /// Its output tokens/s.
+    pub best_tok_s: Option<f64>,
+    /// The max stable concurrency ("16", or "≥ 64" when the grid's highest still met the SLO).
+    pub max_stable: Option<String>,
+    /// p95 end-to-end (ms) at the max stable concurrency.
+    pub p95_at_peak_ms: Option<f64>,
+    /// Why there is no best configuration, in words.
+    pub why_none: Option<String>,
+}
+
+impl Headline {
+    /// None for a run without a finished cell.
+    pub fn of(cells: &[CellResult]) -> Option<Headline> {
+        if cells.is_empty() {
+            return None;
+        }
+        let v = verdict(cells);
+        Some(Headline {
+            best: v.best.as_ref().map(Pick::label),
+            best_tok_s: v.best.as_ref().map(|b| b.output_tok_s),
+            max_stable: v.max_stable_concurrency.map(|m| if v.grid_ceiling == Some(m) { format!("≥ {m}") } else { m.to_string() }),
+            p95_at_peak_ms: v.at_max_stable.and_then(|p| p.e2e_p95_ms),
+            why_none: v.why_none,
+        })
+    }
+}
+
+/// The $/hour a comparison prices a GPU at, and where that figure comes from.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct GpuPrice {
+    /// The runs' GPU label.
+    pub gpu: String,
+    pub usd_per_hour: Option<f64>,
+    /// "given", "profile: NVIDIA A100 80GB SXM (typical on-demand price)" or why there is none.
+    pub from: String,
+}
+
+/// Runs set side by side: the notes filled from them (markdown, and the same as HTML for the
+/// dashboard), their frontiers overlaid, and the prices used.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct Comparison {
+    pub runs: Vec<String>,
+    pub markdown: String,
+    pub html: String,
+    pub frontier_svg: String,
+    pub prices: Vec<GpuPrice>,
 }
 
 /// Dollars per million output tokens at `tok_s` on a GPU rented at `usd_per_hour`.

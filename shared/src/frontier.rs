@@ -12,52 +12,70 @@ use crate::result::CellResult;
 const W: f64 = 640.0;
 const H: f64 = 360.0;
 const LEFT: f64 = 64.0;
-const RIGHT: f64 = 150.0;
 const TOP: f64 = 40.0;
 const BOTTOM: f64 = 44.0;
-const COLOURS: [&str; 6] = ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#be123c"];
+const COLOURS: [&str; 8] = ["#2563eb", "#16a34a", "#ea580c", "#9333ea", "#0891b2", "#be123c", "#854d0e", "#4b5563"];
 
-/// The frontier as a standalone SVG titled `title`.
+/// One run's cells on a frontier chart, named in the legend (empty name: a single run's chart).
+pub struct Series<'a> {
+    pub name: String,
+    pub cells: &'a [CellResult],
+}
+
+/// The frontier of one run as a standalone SVG titled `title`.
 pub fn svg(cells: &[CellResult], title: &str) -> String {
-    let points: Vec<&CellResult> = cells.iter().filter(|c| c.requests_ok > 0 && c.e2e.p95.is_some()).collect();
-    let slo = cells.iter().find_map(|c| c.slo.e2e_ms);
-    let x_top = nice_max(points.iter().map(|c| c.output_tok_s).fold(0.0, f64::max), 5);
-    let y_max = points.iter().filter_map(|c| c.e2e.p95).fold(slo.unwrap_or(0.0), f64::max);
+    svg_series(&[Series { name: String::new(), cells }], title)
+}
+
+/// Several runs' frontiers overlaid (one line per run and max_new_tokens, each run's SLO and
+/// best configuration drawn), for comparing GPUs or workloads.
+pub fn svg_series(series: &[Series], title: &str) -> String {
+    let named = series.iter().any(|s| !s.name.is_empty());
+    let right = if named { 230.0 } else { 150.0 };
+    let points: Vec<(usize, &CellResult)> =
+        series.iter().enumerate().flat_map(|(i, s)| s.cells.iter().filter(|c| c.requests_ok > 0 && c.e2e.p95.is_some()).map(move |c| (i, c))).collect();
+    let mut slos: Vec<f64> = series.iter().filter_map(|s| s.cells.iter().find_map(|c| c.slo.e2e_ms)).collect();
+    slos.sort_by(f64::total_cmp);
+    slos.dedup();
+    let x_top = nice_max(points.iter().map(|(_, c)| c.output_tok_s).fold(0.0, f64::max), 5);
+    let y_max = points.iter().filter_map(|(_, c)| c.e2e.p95).fold(slos.last().copied().unwrap_or(0.0), f64::max);
     let y_top = nice_max(y_max * 1.05, 5);
-    let x = Scale::new((0.0, x_top), (LEFT, W - RIGHT));
+    let x = Scale::new((0.0, x_top), (LEFT, W - right));
     let y = Scale::new((0.0, y_top), (H - BOTTOM, TOP));
     let mut out = String::new();
     let _ = write!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" class="frontier" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#);
     let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, xml_escape(title));
     for v in ticks(y_top, 5) {
         let py = y.map(v);
-        let _ = write!(out, r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##, W - RIGHT, LEFT - 6.0, py + 4.0, short_label(v));
+        let _ = write!(out, r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##, W - right, LEFT - 6.0, py + 4.0, short_label(v));
     }
     for v in ticks(x_top, 5) {
         let px = x.map(v);
         let _ = write!(out, r##"<text x="{px:.1}" y="{}" text-anchor="middle" fill="#555">{}</text>"##, H - BOTTOM + 16.0, short_label(v));
     }
-    let _ = write!(out, r##"<text x="{}" y="{}" text-anchor="middle" fill="#333">output tokens/s →</text>"##, (LEFT + W - RIGHT) / 2.0, H - 8.0);
+    let _ = write!(out, r##"<text x="{}" y="{}" text-anchor="middle" fill="#333">output tokens/s →</text>"##, (LEFT + W - right) / 2.0, H - 8.0);
     let _ = write!(out, r##"<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle" fill="#333">p95 end-to-end (ms) →</text>"##, (TOP + H - BOTTOM) / 2.0, (TOP + H - BOTTOM) / 2.0);
-    if let Some(s) = slo {
-        let py = y.map(s);
-        let _ = write!(out, r##"<line class="slo" x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#dc2626" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="#dc2626">SLO p95 ≤ {} ms</text>"##, W - RIGHT, W - RIGHT + 6.0, py + 4.0, short_label(s));
+    for s in &slos {
+        let py = y.map(*s);
+        let _ = write!(out, r##"<line class="slo" x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#dc2626" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="#dc2626">SLO p95 ≤ {} ms</text>"##, W - right, LEFT + 4.0, py - 4.0, short_label(*s));
     }
-    let mut lengths: Vec<u32> = points.iter().map(|c| c.max_new_tokens).collect();
-    lengths.sort_unstable();
-    lengths.dedup();
-    for (k, n) in lengths.iter().enumerate() {
+    let mut lines: Vec<(usize, u32)> = points.iter().map(|(i, c)| (*i, c.max_new_tokens)).collect();
+    lines.sort_unstable();
+    lines.dedup();
+    let legend = |k: usize| TOP + 18.0 * k as f64 + 30.0;
+    for (k, (si, n)) in lines.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let mut line: Vec<&&CellResult> = points.iter().filter(|c| c.max_new_tokens == *n).collect();
+        let mut line: Vec<&CellResult> = points.iter().filter(|(i, c)| i == si && c.max_new_tokens == *n).map(|(_, c)| *c).collect();
         line.sort_by(|a, b| a.rate.unwrap_or(f64::from(a.concurrency)).total_cmp(&b.rate.unwrap_or(f64::from(b.concurrency))));
         let d: Vec<String> = line.iter().enumerate().map(|(i, c)| format!("{}{:.1},{:.1}", if i == 0 { 'M' } else { 'L' }, x.map(c.output_tok_s), y.map(c.e2e.p95.unwrap_or(0.0)))).collect();
         let _ = write!(out, r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#, d.join(" "));
+        let who = if named { format!("{}: ", xml_escape(&series[*si].name)) } else { String::new() };
         for c in &line {
             let at = c.rate.map_or(format!("c{}", c.concurrency), |r| format!("{r} rps"));
             let (px, py) = (x.map(c.output_tok_s), y.map(c.e2e.p95.unwrap_or(0.0)));
             let _ = write!(
                 out,
-                r##"<g class="point" data-cell="{}"><title>{at} × {n}: {:.0} tok/s, p95 {:.0} ms{}</title><circle cx="{px:.1}" cy="{py:.1}" r="4" fill="{}"/><text x="{:.1}" y="{:.1}" fill="#333" font-size="10">{at}</text></g>"##,
+                r##"<g class="point" data-cell="{}"><title>{who}{at} × {n}: {:.0} tok/s, p95 {:.0} ms{}</title><circle cx="{px:.1}" cy="{py:.1}" r="4" fill="{}" stroke="{colour}"/><text x="{:.1}" y="{:.1}" fill="#333" font-size="10">{at}</text></g>"##,
                 c.cell,
                 c.output_tok_s,
                 c.e2e.p95.unwrap_or(0.0),
@@ -67,20 +85,35 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
                 py - 6.0
             );
         }
-        let ly = TOP + 20.0 * k as f64 + 30.0;
-        let _ = write!(out, r#"<rect x="{}" y="{}" width="14" height="3" fill="{colour}"/><text x="{}" y="{ly}">{n} new tokens</text>"#, W - RIGHT + 6.0, ly - 5.0, W - RIGHT + 24.0);
+        let name = if named { format!("{} · {n} tok", clip(&series[*si].name, 26)) } else { format!("{n} new tokens") };
+        let ly = legend(k);
+        let _ = write!(out, r#"<rect x="{}" y="{}" width="14" height="3" fill="{colour}"/><text x="{}" y="{ly}">{}</text>"#, W - right + 6.0, ly - 5.0, W - right + 24.0, xml_escape(&name));
     }
-    if let Some(best) = verdict(cells).best {
-        let (px, py) = (x.map(best.output_tok_s), y.map(best.e2e_p95_ms.unwrap_or(0.0)));
-        let _ = write!(out, r##"<circle class="best" cx="{px:.1}" cy="{py:.1}" r="9" fill="none" stroke="#111" stroke-width="2"><title>best configuration: {}</title></circle>"##, xml_escape(&best.label()));
-        let ly = TOP + 20.0 * lengths.len() as f64 + 40.0;
-        let _ = write!(out, r##"<circle cx="{}" cy="{}" r="6" fill="none" stroke="#111" stroke-width="2"/><text x="{}" y="{ly}">best: {}</text>"##, W - RIGHT + 13.0, ly - 4.0, W - RIGHT + 24.0, xml_escape(&best.label()));
+    let mut k = lines.len();
+    for s in series {
+        if let Some(best) = verdict(s.cells).best {
+            let (px, py) = (x.map(best.output_tok_s), y.map(best.e2e_p95_ms.unwrap_or(0.0)));
+            let label = if named { format!("{}: {}", s.name, best.label()) } else { best.label() };
+            let _ = write!(out, r##"<circle class="best" cx="{px:.1}" cy="{py:.1}" r="9" fill="none" stroke="#111" stroke-width="2"><title>best configuration: {}</title></circle>"##, xml_escape(&label));
+            let ly = legend(k) + 10.0;
+            k += 1;
+            let _ = write!(out, r##"<circle cx="{}" cy="{}" r="6" fill="none" stroke="#111" stroke-width="2"/><text x="{}" y="{ly}">best: {}</text>"##, W - right + 13.0, ly - 4.0, W - right + 24.0, xml_escape(&clip(&label, 30)));
+        }
     }
     if points.is_empty() {
-        let _ = write!(out, r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">no finished cell with a successful request yet</text>"##, (LEFT + W - RIGHT) / 2.0, (TOP + H - BOTTOM) / 2.0);
+        let _ = write!(out, r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">no finished cell with a successful request yet</text>"##, (LEFT + W - right) / 2.0, (TOP + H - BOTTOM) / 2.0);
     }
     out.push_str("</svg>");
     out
+}
+
+/// At most `n` characters, with an ellipsis when cut.
+fn clip(text: &str, n: usize) -> String {
+    if text.chars().count() <= n {
+        text.to_string()
+    } else {
+        text.chars().take(n - 1).chain(std::iter::once('…')).collect()
+    }
 }
 
 #[cfg(test)]
@@ -113,5 +146,20 @@ mod tests {
         assert!(s.contains("best configuration: c8 × 256"), "the fastest passing cell, not the faster failing one");
         assert!(s.contains("chat on &lt;RTX&gt;"));
         assert!(svg(&[], "x").contains("no finished cell"));
+    }
+
+    #[test]
+    fn overlaid_runs_get_a_line_each_their_own_best_and_their_slo_lines() {
+        let a = vec![cell(0, 1, 128, 40.0, 900.0, true), cell(1, 8, 128, 300.0, 2500.0, true)];
+        let mut b = vec![cell(0, 1, 128, 90.0, 400.0, true), cell(1, 8, 128, 700.0, 1200.0, true), cell(2, 32, 128, 1900.0, 2600.0, true)];
+        b[2].slo.e2e_ms = Some(2000.0);
+        b[2].slo_pass = false;
+        let s = svg_series(&[Series { name: "RTX <chat>".into(), cells: &a }, Series { name: "A100 chat".into(), cells: &b }], "chat: RTX vs A100");
+        assert_eq!(s.matches(r#"class="point""#).count(), 5);
+        assert_eq!(s.matches("<path ").count(), 2, "one line per run and length");
+        assert_eq!(s.matches(r#"class="best""#).count(), 2, "each run's best ringed");
+        assert!(s.contains("best configuration: A100 chat: c8 × 128"), "{s}");
+        assert!(s.contains("RTX &lt;chat&gt; · 128 tok"), "names escaped in the legend");
+        assert_eq!(s.matches(r#"class="slo""#).count(), 1, "the first cell of each run carries its SLO (both 3 s here)");
     }
 }

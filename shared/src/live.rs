@@ -86,6 +86,13 @@ pub struct RunInfo {
     pub cells_total: u32,
     /// Requests the whole run will send, warm-ups included.
     pub requests_total: u64,
+    /// The run's answer (best configuration, max stable concurrency, p95 there), set when it ends.
+    #[serde(default)]
+    pub headline: Option<crate::decide::Headline>,
+    /// Set when caplab did not measure these numbers: which tool did, and from which file(s)
+    /// (e.g. "vllm bench serve: c16.json, c32.json"). Labelled "imported" wherever shown.
+    #[serde(default)]
+    pub imported_from: Option<String>,
 }
 
 /// One sample of the run's live state, taken on a fixed interval.
@@ -222,6 +229,8 @@ mod tests {
             message: None,
             cells_total: 2,
             requests_total: 40,
+            headline: None,
+            imported_from: None,
         }
     }
 

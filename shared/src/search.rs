@@ -3,24 +3,50 @@
 //! meet it), then bisect between the highest that met it and the lowest that did not. The
 //! answer is exact to one step of the candidate list.
 
+use std::collections::BTreeMap;
+
 use crate::spec::CellSpec;
+
+/// The fewest measured requests an SLO search probe may send: below it a p95 is one or two
+/// requests' luck (`ExperimentSpec::search_probe_error`).
+pub const MIN_PROBE_REQUESTS: u32 = 20;
+
+/// The share of a probe's requests that must meet the SLO for its p95 to meet it.
+const SHARE: f64 = 0.95;
 
 #[derive(Clone, Debug)]
 pub struct Search {
-    /// (concurrency, cell index), by concurrency.
-    candidates: Vec<(u32, u32)>,
+    /// (load: concurrency or requests/s, cell index), by load.
+    candidates: Vec<(f64, u32)>,
+    /// Whether the load is a request rate (open loop) rather than a concurrency.
+    rate: bool,
     /// Index into `candidates` of the highest that met the SLO / the lowest that did not.
     met: Option<usize>,
     missed: Option<usize>,
     ran: Vec<u32>,
+    /// Per cell run: (requests within every objective, requests measured).
+    evidence: BTreeMap<u32, (u32, u32)>,
+}
+
+/// The 95 % Wilson score interval of a share `good / n`.
+pub fn wilson(good: u32, n: u32) -> (f64, f64) {
+    if n == 0 {
+        return (0.0, 1.0);
+    }
+    let (n, q, z) = (f64::from(n), f64::from(good) / f64::from(n), 1.96_f64);
+    let centre = (q + z * z / (2.0 * n)) / (1.0 + z * z / n);
+    let half = z * (q * (1.0 - q) / n + z * z / (4.0 * n * n)).sqrt() / (1.0 + z * z / n);
+    ((centre - half).max(0.0), (centre + half).min(1.0))
 }
 
 impl Search {
+    /// Candidates are the cells' concurrencies, or their rates when the cells have rates.
     pub fn new(cells: &[CellSpec]) -> Search {
-        let mut candidates: Vec<(u32, u32)> = cells.iter().map(|c| (c.concurrency, c.index)).collect();
-        candidates.sort_unstable();
-        candidates.dedup_by_key(|c| c.0);
-        Search { candidates, met: None, missed: None, ran: Vec::new() }
+        let rate = cells.iter().any(|c| c.rate.is_some());
+        let mut candidates: Vec<(f64, u32)> = cells.iter().map(|c| (c.rate.unwrap_or(f64::from(c.concurrency)), c.index)).collect();
+        candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+        candidates.dedup_by(|a, b| a.0 == b.0);
+        Search { candidates, rate, met: None, missed: None, ran: Vec::new(), evidence: BTreeMap::new() }
     }
 
     /// The cell to run next; None once the answer is known.
@@ -41,10 +67,12 @@ impl Search {
         Some(self.candidates[i].1)
     }
 
-    /// Records whether cell `index` met the SLO.
-    pub fn record(&mut self, index: u32, met: bool) {
+    /// Records whether cell `index` met the SLO, with its evidence: how many of its `measured`
+    /// requests (failures included) met every objective (`good`).
+    pub fn record(&mut self, index: u32, met: bool, good: u32, measured: u32) {
         let Some(i) = self.candidates.iter().position(|c| c.1 == index) else { return };
         self.ran.push(index);
+        self.evidence.insert(index, (good, measured));
         if met {
             self.met = Some(self.met.map_or(i, |m| m.max(i)));
         } else {
@@ -52,28 +80,71 @@ impl Search {
         }
     }
 
-    /// The highest concurrency that met the SLO, if any.
-    pub fn highest_met(&self) -> Option<u32> {
+    /// "c16" or "4 rps".
+    fn at(&self, load: f64) -> String {
+        if self.rate {
+            format!("{load} rps")
+        } else {
+            format!("c{load}")
+        }
+    }
+
+    fn what(&self) -> &'static str {
+        if self.rate { "request rate" } else { "concurrency" }
+    }
+
+    /// The highest load (concurrency or rate) that met the SLO, if any.
+    pub fn highest_met(&self) -> Option<f64> {
         self.met.map(|i| self.candidates[i].0)
     }
 
-    /// The lowest concurrency that missed it, if any.
-    pub fn lowest_missed(&self) -> Option<u32> {
+    /// The lowest load that missed it, if any.
+    pub fn lowest_missed(&self) -> Option<f64> {
         self.missed.map(|i| self.candidates[i].0)
+    }
+
+    /// How sure the answer is: each boundary probe's share of requests within the SLO with its
+    /// 95 % interval, and whether that interval stays on its side of 95 % (the p95 line).
+    pub fn confidence(&self) -> String {
+        let mut parts = Vec::new();
+        let mut borderline = Vec::new();
+        for i in [self.met, self.missed].into_iter().flatten() {
+            let (load, index) = self.candidates[i];
+            let Some(&(good, n)) = self.evidence.get(&index) else { continue };
+            let (lo, hi) = wilson(good, n);
+            let share = if n > 0 { f64::from(good) / f64::from(n) } else { 0.0 };
+            parts.push(format!("{}: {:.0} % of {n} requests within the SLO (95 % interval {:.0}–{:.0} %)", self.at(load), share * 100.0, lo * 100.0, hi * 100.0));
+            if lo < SHARE && hi > SHARE {
+                borderline.push(self.at(load));
+            }
+        }
+        if parts.is_empty() {
+            return String::new();
+        }
+        let verdict = if borderline.is_empty() {
+            "confidence high: each boundary probe is clearly on its side of the 95 % line".to_string()
+        } else {
+            format!("confidence low: {} could fall either side of the 95 % line; rerun with more requests per probe", borderline.join(" and "))
+        };
+        format!("{verdict} ({})", parts.join("; "))
     }
 
     /// Where the search stands (or ended), in words.
     pub fn describe(&self) -> String {
         let ran = format!("{} of {} candidate cells run", self.ran.len(), self.candidates.len());
         let done = self.next().is_none();
+        let what = self.what();
+        let conf = if done { format!(". {}", self.confidence()) } else { String::new() };
         match (self.highest_met(), self.lowest_missed(), done) {
-            (Some(m), Some(x), true) => format!("SLO search: c{m} is the highest concurrency that meets the SLO; c{x}, the next candidate, does not: the knee lies between them ({ran})"),
-            (Some(m), None, true) => format!("SLO search: every candidate up to c{m} meets the SLO: the knee lies above the highest candidate ({ran})"),
-            (None, Some(x), true) => format!("SLO search: even c{x}, the lowest candidate, misses the SLO ({ran})"),
+            (Some(m), Some(x), true) => {
+                format!("SLO search: {} is the highest {what} that meets the SLO; {}, the next candidate, does not: the knee lies between them ({ran}){conf}", self.at(m), self.at(x))
+            }
+            (Some(m), None, true) => format!("SLO search: every candidate up to {} meets the SLO: the knee lies above the highest candidate ({ran}){conf}", self.at(m)),
+            (None, Some(x), true) => format!("SLO search: even {}, the lowest candidate, misses the SLO ({ran}){conf}", self.at(x)),
             (m, x, _) => {
-                let met = m.map_or("none yet".into(), |m| format!("c{m}"));
-                let missed = x.map_or("none yet".into(), |x| format!("c{x}"));
-                let next = self.next().and_then(|i| self.candidates.iter().find(|c| c.1 == i)).map_or(String::new(), |c| format!("; next c{}", c.0));
+                let met = m.map_or("none yet".into(), |m| self.at(m));
+                let missed = x.map_or("none yet".into(), |x| self.at(x));
+                let next = self.next().and_then(|i| self.candidates.iter().find(|c| c.1 == i)).map_or(String::new(), |c| format!("; next {}", self.at(c.0)));
                 format!("SLO search: meets at {met}, misses at {missed}{next} ({ran})")
             }
         }
@@ -96,7 +167,7 @@ mod tests {
         while let Some(i) = s.next() {
             let c = cells[i as usize].concurrency;
             order.push(c);
-            s.record(i, c <= knee);
+            s.record(i, c <= knee, if c <= knee { 64 } else { 40 }, 64);
             assert!(order.len() <= cells.len(), "the search ends");
         }
         (s, order)
@@ -107,8 +178,8 @@ mod tests {
         let grid: Vec<u32> = (1..=64).collect();
         for knee in [1, 2, 7, 8, 9, 33, 63] {
             let (s, order) = run(&grid, knee);
-            assert_eq!(s.highest_met(), Some(knee), "knee {knee}: {order:?}");
-            assert_eq!(s.lowest_missed(), Some(knee + 1));
+            assert_eq!(s.highest_met(), Some(f64::from(knee)), "knee {knee}: {order:?}");
+            assert_eq!(s.lowest_missed(), Some(f64::from(knee + 1)));
             assert!(order.len() <= 13, "knee {knee}: {} cells of 64: {order:?}", order.len());
             assert!(s.describe().contains(&format!("c{knee} is the highest")), "{}", s.describe());
         }
@@ -120,10 +191,42 @@ mod tests {
     #[test]
     fn all_met_or_none_met_is_said_plainly() {
         let (s, order) = run(&[4, 8, 16], 1000);
-        assert_eq!((s.highest_met(), s.lowest_missed(), order.len()), (Some(16), None, 3));
+        assert_eq!((s.highest_met(), s.lowest_missed(), order.len()), (Some(16.0), None, 3));
         assert!(s.describe().contains("above the highest candidate"));
         let (s, order) = run(&[4, 8, 16], 1);
         assert_eq!((s.highest_met(), order), (None, vec![4]));
         assert!(s.describe().contains("even c4, the lowest candidate, misses"));
+    }
+
+    #[test]
+    fn a_rate_search_names_rates() {
+        let cells: Vec<CellSpec> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().enumerate().map(|(i, &r)| CellSpec { index: i as u32, concurrency: 0, max_new_tokens: 64, rate: Some(r) }).collect();
+        let mut s = Search::new(&cells);
+        while let Some(i) = s.next() {
+            let r = cells[i as usize].rate.unwrap();
+            s.record(i, r <= 2.0, if r <= 2.0 { 100 } else { 50 }, 100);
+        }
+        assert_eq!((s.highest_met(), s.lowest_missed()), (Some(2.0), Some(4.0)));
+        assert!(s.describe().contains("2 rps is the highest request rate that meets the SLO; 4 rps"), "{}", s.describe());
+    }
+
+    #[test]
+    fn confidence_says_whether_a_boundary_probe_could_fall_either_side() {
+        // 100 of 100 within the SLO: interval 96–100 %, clearly above 95 %. 50 of 100: clearly below.
+        let (lo, hi) = wilson(100, 100);
+        assert!(lo > 0.95 && hi > 0.9999, "{lo} {hi}");
+        let (lo, hi) = wilson(19, 20);
+        assert!(lo < 0.95 && hi > 0.95, "19 of 20 could be either: {lo} {hi}");
+        let cells = cells(&[1, 2, 4]);
+        let mut s = Search::new(&cells);
+        s.record(0, true, 100, 100);
+        s.record(1, false, 50, 100);
+        assert!(s.confidence().starts_with("confidence high"), "{}", s.confidence());
+        let mut s = Search::new(&cells);
+        s.record(0, true, 19, 20);
+        s.record(1, false, 18, 20);
+        let c = s.confidence();
+        assert!(c.starts_with("confidence low: c1 and c2 could fall either side"), "{c}");
+        assert!(c.contains("c1: 95 % of 20 requests within the SLO"), "{c}");
     }
 }

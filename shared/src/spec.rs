@@ -124,9 +124,10 @@ pub struct ExperimentSpec {
     pub max_error_rate: f64,
     /// How many of the latest finished requests `max_error_rate` looks at.
     pub error_window: u32,
-    /// SLO search (closed loop, one max_new_tokens): instead of the whole grid, run only the
-    /// cells needed to find the highest of the `concurrency` candidates that meets the SLO
-    /// (bracket, then bisect; `crate::search`). Cells it did not need are left out.
+    /// SLO search (one max_new_tokens): instead of the whole grid, run only the cells needed to
+    /// find the highest of the `concurrency` (closed loop) or `rate` (open loop) candidates
+    /// that meets the SLO (bracket, then bisect; `crate::search`), each probe measuring at least
+    /// `search::MIN_PROBE_REQUESTS` requests. Cells it did not need are left out.
     pub search: bool,
 }
 
@@ -284,9 +285,9 @@ impl ExperimentSpec {
         );
         check((1..=MAX_WARMUP).contains(&self.error_window), "error_window", format!("must be between 1 and {MAX_WARMUP}"));
         if self.search {
-            check(self.mode == LoadMode::Closed, "search", "the SLO search runs a closed loop: set mode = \"closed\" and give concurrency candidates".into());
-            check(self.concurrency.len() >= 2, "search", "give at least two concurrency candidates to search between".into());
-            check(self.max_new_tokens.len() == 1, "search", "give one max_new_tokens: the search looks for the highest concurrency at one output length".into());
+            let candidates = if self.mode == LoadMode::Closed { self.concurrency.len() } else { self.rate.len() };
+            check(candidates >= 2, "search", format!("give at least two {} candidates to search between", if self.mode == LoadMode::Closed { "concurrency" } else { "rate" }));
+            check(self.max_new_tokens.len() == 1, "search", "give one max_new_tokens: the search looks for the highest load at one output length".into());
         }
         check(self.requests_per_worker <= MAX_REPEAT, "requests_per_worker", format!("at most {MAX_REPEAT} (0 = off)"));
         check(
@@ -363,6 +364,16 @@ impl ExperimentSpec {
             }
         }
         out
+    }
+
+    /// Why an SLO search's probes would be too small to trust, if they would: each must measure
+    /// at least `search::MIN_PROBE_REQUESTS` requests (`documents`: the batch workload's).
+    pub fn search_probe_error(&self, documents: usize) -> Option<FieldError> {
+        let min = crate::search::MIN_PROBE_REQUESTS;
+        let smallest = self.cells().iter().map(|c| self.cell_requests(c, documents)).min()?;
+        (self.search && smallest < min).then(|| {
+            FieldError::new("requests", format!("an SLO search probe needs at least {min} measured requests for its p95 to mean anything; this one would send {smallest}: raise requests (or requests_per_worker)"))
+        })
     }
 
     /// Measured requests of `cell`, given how many documents (batch) the workload has: `requests`

@@ -79,7 +79,7 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     let md = std::fs::read_to_string(&out).unwrap();
     assert!(md.contains("vs A100 80GB (another pod))"), "{md}");
     assert!(md.contains("| Max stable concurrency |") && md.contains("| 64 | "), "c64 is the imported GPU's highest cell within 3 s: {md}");
-    assert!(md.contains("imported: measured by another tool"), "{md}");
+    assert!(md.contains("IMPORTED: measured by another tool (vllm bench serve: bench_c8.json"), "{md}");
     assert!(md.contains("n/a: no batch run on A100 80GB (another pod)"), "{md}");
     // Without the GPU label the files are refused, saying why.
     let refused = tokio::process::Command::new(caplab_bin()).arg("report").args(&files).output().await.unwrap();
@@ -89,6 +89,78 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     std::fs::write(&not_a_result, r#"{"hello": "world"}"#).unwrap();
     let refused = tokio::process::Command::new(caplab_bin()).arg("report").arg(&not_a_result).output().await.unwrap();
     assert!(String::from_utf8_lossy(&refused.stderr).contains("not a recognised result"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    // The same files dropped on the page become an imported run of this pod's list.
+    let dropped: Vec<serde_json::Value> = [(8, 2500.0, 400.0), (64, 9000.0, 2600.0), (256, 12000.0, 4500.0)]
+        .iter()
+        .map(|&(cc, t, p)| json!({"name": format!("bench_c{cc}.json"), "text": bench(cc, t, p).to_string()}))
+        .collect();
+    let resp = c.post(caplab.api("import")).json(&json!({"gpu": "A100 80GB (another pod)", "workload": "chat", "files": dropped})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let imported: Vec<caplab_shared::RunInfo> = resp.json().await.unwrap();
+    assert_eq!(imported.len(), 1);
+    let a100_id = imported[0].id.clone();
+    assert!(imported[0].imported_from.as_deref().unwrap().starts_with("vllm bench serve: bench_c8.json"), "{:?}", imported[0].imported_from);
+    let h = imported[0].headline.clone().expect("a headline");
+    assert_eq!((h.max_stable.as_deref(), h.best.as_deref()), (Some("64"), Some("c64 × 32")), "{h:?}");
+    // A GuideLLM report (96 KB: larger than an experiment's body limit) is read too.
+    let guidellm = include_str!("../fixtures/guidellm_0.8.1_concurrent4.json");
+    let resp = c.post(caplab.api("import")).json(&json!({"gpu": "L4 pod", "workload": "chat", "files": [{"name": "gl.json", "text": guidellm}]})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let gl: Vec<caplab_shared::RunInfo> = resp.json().await.unwrap();
+    assert_eq!(gl[0].imported_from.as_deref(), Some("GuideLLM: gl.json"));
+    let listed: Vec<caplab_shared::RunInfo> = c.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert!(listed.iter().any(|r| r.id == gl[0].id && r.spec.gpu == "L4 pod"), "imported runs are listed");
+    // What cannot be read is refused, naming the file and what is wrong.
+    let refuse = |body: serde_json::Value| {
+        let c = c.clone();
+        let url = caplab.api("import");
+        async move {
+            let r = c.post(url).json(&body).send().await.unwrap();
+            assert_eq!(r.status(), 422);
+            let b: serde_json::Value = r.json().await.unwrap();
+            (b["fields"][0]["field"].as_str().unwrap().to_string(), b["fields"][0]["message"].as_str().unwrap().to_string())
+        }
+    };
+    let (field, msg) = refuse(json!({"workload": "chat", "files": [{"name": "summary.csv", "text": "cell,concurrency\n0,8\n"}]})).await;
+    assert!(field == "files" && msg.contains("summary.csv: not a result file: not JSON") && msg.contains("import its results.json"), "{msg}");
+    let (field, msg) = refuse(json!({"workload": "chat", "files": [{"name": "c8.json", "text": bench(8, 1.0, 1.0).to_string()}]})).await;
+    assert!(field == "gpu" && msg.contains("give the GPU these vllm bench serve results were measured on"), "{msg}");
+    let (field, msg) = refuse(json!({"workload": "chat", "files": [{"name": "x.json", "text": "{\"hello\": 1}"}]})).await;
+    assert!(field == "files" && msg.contains("x.json: not a recognised result"), "{msg}");
+
+    // Compared in the page: the notes as HTML, the frontiers overlaid, each GPU priced.
+    let runs = format!("{},{},{a100_id}", ids[0], ids[1]);
+    let cmp: caplab_shared::decide::Comparison = c.get(caplab.api(&format!("compare?runs={runs}"))).send().await.unwrap().json().await.unwrap();
+    assert!(cmp.html.contains("<table>") && cmp.html.contains("IMPORTED"), "{}", cmp.html);
+    assert_eq!(cmp.frontier_svg.matches("<path ").count(), 3, "one line per run");
+    let rtx_price = cmp.prices.iter().find(|p| p.gpu == rtx).unwrap();
+    assert_eq!(rtx_price.usd_per_hour, Some(0.24));
+    assert_eq!(cmp.prices.iter().find(|p| p.gpu == "A100 80GB (another pod)").unwrap().usd_per_hour, None);
+    // $2/h at the imported GPU's 9,000 tok/s: $0.062 per million output tokens.
+    let prices = "%7B%22A100%2080GB%20(another%20pod)%22%3A2.0%7D";
+    let cmp: caplab_shared::decide::Comparison = c.get(caplab.api(&format!("compare?runs={runs}&prices={prices}"))).send().await.unwrap().json().await.unwrap();
+    assert!(cmp.markdown.contains("$0.062"), "{}", cmp.markdown);
+    assert_eq!(c.get(caplab.api(&format!("compare?runs={runs}&prices=%7B%22x%22%3A-1%7D"))).send().await.unwrap().status(), 422);
+
+    // Renamed, and downloaded whole.
+    let resp = c.post(caplab.api(&format!("runs/{}/rename", ids[0]))).json(&json!({"name": "RTX chat grid"})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let listed: Vec<caplab_shared::RunInfo> = c.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.iter().find(|r| r.id == ids[0]).unwrap().spec.name, "RTX chat grid");
+    let view: caplab_shared::RunView = c.get(caplab.api(&format!("runs/{}", ids[0]))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(view.info.spec.name, "RTX chat grid", "the run's files say it too");
+    assert_eq!(c.post(caplab.api(&format!("runs/{}/rename", ids[0]))).json(&json!({"name": "a\u{7}b"})).send().await.unwrap().status(), 422);
+    assert_eq!(c.post(caplab.api("runs/nope/rename")).json(&json!({"name": "x"})).send().await.unwrap().status(), 404);
+    let resp = c.get(caplab.api(&format!("runs/{}/archive.tar", ids[0]))).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.headers()["content-type"], "application/x-tar");
+    let tar = resp.bytes().await.unwrap();
+    assert_eq!(tar.len() % 512, 0, "a tar file is whole 512-byte blocks");
+    let text = String::from_utf8_lossy(&tar);
+    for file in ["run.json", "info.json", "requests.csv", "summary.csv", "frontier.svg"] {
+        assert!(text.contains(&format!("{}/{file}", ids[0])), "the archive holds {file}");
+    }
 
     // The API reads a handful of runs, not any number.
     let many = vec!["a"; 9].iter().enumerate().map(|(i, _)| format!("r{i}")).collect::<Vec<_>>().join(",");

@@ -15,7 +15,7 @@ async fn the_search_finds_the_knee_of_the_full_grid_with_fewer_cells() {
     let c = client();
     let candidates = [1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64];
     let spec = |search: bool| {
-        json!({"workload": "chat", "target": "sim", "concurrency": candidates, "max_new_tokens": [16], "requests": 16,
+        json!({"workload": "chat", "target": "sim", "concurrency": candidates, "max_new_tokens": [16], "requests": 20,
                "requests_per_worker": 2, "slo": {"e2e_ms": 250.0}, "search": search})
     };
     let grid_id = start_run(&c, &caplab, spec(false)).await.unwrap();
@@ -31,10 +31,18 @@ async fn the_search_finds_the_knee_of_the_full_grid_with_fewer_cells() {
     assert!(search.cells.len() < grid.cells.len(), "{} cells instead of {}", search.cells.len(), grid.cells.len());
     let message = search.info.message.unwrap_or_default();
     assert!(message.contains(&format!("c{found} is the highest concurrency that meets the SLO")), "{message}");
+    assert!(message.contains("confidence") && message.contains("requests within the SLO (95 % interval"), "the answer says how sure it is: {message}");
+    assert!(search.info.headline.as_ref().and_then(|h| h.max_stable.clone()).is_some(), "the run list's headline is set");
 
     // Refusals name the field.
     let bad = c.post(caplab.api("runs")).json(&json!({"workload": "chat", "concurrency": [4, 8], "max_new_tokens": [16, 32], "search": true})).send().await.unwrap();
     assert_eq!(bad.status(), 422);
     let body: serde_json::Value = bad.json().await.unwrap();
     assert_eq!(body["fields"][0]["field"], "search", "{body}");
+    // A probe of 5 requests is refused: its p95 would be one request's luck.
+    let small = c.post(caplab.api("runs")).json(&json!({"workload": "chat", "concurrency": [4, 8], "max_new_tokens": [16], "requests": 5, "search": true})).send().await.unwrap();
+    assert_eq!(small.status(), 422);
+    let body: serde_json::Value = small.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "requests", "{body}");
+    assert!(body["fields"][0]["message"].as_str().unwrap().contains("at least 20 measured requests"), "{body}");
 }

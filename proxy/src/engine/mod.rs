@@ -108,7 +108,7 @@ impl Engine {
             let mut result = self.run_cell(&run, &info, auth.clone(), cell, &live, &mut agg).await;
             (result.server, result.gpu) = telemetry.cell_end().await;
             if let Some(s) = search.as_mut() {
-                s.record(cell.index, result.slo_pass && !result.partial && result.requests_ok > 0);
+                s.record(cell.index, result.slo_pass && !result.partial && result.requests_ok > 0, result.good_requests, result.requests_ok + result.requests_failed);
             }
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
             if let Some(s) = &search {

@@ -231,12 +231,21 @@ pub async fn chart_svg(State(st): State<Arc<AppState>>, Path(id): Path<String>, 
 pub struct ReportQuery {
     /// Run ids, comma-separated; none: the latest chat and batch run of each GPU.
     runs: Option<String>,
+    /// $/hour by GPU label (or profile key), as a JSON object: `{"rtx-pod": 0.3}`.
+    prices: Option<String>,
 }
 
-/// The notes filled from runs (`crate::report`), as a markdown download.
-pub async fn report(State(st): State<Arc<AppState>>, Query(q): Query<ReportQuery>) -> Result<Response, ApiError> {
+/// The runs a report or comparison is about, read off the async runtime, and the prices given.
+async fn report_input(st: &Arc<AppState>, q: &ReportQuery) -> Result<(Vec<RunView>, std::collections::BTreeMap<String, f64>), ApiError> {
     /// The notes compare two GPUs, a chat and a batch run each.
     const MOST: usize = 8;
+    let prices: std::collections::BTreeMap<String, f64> = match q.prices.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        None => Default::default(),
+        Some(text) => serde_json::from_str(text).map_err(|e| ApiError::field("prices", format!("give $/hour by GPU label as a JSON object such as {{\"A100\": 1.49}}: {e}")))?,
+    };
+    if let Some((gpu, usd)) = prices.iter().find(|(_, v)| !v.is_finite() || **v < 0.0) {
+        return Err(ApiError::field("prices", format!("the price of {gpu} must be a number of dollars per hour ≥ 0, not {usd}")));
+    }
     let ids: Vec<String> = match q.runs.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
         Some(list) => {
             let mut ids: Vec<String> = Vec::new();
@@ -271,8 +280,97 @@ pub async fn report(State(st): State<Arc<AppState>>, Query(q): Query<ReportQuery
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::NotFound)?;
-    let notes = crate::report::notes(&views, &std::collections::BTreeMap::new());
+    Ok((views, prices))
+}
+
+/// The notes filled from runs (`crate::report`), as a markdown download.
+pub async fn report(State(st): State<Arc<AppState>>, Query(q): Query<ReportQuery>) -> Result<Response, ApiError> {
+    let (views, prices) = report_input(&st, &q).await?;
+    let notes = crate::report::notes(&views, &prices);
     Ok(download("caplab_notes.md".into(), "text/markdown; charset=utf-8", notes.into_bytes()))
+}
+
+/// Runs side by side for the dashboard: the notes (markdown and HTML), the frontiers overlaid,
+/// and each GPU's price.
+pub async fn compare(State(st): State<Arc<AppState>>, Query(q): Query<ReportQuery>) -> Result<Json<caplab_shared::decide::Comparison>, ApiError> {
+    let (views, prices) = report_input(&st, &q).await?;
+    Ok(Json(crate::report::comparison(&views, &prices)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rename {
+    name: String,
+}
+
+/// Gives a finished run a name (operator only; the name is the spec's `name`).
+pub async fn rename_run(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Result<Json<RunInfo>, ApiError> {
+    let r: Rename = serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(format!("give {{\"name\": \"...\"}}: {e}")))?;
+    let name = r.name.trim();
+    if name.chars().count() > 120 || name.chars().any(char::is_control) {
+        return Err(ApiError::field("name", "a run's name is at most 120 characters, without control characters"));
+    }
+    let registry = st.clone();
+    let (id2, name2) = (id.clone(), name.to_string());
+    tokio::task::spawn_blocking(move || registry.lab.registry.rename(&id2, &name2))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(Json)
+        .map_err(|e| if e.starts_with("no run") { ApiError::NotFound(e) } else { ApiError::Conflict(e) })
+}
+
+/// A finished run's whole folder as one tar file.
+pub async fn archive(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let info = st.lab.registry.info(&id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))?;
+    let registry = st.clone();
+    let bytes = tokio::task::spawn_blocking(move || registry.lab.registry.archive(&id))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Conflict)?;
+    Ok(download(format!("{}.tar", file_stem(&info)), "application/x-tar", bytes))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportBody {
+    /// The GPU the files were measured on (files other than caplab's do not say).
+    #[serde(default)]
+    gpu: Option<String>,
+    /// chat or batch (files other than caplab's do not say).
+    workload: caplab_shared::Workload,
+    files: Vec<ImportFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFile {
+    name: String,
+    /// The file's text (parsed here, so a file that is not JSON gets a message naming it).
+    text: String,
+}
+
+/// Result files measured elsewhere (dropped on the page), kept as imported runs.
+pub async fn import(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Vec<RunInfo>>, ApiError> {
+    let b: ImportBody = serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(format!("give {{\"gpu\", \"workload\", \"files\": [{{\"name\", \"text\"}}]}}: {e}")))?;
+    if b.files.is_empty() {
+        return Err(ApiError::field("files", "no file was given"));
+    }
+    let mut files = Vec::new();
+    for f in &b.files {
+        let value: serde_json::Value = serde_json::from_str(&f.text).map_err(|e| {
+            let csv = f.name.ends_with(".csv").then_some(" (caplab's CSVs are for spreadsheets: import its results.json, which holds the same run whole)").unwrap_or("");
+            ApiError::field("files", format!("{}: not a result file: not JSON ({e}){csv}", f.name))
+        })?;
+        files.push((f.name.clone(), value));
+    }
+    let views = crate::import::runs(&files, b.gpu.as_deref(), b.workload).map_err(|e| ApiError::field(if e.starts_with("give the GPU") { "gpu" } else { "files" }, e))?;
+    let registry = st.clone();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let infos = tokio::task::spawn_blocking(move || views.into_iter().map(|v| registry.lab.registry.add_imported(v, now)).collect::<std::io::Result<Vec<_>>>())
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::Internal(format!("could not save the imported runs: {e}")))?;
+    Ok(Json(infos))
 }
 
 pub async fn no_such_api() -> ApiError {
@@ -302,6 +400,8 @@ mod tests {
             message: None,
             cells_total: 1,
             requests_total: 1,
+            headline: None,
+            imported_from: None,
         };
         assert_eq!(file_stem(&info("RTX 2000 (simulated)", true)), "caplab_batch_closed_RTX_2000_simulated_20261129-101010-abcd");
         assert_eq!(file_stem(&info("simulated", true)), "caplab_batch_closed_simulated_20261129-101010-abcd");

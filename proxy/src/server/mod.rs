@@ -50,6 +50,8 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/runs", &["GET", "POST"]),
     ("/api/runs/{id}", &["GET", "DELETE"]),
     ("/api/runs/{id}/stop", &["POST"]),
+    ("/api/runs/{id}/rename", &["POST"]),
+    ("/api/runs/{id}/archive.tar", &["GET"]),
     ("/api/runs/{id}/ws", &["GET"]),
     ("/api/runs/{id}/requests.csv", &["GET"]),
     ("/api/runs/{id}/summary.csv", &["GET"]),
@@ -59,6 +61,8 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/runs/{id}/surface.svg", &["GET"]),
     ("/api/runs/{id}/frontier.svg", &["GET"]),
     ("/api/report", &["GET"]),
+    ("/api/compare", &["GET"]),
+    ("/api/import", &["POST"]),
     ("/api/{*rest}", &["GET", "POST"]),
 ];
 
@@ -75,6 +79,8 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/runs" => get(api::list_runs).post(api::start_run),
         "/api/runs/{id}" => get(api::get_run).delete(api::delete_run),
         "/api/runs/{id}/stop" => post(api::stop_run),
+        "/api/runs/{id}/rename" => post(api::rename_run),
+        "/api/runs/{id}/archive.tar" => get(api::archive),
         "/api/runs/{id}/ws" => get(ws::watch),
         "/api/runs/{id}/requests.csv" => get(api::requests_csv),
         "/api/runs/{id}/summary.csv" => get(api::summary_csv),
@@ -84,16 +90,22 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/runs/{id}/surface.svg" => get(|st, id| api::chart_svg(st, id, "surface")),
         "/api/runs/{id}/frontier.svg" => get(|st, id| api::chart_svg(st, id, "frontier")),
         "/api/report" => get(api::report),
+        "/api/compare" => get(api::compare),
+        "/api/import" => post(api::import),
         _ => get(api::no_such_api).post(api::no_such_api),
     }
 }
 
 pub fn app(state: Arc<AppState>) -> Router {
-    let api = API_ROUTES.iter().fold(Router::new(), |router, (path, _)| router.route(path, handlers(path)));
-    // Every route and every file of the dashboard pass the gate first; no body may be larger
-    // than an experiment ever needs.
+    // No body may be larger than an experiment ever needs; result files dropped on the page
+    // (`/api/import`) may be larger.
+    let (body, import) = (state.limits().max_body_bytes, state.limits().max_import_bytes.max(state.limits().max_body_bytes));
+    let api = API_ROUTES.iter().fold(Router::new(), |router, (path, _)| {
+        router.route(path, handlers(path).layer(axum::extract::DefaultBodyLimit::max(if *path == "/api/import" { import } else { body })))
+    });
+    // Every route and every file of the dashboard pass the gate first.
     api.fallback(assets::serve)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(state.limits().max_body_bytes))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(import))
         .with_state(state)
 }

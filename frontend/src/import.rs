@@ -1,0 +1,90 @@
+//! Result files from other pods and other tools, dropped on the page (or chosen): caplab's
+//! results.json, `vllm bench serve` result JSON, GuideLLM reports. The server reads them
+//! (`POST /api/import`, `proxy/src/import.rs`) and keeps them as imported runs, listed and
+//! compared like the others; a file it cannot read is named with what is wrong with it.
+
+use caplab_shared::RunInfo;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+
+use crate::{api, runs_list, Ctx};
+
+async fn read_files(list: web_sys::FileList) -> Result<Vec<serde_json::Value>, String> {
+    let mut files = Vec::new();
+    for i in 0..list.length() {
+        let Some(file) = list.get(i) else { continue };
+        let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|_| format!("{}: cannot be read", file.name()))?;
+        files.push(serde_json::json!({ "name": file.name(), "text": text.as_string().unwrap_or_default() }));
+    }
+    Ok(files)
+}
+
+#[component]
+pub fn ImportCard() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let gpu = RwSignal::new(String::new());
+    let workload = RwSignal::new("chat".to_string());
+    let message = RwSignal::new(None::<Result<String, String>>);
+    let over = RwSignal::new(false);
+    let send = move |list: web_sys::FileList| {
+        leptos::task::spawn_local(async move {
+            let files = match read_files(list).await {
+                Ok(f) if f.is_empty() => return,
+                Ok(f) => f,
+                Err(e) => return message.set(Some(Err(e))),
+            };
+            let body = serde_json::json!({ "gpu": gpu.get_untracked(), "workload": workload.get_untracked(), "files": files });
+            match api::post_json::<Vec<RunInfo>>("api/import", &body).await {
+                Ok(runs) => {
+                    let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+                    message.set(Some(Ok(format!("imported as run{} {}", if ids.len() == 1 { "" } else { "s" }, ids.join(", ")))));
+                    ctx.selected.update(|s| s.extend(ids));
+                    runs_list::refresh(ctx).await;
+                }
+                Err(e) => message.set(Some(Err(e.error))),
+            }
+        });
+    };
+    let on_drop = move |ev: web_sys::DragEvent| {
+        ev.prevent_default();
+        over.set(false);
+        if let Some(list) = ev.data_transfer().and_then(|d| d.files()) {
+            send(list);
+        }
+    };
+    let on_pick = move |ev: web_sys::Event| {
+        let input = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok());
+        if let Some(list) = input.as_ref().and_then(web_sys::HtmlInputElement::files) {
+            send(list);
+        }
+        if let Some(input) = input {
+            input.set_value("");
+        }
+    };
+    view! {
+        <div class="card import">
+            <h2>"Import results"</h2>
+            <p class="muted small">"Runs from other pods or tools, to compare with this pod's: caplab's results.json, vllm bench serve result files (one per load level), a GuideLLM report (--outputs json). Their numbers are labelled imported."</p>
+            <div class="row">
+                <label>"GPU they ran on " <input id="import-gpu" type="text" placeholder="e.g. A100 80GB pod" prop:value=gpu on:input=move |ev| gpu.set(event_target_value(&ev))/></label>
+                <label>"workload "
+                    <select id="import-workload" on:change=move |ev| workload.set(event_target_value(&ev))>
+                        <option value="chat">"chat"</option>
+                        <option value="batch">"batch"</option>
+                    </select>
+                </label>
+            </div>
+            <div class="dropzone" class:over=over
+                on:dragover=move |ev: web_sys::DragEvent| { ev.prevent_default(); over.set(true); }
+                on:dragleave=move |_| over.set(false)
+                on:drop=on_drop>
+                "Drop result files here, or "
+                <input id="import-files" type="file" multiple accept=".json,application/json" on:change=on_pick/>
+            </div>
+            {move || message.get().map(|m| match m {
+                Ok(t) => view! { <p class="muted" id="import-message">{t}</p> }.into_any(),
+                Err(e) => view! { <p class="form-error" id="import-error">{e}</p> }.into_any(),
+            })}
+        </div>
+    }
+}
