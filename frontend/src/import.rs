@@ -9,10 +9,14 @@ use wasm_bindgen::JsCast;
 
 use crate::{api, runs_list, Ctx};
 
-async fn read_files(list: web_sys::FileList) -> Result<Vec<serde_json::Value>, String> {
+/// The files of a list, taken now: an input's list empties when the input is reset.
+fn files_of(list: &web_sys::FileList) -> Vec<web_sys::File> {
+    (0..list.length()).filter_map(|i| list.get(i)).collect()
+}
+
+async fn read_files(list: Vec<web_sys::File>) -> Result<Vec<serde_json::Value>, String> {
     let mut files = Vec::new();
-    for i in 0..list.length() {
-        let Some(file) = list.get(i) else { continue };
+    for file in list {
         let text = wasm_bindgen_futures::JsFuture::from(file.text()).await.map_err(|_| format!("{}: cannot be read", file.name()))?;
         files.push(serde_json::json!({ "name": file.name(), "text": text.as_string().unwrap_or_default() }));
     }
@@ -26,7 +30,7 @@ pub fn ImportCard() -> impl IntoView {
     let workload = RwSignal::new("chat".to_string());
     let message = RwSignal::new(None::<Result<String, String>>);
     let over = RwSignal::new(false);
-    let send = move |list: web_sys::FileList| {
+    let send = move |list: Vec<web_sys::File>| {
         leptos::task::spawn_local(async move {
             let files = match read_files(list).await {
                 Ok(f) if f.is_empty() => return,
@@ -49,13 +53,13 @@ pub fn ImportCard() -> impl IntoView {
         ev.prevent_default();
         over.set(false);
         if let Some(list) = ev.data_transfer().and_then(|d| d.files()) {
-            send(list);
+            send(files_of(&list));
         }
     };
     let on_pick = move |ev: web_sys::Event| {
         let input = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok());
         if let Some(list) = input.as_ref().and_then(web_sys::HtmlInputElement::files) {
-            send(list);
+            send(files_of(&list));
         }
         if let Some(input) = input {
             input.set_value("");

@@ -284,3 +284,86 @@ async fn tabs_follow_one_run_see_a_stop_and_reconnect_after_a_crash() {
     assert_eq!(view["info"]["status"], "interrupted");
     let _ = c.clone().close().await;
 }
+
+/// Decisions in the page: a pod's own chat grid and a GPU measured elsewhere (a `vllm bench
+/// serve` file dropped on the page) compared side by side, priced, filtered, and a live chart
+/// saved as SVG.
+#[tokio::test]
+async fn runs_are_imported_compared_priced_and_filtered_in_the_page() {
+    let caplab = Caplab::start(&[]).await.unwrap();
+    let api = client();
+    let local = start_run(&api, &caplab, json!({"workload": "chat", "target": "sim", "gpu": "rtx-pod", "concurrency": [2, 4], "max_new_tokens": [16], "requests": 8})).await.unwrap();
+    caplab_tests::wait_for_end(&api, &caplab, &local, Duration::from_secs(60)).await.unwrap();
+    let bench = temp_dir("bench-files").join("a100_c8.json");
+    std::fs::write(
+        &bench,
+        json!({"endpoint_type": "openai-chat", "backend": "openai-chat", "num_prompts": 64, "request_rate": "inf", "max_concurrency": 8,
+               "duration": 10.0, "completed": 64, "failed": 0, "total_input_tokens": 6400, "total_output_tokens": 1024, "request_throughput": 6.4,
+               "output_throughput": 1800.0, "total_token_throughput": 2440.0, "median_ttft_ms": 30.0, "p95_ttft_ms": 50.0, "median_e2el_ms": 300.0, "p95_e2el_ms": 450.0})
+        .to_string(),
+    )
+    .unwrap();
+
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/?token={}", caplab.url, caplab_tests::TEST_TOKEN)).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css(&format!("li[data-run='{local}'] .headline"))).await.expect("the run is listed");
+    let headline = c.find(Locator::Css(&format!("li[data-run='{local}'] .headline"))).await.unwrap().text().await.unwrap();
+    assert!(headline.starts_with("best c") && headline.contains("max stable"), "{headline}");
+
+    // Import: the GPU it ran on, then the file (a file input, as a drop would give it).
+    set_input(c, "import-gpu", "A100 pod").await;
+    c.find(Locator::Id("import-files")).await.unwrap().send_keys(&bench.display().to_string()).await.unwrap();
+    let message = poll("the import", Duration::from_secs(20), || async {
+        match text_of(c, "import-error").await {
+            Some(e) => Some(format!("refused: {e}")),
+            None => text_of(c, "import-message").await.filter(|t| t.contains("imported as run")),
+        }
+    })
+    .await;
+    assert!(message.starts_with("imported as run"), "{message}");
+    let imported = message.rsplit(' ').next().unwrap().to_string();
+    let tag = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(&format!("li[data-run='{imported}'] .imported-tag"))).await.unwrap();
+    assert!(tag.text().await.unwrap().contains("vllm bench serve: a100_c8.json"));
+
+    // Compare: the imported run is ticked already; tick the local one too.
+    c.find(Locator::Css(&format!("li[data-run='{local}'] input.pick"))).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("compare-selected")).await.unwrap().click().await.unwrap();
+    let notes = poll("the compared notes", Duration::from_secs(20), || async {
+        c.find(Locator::Css("#compare-notes-html table")).await.ok()?;
+        c.find(Locator::Id("compare-notes-html")).await.ok()?.text().await.ok()
+    })
+    .await;
+    assert!(notes.contains("Max stable concurrency"), "{notes}");
+    assert_eq!(c.find_all(Locator::Css("#compare-frontier path")).await.unwrap().len(), 2, "one line per run");
+    // Neither GPU label matches a profile: no price, so no cost, until one is typed in.
+    let html = c.find(Locator::Id("compare-notes-html")).await.unwrap().text().await.unwrap();
+    assert!(html.contains("n/a: give caplab report --price"), "{html}");
+    c.execute("const i = document.querySelector(\"input.price[data-gpu='A100 pod']\"); i.value = '2'; i.dispatchEvent(new Event('change'));", vec![]).await.unwrap();
+    // $2/h at 1,800 tok/s: $0.309 per million output tokens.
+    poll("the cost from the typed price", Duration::from_secs(20), || async {
+        c.find(Locator::Id("compare-notes-html")).await.ok()?.text().await.ok().filter(|t| t.contains("$0.309"))
+    })
+    .await;
+    let link = c.find(Locator::Id("compare-notes")).await.unwrap().attr("href").await.unwrap().unwrap();
+    assert!(link.starts_with("api/report?runs=") && link.contains("prices="), "{link}");
+
+    // Filters: by GPU, then by workload.
+    c.execute("const s = document.getElementById('filter-gpu'); s.value = 'A100 pod'; s.dispatchEvent(new Event('change'));", vec![]).await.unwrap();
+    poll("the GPU filter", Duration::from_secs(10), || async { (c.find_all(Locator::Css(".runs li")).await.ok()?.len() == 1).then_some(()) }).await;
+    c.execute("const s = document.getElementById('filter-gpu'); s.value = ''; s.dispatchEvent(new Event('change')); const w = document.getElementById('filter-workload'); w.value = 'batch'; w.dispatchEvent(new Event('change'));", vec![]).await.unwrap();
+    poll("the workload filter", Duration::from_secs(10), || async { c.find_all(Locator::Css(".runs li")).await.ok()?.is_empty().then_some(()) }).await;
+
+    // A live chart of the local run, saved as a standalone SVG.
+    c.goto(&format!("{}/#run={local}", caplab.url)).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#chart-tokens button.svg-save")).await.unwrap().click().await.unwrap();
+    let downloads = b.downloads.clone();
+    let svg = poll("the chart's SVG", Duration::from_secs(20), || {
+        let dir = downloads.clone();
+        async move { std::fs::read_dir(&dir).ok()?.flatten().map(|e| e.path()).find(|p| p.extension().is_some_and(|e| e == "svg")) }
+    })
+    .await;
+    let text = std::fs::read_to_string(svg).unwrap();
+    assert!(text.starts_with("<svg xmlns=") && text.contains("Output tokens/s") && text.contains("stroke=\"#2f6fed\""), "{text}");
+    let _ = c.clone().close().await;
+}

@@ -56,6 +56,19 @@ async fn a_small_kv_cache_queues_preempts_and_refuses_long_requests_in_vllms_wor
     let body: serde_json::Value = too_long.json().await.unwrap();
     assert_eq!(body["error"]["message"], "max_tokens=2000 cannot be greater than max_model_len=1024. Please request fewer output tokens.");
     assert_eq!(body["error"]["param"], "max_tokens");
+    // Chat as the peer tools send it: `max_completion_tokens`, content as a list of text parts.
+    let chat: serde_json::Value = http
+        .post(format!("{url}/v1/chat/completions"))
+        .json(&json!({"model": "Qwen/Qwen2.5-1.5B-Instruct", "max_completion_tokens": 40, "ignore_eos": true,
+                      "messages": [{"role": "user", "content": [{"type": "text", "text": "x".repeat(400)}]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(chat["usage"]["completion_tokens"], 40, "{chat}");
+    assert_eq!(chat["usage"]["prompt_tokens"], 100 + 4 + 3, "the parts' text counts: {chat}");
 
     // Through caplab: long summaries, 8 workers; 1 024 tokens of cache hold about two of them.
     let caplab = Caplab::start(&["--target", &format!("small={url}")]).await.unwrap();

@@ -75,6 +75,9 @@ struct GenRequest {
     prompt: Option<serde_json::Value>,
     messages: Option<Vec<serde_json::Value>>,
     max_tokens: Option<i64>,
+    /// OpenAI's newer name for chat's `max_tokens` (vLLM takes it first; `vllm bench serve` and
+    /// GuideLLM send it).
+    max_completion_tokens: Option<i64>,
     #[serde(default)]
     stream: bool,
     stream_options: Option<StreamOptions>,
@@ -112,7 +115,7 @@ async fn generate(State(sim): State<Arc<Sim>>, body: Bytes, endpoint: Endpoint) 
         },
     };
     let ctx = sim.config.max_model_len;
-    let max_tokens = req.max_tokens.unwrap_or(16);
+    let max_tokens = req.max_completion_tokens.or(req.max_tokens).unwrap_or(16);
     if max_tokens < 1 {
         return error(StatusCode::BAD_REQUEST, "BadRequestError", format!("max_tokens must be at least 1, got {max_tokens}."), Some("max_tokens"));
     }

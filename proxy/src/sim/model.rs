@@ -258,10 +258,15 @@ pub fn count_tokens(text: &str) -> u32 {
     (text.len() as u32).div_ceil(4).max(1)
 }
 
-/// Tokens of a chat prompt: its messages' text plus a chat-template overhead.
+/// Tokens of a chat prompt: its messages' text (a string, or a list of parts whose `text`
+/// counts) plus a chat-template overhead.
 pub fn chat_tokens(messages: &[serde_json::Value]) -> u32 {
-    let text: u32 = messages.iter().map(|m| m.get("content").and_then(|c| c.as_str()).map_or(0, count_tokens)).sum();
-    text + 4 * messages.len() as u32 + 3
+    let content = |m: &serde_json::Value| match m.get("content") {
+        Some(serde_json::Value::String(s)) => count_tokens(s),
+        Some(serde_json::Value::Array(parts)) => parts.iter().filter_map(|p| p.get("text").and_then(|t| t.as_str())).map(count_tokens).sum(),
+        _ => 0,
+    };
+    messages.iter().map(content).sum::<u32>() + 4 * messages.len() as u32 + 3
 }
 
 pub fn unix_s() -> u64 {
@@ -278,6 +283,14 @@ pub fn ids(chat: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_content_counts_as_a_string_or_as_text_parts() {
+        let plain = [serde_json::json!({"role": "user", "content": "abcdefgh"})];
+        let parts = [serde_json::json!({"role": "user", "content": [{"type": "text", "text": "abcd"}, {"type": "text", "text": "efgh"}]})];
+        assert_eq!(chat_tokens(&plain), 2 + 4 + 3);
+        assert_eq!(chat_tokens(&parts), 2 + 4 + 3, "parts count like the same text in one string");
+    }
 
     #[test]
     fn simulated_tokenizer_counts_four_bytes_a_token() {
