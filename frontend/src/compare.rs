@@ -22,17 +22,27 @@ pub fn ComparePanel() -> impl IntoView {
     // $/hour the user typed, by GPU label; others come from the GPU profiles.
     let prices = RwSignal::new(BTreeMap::<String, f64>::new());
     let result = RwSignal::new(None::<Result<Comparison, String>>);
+    // Only the answer to the latest request is shown (two quick price edits may answer out of order).
+    let asked = StoredValue::new(0u64);
     Effect::new(move |_| {
         let ids = ctx.compare.get();
         let given = prices.get();
         if ids.is_empty() {
             return;
         }
+        let this = asked.get_value() + 1;
+        asked.set_value(this);
         leptos::task::spawn_local(async move {
-            result.set(Some(api::get_json::<Comparison>(&format!("api/compare?{}", query(&ids, &given))).await));
+            let answer = api::get_json::<Comparison>(&format!("api/compare?{}", query(&ids, &given))).await;
+            if asked.get_value() == this {
+                result.set(Some(answer));
+            }
         });
     });
-    let close = move |_| ctx.compare.set(Vec::new());
+    let close = move |_| {
+        result.set(None);
+        ctx.compare.set(Vec::new());
+    };
     let notes_link = move || format!("api/report?{}", query(&ctx.compare.get(), &prices.get()));
     let save_svg = move |_| {
         if let Some(Ok(c)) = result.get_untracked() {

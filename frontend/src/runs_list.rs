@@ -114,7 +114,7 @@ pub fn RunsList() -> impl IntoView {
                         </select>
                     </label>
                     <label>"GPU "
-                        <select id="filter-gpu" on:change=move |ev| gpu.set(event_target_value(&ev))>
+                        <select id="filter-gpu" on:change=move |ev| gpu.set(event_target_value(&ev)) prop:value=move || { ctx.runs.track(); gpu.get() }>
                             <option value="">"all"</option>
                             {move || gpus().into_iter().map(|g| view! { <option value=g.clone()>{g.clone()}</option> }).collect_view()}
                         </select>

@@ -280,7 +280,7 @@ fn guidellm(name: &str, obj: &serde_json::Map<String, Value>, workload: Workload
         let slo_missed = slo_misses(&slo, &e2e, failed, "GuideLLM writes it for every benchmark: is the file cut?");
         cells.push(CellResult {
             concurrency,
-            max_new_tokens,
+            max_new_tokens: max_new_tokens.max(1),
             rate,
             total_time_s: duration,
             requests_ok: ok,
@@ -300,6 +300,22 @@ fn guidellm(name: &str, obj: &serde_json::Map<String, Value>, workload: Workload
             notes,
             ..Default::default()
         });
+    }
+    // One output length for the whole report (the longest seen): the outputs of a real dataset
+    // vary, and each benchmark's own maximum would make every cell a length of its own.
+    let longest = cells.iter().map(|c| c.max_new_tokens).max().unwrap_or(1);
+    for c in cells.iter_mut().filter(|c| c.max_new_tokens != longest) {
+        c.notes.push(format!("max_new_tokens shown as {longest}, the longest output in the report (this benchmark's longest was {})", c.max_new_tokens));
+        c.max_new_tokens = longest;
+    }
+    // A sweep mixes load axes (synchronous, throughput, then constant rates): kept on the rate
+    // axis, the benchmarks without a rate are left out and said so.
+    if cells.iter().any(|c| c.rate.is_some()) && cells.iter().any(|c| c.rate.is_none()) {
+        let dropped = cells.iter().filter(|c| c.rate.is_none()).count();
+        cells.retain(|c| c.rate.is_some());
+        if let Some(first) = cells.first_mut() {
+            first.notes.push(format!("{dropped} benchmark(s) of this GuideLLM sweep without a request rate (synchronous, throughput) left out: the cells are on the rate axis"));
+        }
     }
     Ok(cells)
 }
@@ -362,6 +378,24 @@ mod tests {
         let r = runs(&[("gl.json".into(), v)], Some("L4 pod"), Workload::Chat).unwrap();
         assert_eq!(r[0].info.imported_from.as_deref(), Some("GuideLLM: gl.json"));
         assert_eq!(r[0].info.spec.gpu, "L4 pod");
+    }
+
+    #[test]
+    fn a_guidellm_sweep_is_kept_on_the_rate_axis_with_one_length() {
+        let v: Value = serde_json::from_str(include_str!("../../tests/fixtures/guidellm_0.8.1_concurrent4.json")).unwrap();
+        let mut report = v.clone();
+        let base = v["benchmarks"][0].clone();
+        let with = |kind: &str, rate: Option<f64>, max_out: f64| {
+            let mut b = base.clone();
+            b["config"]["strategy"] = json!({"type_": kind, "rate": rate});
+            b["metrics"]["output_token_count"]["successful"]["max"] = json!(max_out);
+            b
+        };
+        report["benchmarks"] = json!([with("synchronous", None, 60.0), with("throughput", None, 64.0), with("constant", Some(2.0), 61.0), with("constant", Some(4.0), 64.0)]);
+        let Imported::GuideLlm(cells) = read("sweep.json", &report, Workload::Chat).unwrap() else { panic!() };
+        assert_eq!(cells.iter().map(|c| c.rate).collect::<Vec<_>>(), [Some(2.0), Some(4.0)]);
+        assert!(cells.iter().all(|c| c.max_new_tokens == 64), "one length for the report");
+        assert!(cells[0].notes.iter().any(|n| n.contains("2 benchmark(s) of this GuideLLM sweep")), "{:?}", cells[0].notes);
     }
 
     #[test]

@@ -64,7 +64,7 @@ pub fn notes(runs: &[RunView], prices: &BTreeMap<String, f64>) -> String {
         runs.iter().filter(|r| r.info.spec.gpu == g.label && r.info.spec.workload == w && !r.cells.is_empty()).max_by_key(|r| r.info.started_unix_ms)
     };
     let mut f: BTreeMap<String, String> = BTreeMap::new();
-    let name = |g: &Option<Gpu>, fallback: &str| g.as_ref().map_or(fallback.to_string(), |g| g.label.clone());
+    let name = |g: &Option<Gpu>, fallback: &str| g.as_ref().map_or(fallback.to_string(), |g| md(&g.label));
     let (a_name, b_name) = (name(&a, "GPU A (no run)"), name(&b, "GPU B (no run)"));
     f.insert("gpu_a".to_string(), a_name.clone());
     f.insert("gpu_b".to_string(), b_name.clone());
@@ -197,12 +197,13 @@ pub fn notes(runs: &[RunView], prices: &BTreeMap<String, f64>) -> String {
             _ => "measured".to_string(),
         };
         sources.push_str(&format!(
-            "- `{}`: {} on {} ({kind}), model {}, target {} ({}), SLO p95 end-to-end ≤ {} ms\n",
-            r.info.id,
+            "- `{}`: {} on {} ({}), model {}, target {} ({}), SLO p95 end-to-end ≤ {} ms\n",
+            md(&r.info.id),
             r.info.spec.workload.as_str(),
-            r.info.spec.gpu,
-            r.info.spec.model,
-            r.info.target.name,
+            md(&r.info.spec.gpu),
+            md(&kind),
+            md(&r.info.spec.model),
+            md(&r.info.target.name),
             r.info.target.server.label(),
             r.info.spec.slo.effective(r.info.spec.workload).e2e_ms.unwrap_or_default()
         ));
@@ -257,13 +258,34 @@ fn series_name(r: &RunView) -> String {
     format!("{name} {}{how}", r.info.spec.workload.as_str())
 }
 
-/// Markdown as HTML for the dashboard; HTML inside the markdown (a run's name, say) is shown as
-/// text, never interpreted.
+/// A label from a run (a GPU, a model, a file name: anything a results file from elsewhere may
+/// set) made literal in markdown: its metacharacters escaped, so it can neither break a table
+/// nor become a link.
+fn md(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        match ch {
+            '\\' | '`' | '[' | ']' | '<' | '>' | '|' => {
+                out.push('\\');
+                out.push(ch);
+            }
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Markdown as HTML for the dashboard (shown with `inner_html`): HTML inside the markdown is
+/// shown as text, never interpreted; links and images keep only their text (the notes have
+/// none of their own, so one can only come from a label); the template's comments are dropped.
 pub fn html(markdown: &str) -> String {
-    use pulldown_cmark::{Event, Options, Parser};
-    let events = Parser::new_ext(markdown, Options::ENABLE_TABLES).map(|e| match e {
-        Event::Html(t) | Event::InlineHtml(t) => Event::Text(t),
-        e => e,
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let events = Parser::new_ext(markdown, Options::ENABLE_TABLES).filter_map(|e| match e {
+        Event::Html(t) | Event::InlineHtml(t) if t.trim_start().starts_with("<!--") => None,
+        Event::Html(t) | Event::InlineHtml(t) => Some(Event::Text(t)),
+        Event::Start(Tag::Link { .. } | Tag::Image { .. }) | Event::End(TagEnd::Link | TagEnd::Image) => None,
+        e => Some(e),
     });
     let mut out = String::new();
     pulldown_cmark::html::push_html(&mut out, events);
@@ -369,12 +391,19 @@ mod tests {
         let rtx = "NVIDIA RTX 2000 Ada 16GB · m (simulated)";
         let mut chat = run("c-rtx", rtx, Workload::Chat, &[(1, 128, 40.0, 900.0, true), (8, 128, 280.0, 2500.0, true)]);
         chat.info.spec.name = "<img src=x onerror=alert(1)>".into();
+        chat.info.spec.model = "[click](javascript:alert(1)) <javascript:alert(2)> ![](https://evil/x.png)".into();
+        chat.info.imported_from = Some("<script>alert(3)</script>".into());
         let other = run("c-pod", "my-pod", Workload::Chat, &[(8, 128, 500.0, 1000.0, true)]);
         let c = comparison(&[chat.clone(), other.clone()], &BTreeMap::new());
         assert_eq!(c.runs, ["c-rtx", "c-pod"]);
         assert!(c.html.contains("<table>") && c.html.contains("<td>"), "the notes' tables as HTML");
-        assert!(!c.html.contains("<img"), "{}", c.html);
+        assert!(!c.html.contains("<img") && !c.html.contains("<a ") && !c.html.contains("<script") && !c.html.contains("href"), "{}", c.html);
+        assert!(c.html.contains("javascript:alert(1)"), "the label is shown as text: {}", c.html);
+        assert!(!c.html.contains("&lt;!--"), "the template's comment is not shown");
         assert!(!c.frontier_svg.contains("<img"));
+        // A GPU label with a | keeps the tables' columns.
+        let piped = comparison(&[run("p", "A|B pod", Workload::Chat, &[(8, 128, 500.0, 1000.0, true)])], &BTreeMap::new());
+        assert!(piped.markdown.contains("A\\|B pod"), "{}", piped.markdown);
         assert_eq!(c.prices.len(), 2);
         let rtx_price = c.prices.iter().find(|p| p.gpu == rtx).unwrap();
         assert_eq!(rtx_price.usd_per_hour, Some(0.24));

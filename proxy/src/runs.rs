@@ -170,6 +170,9 @@ pub struct Registry {
     runs: RwLock<BTreeMap<String, Entry>>,
     dir: PathBuf,
     seq: AtomicU64,
+    /// Held while an ended run's files are read whole, rewritten or removed (rename, archive,
+    /// delete), so none of them sees another half done.
+    files: Mutex<()>,
 }
 
 impl Registry {
@@ -190,12 +193,12 @@ impl Registry {
                 }
             }
         }
-        (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0) }, unreadable)
+        (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0), files: Mutex::new(()) }, unreadable)
     }
 
     /// A registry that saves under `dir` without reading the runs already there (`caplab run`).
     pub fn writing_to(dir: PathBuf) -> Registry {
-        Registry { runs: RwLock::new(BTreeMap::new()), dir, seq: AtomicU64::new(0) }
+        Registry { runs: RwLock::new(BTreeMap::new()), dir, seq: AtomicU64::new(0), files: Mutex::new(()) }
     }
 
     /// A new id, sortable by creation time and unique even across processes sharing the data
@@ -291,9 +294,11 @@ impl Registry {
 
     /// Renames a finished run (its `spec.name`), in its files and in the index.
     pub fn rename(&self, id: &str, name: &str) -> Result<RunInfo, String> {
+        let _files = lock(&self.files);
         let path = self.saved_folder(id)?;
         let mut view = read_view(&path).map_err(|e| format!("run {id}'s files in {} cannot be read: {e}", path.display()))?;
         view.info.spec.name = name.to_string();
+        view.info.headline = Headline::of(&view.cells);
         write_view(&path, &view).map_err(|e| format!("could not write run {id}'s files: {e}"))?;
         let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
         if runs.contains_key(id) {
@@ -307,7 +312,16 @@ impl Registry {
     pub fn add_imported(&self, mut view: RunView, unix_ms: u64) -> std::io::Result<RunInfo> {
         let id = self.next_id(unix_ms);
         view.info.id = id.clone();
-        view.info.started_unix_ms = unix_ms;
+        // A caplab run keeps its own date; files that carry none get the import's.
+        if view.info.started_unix_ms == 0 {
+            view.info.started_unix_ms = unix_ms;
+        }
+        // A results.json saved while its run was going on holds the cells finished by then;
+        // kept as ended, or it would be taken for a run interrupted here at the next start.
+        if !view.info.status.is_terminal() {
+            view.info.status = RunStatus::Interrupted;
+            view.info.message = Some("imported while its run was still going on: the cells finished by then are kept".into());
+        }
         view.info.headline = Headline::of(&view.cells);
         let path = self.dir.join(&id);
         std::fs::create_dir_all(&path)?;
@@ -321,12 +335,29 @@ impl Registry {
     }
 
     /// A finished run's folder as one tar archive (`<id>/info.json`, `run.json`, the CSVs and
-    /// SVGs), built in memory: a run's files are bounded by `--max-requests-per-run`.
-    pub fn archive(&self, id: &str) -> Result<Vec<u8>, String> {
+    /// SVGs), written to an unnamed temporary file (a run's requests can be hundreds of MB) and
+    /// returned open, for streaming. Symlinks and half-written temporary files are left out.
+    pub fn archive(&self, id: &str) -> Result<std::fs::File, String> {
+        use std::io::Seek;
+        let _files = lock(&self.files);
         let path = self.saved_folder(id)?;
-        let mut tar = tar::Builder::new(Vec::new());
+        let fail = |e: std::io::Error| format!("could not archive run {id}'s files in {}: {e}", path.display());
+        let tmp = std::env::temp_dir().join(format!("caplab-archive-{id}-{:08x}.tar", rand::random::<u32>()));
+        let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(fail)?;
+        // Unlinked at once: the open file lives until the download ends, then vanishes.
+        let _ = std::fs::remove_file(&tmp);
+        let mut tar = tar::Builder::new(file);
         tar.mode(tar::HeaderMode::Deterministic);
-        tar.append_dir_all(id, &path).and_then(|()| tar.into_inner()).map_err(|e| format!("could not archive run {id}'s files in {}: {e}", path.display()))
+        tar.follow_symlinks(false);
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&path).map_err(fail)?.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for file in names.iter().filter(|p| p.is_file() && !p.extension().is_some_and(|e| e.to_string_lossy().starts_with("tmp"))) {
+            let name = Path::new(id).join(file.file_name().unwrap_or_default());
+            tar.append_path_with_name(file, name).map_err(fail)?;
+        }
+        let mut file = tar.into_inner().map_err(fail)?;
+        file.rewind().map_err(fail)?;
+        Ok(file)
     }
 
     /// The folder of a finished run (a running one is refused: its files are not final yet).
@@ -340,6 +371,7 @@ impl Registry {
 
     /// Forgets a run and removes its folder (the id is one this registry holds, never a path).
     pub fn delete(&self, id: &str) -> std::io::Result<()> {
+        let _files = lock(&self.files);
         if self.runs.write().unwrap_or_else(|p| p.into_inner()).remove(id).is_some() {
             match std::fs::remove_dir_all(self.dir.join(id)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -409,7 +441,9 @@ fn write_view(path: &Path, view: &RunView) -> std::io::Result<()> {
 /// Replaces a file whole or not at all: written beside it, flushed to disk, renamed over it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
-    let tmp = path.with_extension("tmp");
+    // A name of its own, so two writers of one file never share a half-written copy.
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;

@@ -104,27 +104,30 @@ impl Search {
     }
 
     /// How sure the answer is: each boundary probe's share of requests within the SLO with its
-    /// 95 % interval, and whether that interval stays on its side of 95 % (the p95 line).
+    /// 95 % Wilson interval. A probe that met the SLO is sure when the whole interval lies at or
+    /// above 95 % (the p95 line); one that missed, when it lies below. With every request within
+    /// the SLO the lower bound reaches 95 % only from 73 requests, so smaller probes stay "low".
     pub fn confidence(&self) -> String {
         let mut parts = Vec::new();
-        let mut borderline = Vec::new();
-        for i in [self.met, self.missed].into_iter().flatten() {
+        let mut unsure = Vec::new();
+        for (i, met) in [(self.met, true), (self.missed, false)].into_iter().filter_map(|(i, m)| i.map(|i| (i, m))) {
             let (load, index) = self.candidates[i];
             let Some(&(good, n)) = self.evidence.get(&index) else { continue };
             let (lo, hi) = wilson(good, n);
             let share = if n > 0 { f64::from(good) / f64::from(n) } else { 0.0 };
             parts.push(format!("{}: {:.0} % of {n} requests within the SLO (95 % interval {:.0}–{:.0} %)", self.at(load), share * 100.0, lo * 100.0, hi * 100.0));
-            if lo < SHARE && hi > SHARE {
-                borderline.push(self.at(load));
+            let sure = if met { lo >= SHARE } else { hi < SHARE };
+            if !sure {
+                unsure.push(self.at(load));
             }
         }
         if parts.is_empty() {
             return String::new();
         }
-        let verdict = if borderline.is_empty() {
-            "confidence high: each boundary probe is clearly on its side of the 95 % line".to_string()
+        let verdict = if unsure.is_empty() {
+            "confidence high: each boundary probe's interval lies on its side of the 95 % line".to_string()
         } else {
-            format!("confidence low: {} could fall either side of the 95 % line; rerun with more requests per probe", borderline.join(" and "))
+            format!("confidence low: the interval of {} reaches across the 95 % line; more requests per probe would settle it", unsure.join(" and "))
         };
         format!("{verdict} ({})", parts.join("; "))
     }
@@ -226,7 +229,19 @@ mod tests {
         s.record(0, true, 19, 20);
         s.record(1, false, 18, 20);
         let c = s.confidence();
-        assert!(c.starts_with("confidence low: c1 and c2 could fall either side"), "{c}");
+        assert!(c.starts_with("confidence low: the interval of c1 and c2 reaches across"), "{c}");
         assert!(c.contains("c1: 95 % of 20 requests within the SLO"), "{c}");
+        // Direction counts: a probe that met the SLO with 92 % of 300 within it is not sure
+        // (its interval lies below 95 %), however narrow; nor is 64 of 64 (too few for 95 %).
+        let mut s = Search::new(&cells);
+        s.record(0, true, 276, 300);
+        s.record(1, false, 10, 300);
+        assert!(s.confidence().starts_with("confidence low: the interval of c1 reaches"), "{}", s.confidence());
+        let mut s = Search::new(&cells);
+        s.record(0, true, 64, 64);
+        assert!(s.confidence().starts_with("confidence low"), "{}", s.confidence());
+        let mut s = Search::new(&cells);
+        s.record(0, true, 73, 73);
+        assert!(s.confidence().starts_with("confidence high"), "73 of 73 is enough: {}", s.confidence());
     }
 }

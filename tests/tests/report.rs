@@ -168,6 +168,20 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     assert_eq!(refused.status(), 422);
     assert!(refused.text().await.unwrap().contains("at most 8 run ids"));
 
+    // A results.json downloaded while its run was going on is kept as ended, with its cells,
+    // and still so after a restart (not taken for a run interrupted here).
+    let mut live: serde_json::Value = c.get(caplab.api(&format!("runs/{}/results.json", ids[1]))).send().await.unwrap().json().await.unwrap();
+    live["info"]["status"] = json!("running");
+    let resp = c.post(caplab.api("import")).json(&json!({"workload": "batch", "files": [{"name": "live.json", "text": live.to_string()}]})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let kept: Vec<caplab_shared::RunInfo> = resp.json().await.unwrap();
+    assert_eq!(kept[0].status.as_str(), "interrupted");
+    let mut caplab = caplab;
+    caplab.terminate(Duration::from_secs(10)).await.unwrap();
+    let caplab = Caplab::start_in(caplab.data_dir.clone(), &[]).await.unwrap();
+    let again: caplab_shared::RunView = c.get(caplab.api(&format!("runs/{}", kept[0].id))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(again.cells.len(), 2, "the imported cells survive a restart");
+
     // A folder that is not a run is refused by name.
     let bad = tokio::process::Command::new(caplab_bin()).args(["report", "/nonexistent-run-dir"]).output().await.unwrap();
     assert!(!bad.status.success());

@@ -316,18 +316,25 @@ pub async fn rename_run(State(st): State<Arc<AppState>>, Path(id): Path<String>,
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map(Json)
-        .map_err(|e| if e.starts_with("no run") { ApiError::NotFound(e) } else { ApiError::Conflict(e) })
+        .map_err(|e| match () {
+            _ if e.starts_with("no run") => ApiError::NotFound(e),
+            _ if e.contains("still going on") => ApiError::Conflict(e),
+            _ => ApiError::Internal(e),
+        })
 }
 
-/// A finished run's whole folder as one tar file.
+/// A finished run's whole folder as one tar file, streamed (two archives are built at a time).
 pub async fn archive(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    static BUILDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
     let info = st.lab.registry.info(&id).ok_or_else(|| ApiError::NotFound(format!("no run with id {id:?}")))?;
+    let _permit = BUILDING.acquire().await.map_err(|e| ApiError::Internal(e.to_string()))?;
     let registry = st.clone();
-    let bytes = tokio::task::spawn_blocking(move || registry.lab.registry.archive(&id))
+    let file = tokio::task::spawn_blocking(move || registry.lab.registry.archive(&id))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Conflict)?;
-    Ok(download(format!("{}.tar", file_stem(&info)), "application/x-tar", bytes))
+        .map_err(|e| if e.contains("still going on") { ApiError::Conflict(e) } else { ApiError::Internal(e) })?;
+    let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
+    Ok(download_body(format!("{}.tar", file_stem(&info)), "application/x-tar", body))
 }
 
 #[derive(Deserialize)]
@@ -349,11 +356,22 @@ pub struct ImportFile {
     text: String,
 }
 
-/// Result files measured elsewhere (dropped on the page), kept as imported runs.
+/// Result files measured elsewhere (dropped on the page), kept as imported runs. Parsing up to
+/// `--max-import-bytes` of JSON is done off the runtime that times requests.
 pub async fn import(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<Vec<RunInfo>>, ApiError> {
-    let b: ImportBody = serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(format!("give {{\"gpu\", \"workload\", \"files\": [{{\"name\", \"text\"}}]}}: {e}")))?;
+    let registry = st.clone();
+    tokio::task::spawn_blocking(move || import_files(&registry, &body)).await.map_err(|e| ApiError::Internal(e.to_string()))?.map(Json)
+}
+
+fn import_files(st: &AppState, body: &[u8]) -> Result<Vec<RunInfo>, ApiError> {
+    let b: ImportBody = serde_json::from_slice(body).map_err(|e| ApiError::BadJson(format!("give {{\"gpu\", \"workload\", \"files\": [{{\"name\", \"text\"}}]}}: {e}")))?;
     if b.files.is_empty() {
         return Err(ApiError::field("files", "no file was given"));
+    }
+    if let Some(gpu) = &b.gpu {
+        if gpu.chars().count() > 200 || gpu.chars().any(char::is_control) {
+            return Err(ApiError::field("gpu", "a GPU label is at most 200 characters, without control characters"));
+        }
     }
     let mut files = Vec::new();
     for f in &b.files {
@@ -364,13 +382,25 @@ pub async fn import(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json
         files.push((f.name.clone(), value));
     }
     let views = crate::import::runs(&files, b.gpu.as_deref(), b.workload).map_err(|e| ApiError::field(if e.starts_with("give the GPU") { "gpu" } else { "files" }, e))?;
-    let registry = st.clone();
+    let kept = st.limits().runs_kept;
+    if st.lab.registry.len() + views.len() > kept {
+        return Err(ApiError::Conflict(format!("this caplab keeps at most {kept} runs (--runs-kept): delete some before importing {} more", views.len())));
+    }
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
-    let infos = tokio::task::spawn_blocking(move || views.into_iter().map(|v| registry.lab.registry.add_imported(v, now)).collect::<std::io::Result<Vec<_>>>())
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::Internal(format!("could not save the imported runs: {e}")))?;
-    Ok(Json(infos))
+    let mut infos: Vec<RunInfo> = Vec::new();
+    for view in views {
+        match st.lab.registry.add_imported(view, now) {
+            Ok(info) => infos.push(info),
+            Err(e) => {
+                // All or nothing: a retry must not make duplicates.
+                for done in &infos {
+                    let _ = st.lab.registry.delete(&done.id);
+                }
+                return Err(ApiError::Internal(format!("could not save the imported runs: {e}")));
+            }
+        }
+    }
+    Ok(infos)
 }
 
 pub async fn no_such_api() -> ApiError {

