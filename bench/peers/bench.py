@@ -41,6 +41,8 @@ GUIDELLM = CACHE / "guidellm-venv" / "bin" / "guidellm"
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
            "GUIDELLM__LOGGING__CONSOLE_LOG_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"}
 TOKENS = 64
+# A tool still running after this many seconds is stopped and reported as not finishing.
+TIMEOUT = int(os.environ.get("BENCH_TIMEOUT_S", "400"))
 VLLM_BENCH = ("from vllm.benchmarks.serve import add_cli_args, main; "
               "from vllm.utils.argparse_utils import FlexibleArgumentParser as P; "
               "p = P(); add_cli_args(p); main(p.parse_args())")
@@ -167,7 +169,7 @@ def run_caplab(url, streams, requests, out, rate=None, model="bench", workload="
         lines += [f"concurrency = [{streams}]"]
     spec.write_text("\n".join(lines) + "\n")
     cmd = [str(REL / "caplab"), "run", str(spec), "--target", url, "--out", str(out / "runs")]
-    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
     runs = list((out / "runs").glob("*/run.json"))
     if runs:
@@ -181,7 +183,7 @@ def run_caplab(url, streams, requests, out, rate=None, model="bench", workload="
 
 def run_raw(url, streams, requests, out):
     cmd = [str(REL / "raw-client"), url, str(streams), str(requests), str(TOKENS)]
-    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
     try:
         r = json.loads(so.strip().splitlines()[-1])
@@ -201,7 +203,7 @@ def run_vllm_bench(url, streams, requests, out, tokenizer, rate=None, model="ben
            "--save-result", "--result-dir", str(out), "--result-filename", "vllm.json", "--disable-tqdm"]
     if not rate:
         cmd[cmd.index("--num-prompts"):cmd.index("--num-prompts")] = ["--max-concurrency", str(streams)]
-    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
     f = out / "vllm.json"
     if f.exists():
@@ -221,7 +223,7 @@ def run_guidellm(url, streams, requests, out, tokenizer, rate=None):
            "--data", f"kind=synthetic_text,prompt_tokens=128,output_tokens={TOKENS}",
            "--tokenizer", f"kind=huggingface_auto,model={tokenizer}", "--output", f"kind=json,path={path}",
            "--disable-console-interactive"]
-    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
     if path.exists():
         b = json.loads(path.read_text())["benchmarks"][0]
@@ -240,7 +242,7 @@ def run_user_script(url, streams, requests, out):
     cmd = [str(VLLM_PY), str(ROOT / "bench/peers/vllm_batch_summarize_bench.py"), "--url", f"{url}/v1/completions",
            "--docs-file", str(ROOT / "data/docs_sample.txt"), "--concurrency", str(streams), "--max-new-tokens", str(TOKENS),
            "--repeat", str(max(1, requests // docs))]
-    rc, so, se, cpu, rss, wall = measure(cmd, timeout=900)
+    rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
     try:
         r = json.loads(so[so.index("{"):])
@@ -299,6 +301,28 @@ def open_loop_scenario(args, tokenizer, results):
             r.update(scenario=f"open loop {rate} req/s", tool=tool, rate=rate, requests=requests)
             results.append(r)
     finally:
+        server.stop()
+
+
+def live_path_scenario(args, results):
+    """One 100,000-request run through `caplab serve`, watched over its WebSocket and in
+    headless Chromium (tests/src/bin/bench-live.rs)."""
+    server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+    data = tempfile.mkdtemp(prefix="caplab-live-")
+    caplab = Proc([str(REL / "caplab"), "serve", "--listen", "127.0.0.1:0", "--no-auth", "--target", f"bench={server.url}", "--data-dir", data],
+                  r"(http://127\.0\.0\.1:[0-9]+)")
+    try:
+        print(f"[bench] live path · {args.live_requests} requests at {args.live_rate}/s", file=sys.stderr, flush=True)
+        rc, so, se, cpu, rss, wall = measure([str(REL / "bench-live"), caplab.url, "bench", str(args.live_requests), str(args.live_rate)], timeout=TIMEOUT)
+        r = {"scenario": "live path", "tool": "caplab serve + dashboard", "rc": rc}
+        try:
+            r.update(json.loads(so.strip().splitlines()[-1]))
+        except Exception:
+            r["error"] = (se or so)[-800:]
+        r["caplab_rss_mb"] = rss_kb(caplab.p.pid) / 1024
+        results.append(r)
+    finally:
+        caplab.stop()
         server.stop()
 
 
@@ -416,6 +440,24 @@ def report(results, args, started):
                              f"{f0(pct(r.get('ttft'), 'p50'))} / {f0(pct(r.get('ttft'), 'p99'))} | {f0(pct(r.get('e2e'), 'p50'))} / {f0(pct(r.get('e2e'), 'p99'))} |")
             lines.append("")
             continue
+        if scen == "live path":
+            r = rows[0]
+            if "error" in r:
+                lines += [f"failed: {r['error'][-400:]}", ""]
+                continue
+            ws, fr = r["ws_bytes_per_s"], r["frame_ms"]
+            heap = lambda b: "–" if b is None else f"{b / 1e6:,.1f} MB"
+            lines += [f"One run of {r['requests']:,} chat requests (8 tokens each) at {r['rate']:,.0f} req/s through `caplab serve`, "
+                      f"one WebSocket viewer from the start and the dashboard open in headless Chromium ({r['run_s']:.0f} s; "
+                      f"{r['requests_ok']:,} ok; {f0(r.get('achieved_rate'))} req/s achieved).", "",
+                      "| what | measured | target |", "|---|---|---|",
+                      f"| WebSocket bytes/s, one viewer (1 s windows: p50 / max) | {f0(ws.get('p50'))} / {f0(ws.get('max'))} B/s | ≤ 50 KB/s |",
+                      f"| first snapshot (at the start) | {r['first_snapshot_bytes']:,} B | small |",
+                      f"| a late viewer's snapshot (joining at {r['late_snapshot_at_s']:.0f} s) | {r['late_snapshot_bytes']:,} B | small |",
+                      f"| dashboard frame time (requestAnimationFrame gaps, {r['frames']:,} frames: p50 / p95 / max) | {f1(fr.get('p50'))} / {f1(fr.get('p95'))} / {f0(fr.get('max'))} ms | p95 < 33 ms |",
+                      f"| page JS heap, early → late | {heap(r.get('heap_early_bytes'))} → {heap(r.get('heap_late_bytes'))} | bounded |",
+                      f"| caplab serve RSS at the end | {f0(r.get('caplab_rss_mb'))} MB | |", ""]
+            continue
         open_loop = scen.startswith("open loop")
         head = "| tool | TTFT overstatement p50 / p99 (ms) | ITL overstatement p50 / p99 (ms) | server TTFT p50 / p99 (ms) | events/s | CPU-s | peak RSS | ok / failed |"
         if open_loop:
@@ -426,7 +468,7 @@ def report(results, args, started):
                 lines.append(f"| {r['tool']} | {r['skipped']} |" + " |" * (head.count("|") - 3))
                 continue
             if "error" in r or r.get("rc") == "timeout":
-                why = "did not finish in 900 s" if r.get("rc") == "timeout" else "failed: " + r.get("error", "")[-200:].replace("|", "/").replace("\n", " ")
+                why = f"did not finish in {TIMEOUT} s" if r.get("rc") == "timeout" else "failed: " + r.get("error", "")[-200:].replace("|", "/").replace("\n", " ")
                 lines.append(f"| {r['tool']} | {why} | | | | {f1(r.get('cpu_s'))} | {f0(r.get('rss_mb'))} MB | |" + (" |" if open_loop else ""))
                 continue
             s = r.get("server") or {}
@@ -461,6 +503,8 @@ def main():
     ap.add_argument("--tools", default="caplab,raw-client,vllm bench serve,GuideLLM,user script")
     ap.add_argument("--rate", type=int, default=500, help="the open-loop scenario's request rate (0: none)")
     ap.add_argument("--no-real-vllm", action="store_true")
+    ap.add_argument("--live-requests", type=int, default=100_000, help="the live-path run's requests (0: none)")
+    ap.add_argument("--live-rate", type=int, default=2000)
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--command", default="bench/peers/run.sh")
     ap.add_argument("--tokenizer", required=True)
@@ -472,6 +516,8 @@ def main():
     fixed_scenarios(args, args.tokenizer, results)
     if args.rate:
         open_loop_scenario(args, args.tokenizer, results)
+    if args.live_requests:
+        live_path_scenario(args, results)
     if not args.no_real_vllm:
         real_vllm_scenario(args, args.tokenizer, results)
     (ROOT / "bench/peers/results.json").write_text(json.dumps(results, indent=1, default=str))

@@ -1,6 +1,7 @@
 //! Helpers for caplab's end-to-end tests: start the real `caplab` binary on port 0,
 //! and a fault-injecting OpenAI-compatible server that misbehaves on purpose.
 
+pub mod chromium;
 pub mod faults;
 
 use std::path::PathBuf;

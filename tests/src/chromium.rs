@@ -1,0 +1,62 @@
+//! Headless Chromium under chromedriver, for the browser tests and the live-path benchmark.
+//! Needs Debian's `chromium` and `chromedriver` (scripts/setup.sh browser); `CHROMIUM` and
+//! `CHROMEDRIVER` override their paths.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder};
+use serde_json::json;
+
+use crate::temp_dir;
+
+pub struct Browser {
+    pub client: Client,
+    _driver: tokio::process::Child,
+    /// Where the browser saves downloads.
+    pub downloads: PathBuf,
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// A new headless Chromium session with its own profile and download folder.
+pub async fn browser() -> Browser {
+    let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let port = free_port();
+    let driver = tokio::process::Command::new(&driver_bin)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {driver_bin} ({e}); run scripts/setup.sh browser"));
+    let downloads = temp_dir("downloads");
+    let profile = temp_dir("chrome-profile");
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000", format!("--user-data-dir={}", profile.display())],
+            "prefs": {"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false}
+        }),
+    );
+    let url = format!("http://127.0.0.1:{port}");
+    let mut last_err = None;
+    for _ in 0..50 {
+        let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        match builder.capabilities(caps.clone()).connect(&url).await {
+            Ok(client) => return Browser { client, _driver: driver, downloads },
+            Err(e) => last_err = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("chromedriver did not start a session: {last_err:?}");
+}
+
