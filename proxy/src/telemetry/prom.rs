@@ -29,10 +29,33 @@ pub const SIM_GPU_USED: &str = "caplab_sim:gpu_memory_used_bytes";
 pub const SIM_GPU_TOTAL: &str = "caplab_sim:gpu_memory_total_bytes";
 pub const SIM_GPU_UTIL: &str = "caplab_sim:gpu_utilization_perc";
 
+/// Every family caplab reads from a scrape.
+const USED: &[&str] = &[
+    RUNNING, WAITING, KV_USAGE[0], KV_USAGE[1], PREEMPTIONS, PROMPT_TOKENS, GENERATION_TOKENS, TTFT, E2E, QUEUE, SIM_GPU_USED, SIM_GPU_TOTAL, SIM_GPU_UTIL,
+];
+
+/// Whether a line of a scrape (`# HELP name …`, `# TYPE name …` or `name{labels} value`)
+/// belongs to a family in `USED` (histogram series end in `_bucket`, `_sum`, `_count`;
+/// a counter's TYPE line may leave out `_total`).
+fn used(line: &str) -> bool {
+    let name = match line.strip_prefix('#') {
+        Some(comment) => comment.split_whitespace().nth(1).unwrap_or_default(),
+        None => line.split(['{', ' ']).next().unwrap_or_default(),
+    };
+    if name.is_empty() {
+        return false;
+    }
+    let base = ["_bucket", "_sum", "_count", "_created"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(name);
+    USED.iter().any(|u| *u == name || *u == base || u.strip_suffix("_total") == Some(name))
+}
+
 impl Snapshot {
-    /// Parses a scrape. A metric the parser cannot read is skipped; the others are kept.
+    /// Parses a scrape. A metric the parser cannot read is skipped; the others are kept. Only
+    /// the families caplab reads (`USED`) are handed to the parser: vLLM's page is ~50 KB,
+    /// scraped twice a second on the machine being measured.
     pub fn parse(text: &str) -> Snapshot {
-        let (metrics, _skipped) = parse_scrape(text);
+        let wanted: String = text.lines().filter(|l| used(l)).flat_map(|l| [l, "\n"]).collect();
+        let (metrics, _skipped) = parse_scrape(&wanted);
         let mut snap = Snapshot::default();
         for m in metrics {
             for sample in &m.samples {
@@ -149,6 +172,9 @@ mod tests {
         // The 10 new observations all lie in (0.5, 1.0]: the median is 0.75 s.
         assert!((after.quantile_ms_since(&before, E2E, 0.5).unwrap() - 750.0).abs() < 1e-9);
         assert_eq!(Snapshot::parse("not metrics at all {{{\n").values.len(), 0, "garbage reads as nothing, never a panic");
+        assert!(used("# TYPE vllm:num_preemptions counter") && used("vllm:num_preemptions_total{engine=\"0\"} 3.0"));
+        assert!(used("vllm:e2e_request_latency_seconds_bucket{le=\"0.3\"} 1.0") && used("# HELP vllm:time_to_first_token_seconds Histogram"));
+        assert!(!used("vllm:iteration_tokens_total_bucket{le=\"1.0\"} 0.0") && !used("process_cpu_seconds_total 1.0"));
         // The server restarted between the two scrapes: only the new observations count.
         assert_eq!(before.count_since(&after, E2E), Some(4.0), "a reset reads as growth from zero");
     }
