@@ -95,9 +95,15 @@ async fn a_viewer_watches_and_downloads_but_cannot_start_or_stop() {
     assert_eq!(start.status(), 403);
     assert_eq!(viewer.post(caplab.api("viewer-link/rotate")).json(&json!({})).send().await.unwrap().status(), 403);
     assert_eq!(viewer.delete(caplab.api(&format!("runs/{id}"))).send().await.unwrap().status(), 403);
+    assert_eq!(viewer.post(caplab.api(&format!("runs/{id}/rename"))).json(&json!({"name": "mine"})).send().await.unwrap().status(), 403);
+    let import = json!({"gpu": "x", "workload": "chat", "files": [{"name": "a.json", "text": "{}"}]});
+    assert_eq!(viewer.post(caplab.api("import")).json(&import).send().await.unwrap().status(), 403);
     let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(view.cells[0].requests_ok, 8, "the viewer's stop changed nothing");
     assert_eq!(viewer.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().status(), 200);
+    // Reading stays open to a viewer: the archive and the comparison.
+    assert_eq!(viewer.get(caplab.api(&format!("runs/{id}/archive.tar"))).send().await.unwrap().status(), 200);
+    assert_eq!(viewer.get(caplab.api(&format!("compare?runs={id}"))).send().await.unwrap().status(), 200);
     // The operator rotates the link: the old one stops working at once.
     let rotated: serde_json::Value = c.post(caplab.api("viewer-link/rotate")).json(&json!({})).send().await.unwrap().json().await.unwrap();
     assert_ne!(rotated["viewer_link"].as_str().unwrap(), link);
@@ -127,6 +133,13 @@ async fn cross_site_requests_and_foreign_host_names_are_refused() {
     // connection closed so would fail the next request of a shared pool, a client-side race.)
     let r = caplab_tests::client().post(caplab.api("runs")).header("content-type", "application/json").body(huge).send().await.unwrap();
     assert_eq!(r.status(), 413);
+    // 70 KB: past an experiment's 64 KB, refused there; within an import's 16 MiB, read there.
+    let over = format!("{{\"workload\":\"chat\",\"name\":\"{}\"}}", "x".repeat(70 << 10));
+    let r = caplab_tests::client().post(caplab.api("runs")).header("content-type", "application/json").body(over).send().await.unwrap();
+    assert_eq!(r.status(), 413);
+    let big_import = json!({"workload": "chat", "files": [{"name": "big.json", "text": format!("{{\"pad\": \"{}\"}}", "x".repeat(70 << 10))}]});
+    let r = caplab_tests::client().post(caplab.api("import")).json(&big_import).send().await.unwrap();
+    assert_eq!(r.status(), 422, "read whole, then refused for what it holds (not a result), not for its size");
     // The same requests done right pass, and nothing was started before.
     let runs: Vec<serde_json::Value> = c.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
     assert!(runs.is_empty(), "{runs:?}");
