@@ -552,8 +552,9 @@ caplab and of the raw client at 1,000 streams, summed by crate):
   event, so fewer bytes wait.
 - *CPU in the real-vLLM scenario.* caplab's run there lasts about 37 s (the CPU vLLM is the
   bottleneck) for 16,384 token events; what it spends is mostly kernel time of one wake-up per
-  event (0.3 s of system time) and two scrapes a second of vLLM's 54 KB `/metrics` (now filtered to
-  the families caplab reads before parsing). One runtime thread instead of two made no difference
+  event (0.3 s of system time) and two scrapes a second of vLLM's 54 KB `/metrics`. Since this run the
+  scrapes hand the parser only the families caplab reads; measured again alone, 0.82–0.91 CPU-s:
+  within the noise, so the scrapes are not where the rest goes. One runtime thread instead of two made no difference
   here (0.95 vs 0.99 CPU-s). It stays 22× below `vllm bench serve` and 65× below GuideLLM, which
   is what slows the server they measure (the table above)."""
 

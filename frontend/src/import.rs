@@ -31,7 +31,20 @@ pub fn ImportCard() -> impl IntoView {
     let message = RwSignal::new(None::<Result<String, String>>);
     let over = RwSignal::new(false);
     let send = move |list: Vec<web_sys::File>| {
+        message.set(None);
         leptos::task::spawn_local(async move {
+            // Said before reading: past the server's limit the upload would only get a bare 413.
+            let size: f64 = list.iter().map(|f| f.size()).sum();
+            if let Ok(limits) = api::get_json::<serde_json::Value>("api/limits").await {
+                if let Some(max) = limits["max_import_bytes"].as_f64().filter(|max| size > *max) {
+                    let mib = |b: f64| b / 1_048_576.0;
+                    return message.set(Some(Err(format!(
+                        "{:.1} MiB of files is more than this caplab imports at once ({:.0} MiB, its --max-import-bytes): import fewer files at a time",
+                        mib(size),
+                        mib(max)
+                    ))));
+                }
+            }
             let files = match read_files(list).await {
                 Ok(f) if f.is_empty() => return,
                 Ok(f) => f,

@@ -244,7 +244,8 @@ async fn tabs_follow_one_run_see_a_stop_and_reconnect_after_a_crash() {
 /// saved as SVG.
 #[tokio::test]
 async fn runs_are_imported_compared_priced_and_filtered_in_the_page() {
-    let caplab = Caplab::start(&[]).await.unwrap();
+    // A small import limit, to see the page refuse a file past it before sending it.
+    let caplab = Caplab::start(&["--max-import-bytes", "8192"]).await.unwrap();
     let api = client();
     let local = start_run(&api, &caplab, json!({"workload": "chat", "target": "sim", "gpu": "rtx-pod", "concurrency": [2, 4], "max_new_tokens": [16], "requests": 8})).await.unwrap();
     caplab_tests::wait_for_end(&api, &caplab, &local, Duration::from_secs(60)).await.unwrap();
@@ -265,6 +266,12 @@ async fn runs_are_imported_compared_priced_and_filtered_in_the_page() {
     let headline = c.find(Locator::Css(&format!("li[data-run='{local}'] .headline"))).await.unwrap().text().await.unwrap();
     assert!(headline.starts_with("best c") && headline.contains("max stable"), "{headline}");
 
+    // A file past this caplab's import limit is refused in the page, saying which limit.
+    let big = temp_dir("bench-files").join("big.json");
+    std::fs::write(&big, format!("{{\"pad\": \"{}\"}}", "x".repeat(20_000))).unwrap();
+    c.find(Locator::Id("import-files")).await.unwrap().send_keys(&big.display().to_string()).await.unwrap();
+    let refused = poll("the size refusal", Duration::from_secs(20), || async { text_of(c, "import-error").await }).await;
+    assert!(refused.contains("--max-import-bytes"), "{refused}");
     // Import: the GPU it ran on, then the file (a file input, as a drop would give it).
     set_input(c, "import-gpu", "A100 pod").await;
     c.find(Locator::Id("import-files")).await.unwrap().send_keys(&bench.display().to_string()).await.unwrap();

@@ -99,13 +99,13 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
 pub fn app(state: Arc<AppState>) -> Router {
     // No body may be larger than an experiment ever needs; result files dropped on the page
     // (`/api/import`) may be larger.
-    let (body, import) = (state.limits().max_body_bytes, state.limits().max_import_bytes.max(state.limits().max_body_bytes));
+    let (body, import) = (state.limits().max_body_bytes, state.limits().max_import_bytes);
     let api = API_ROUTES.iter().fold(Router::new(), |router, (path, _)| {
         router.route(path, handlers(path).layer(axum::extract::DefaultBodyLimit::max(if *path == "/api/import" { import } else { body })))
     });
     // Every route and every file of the dashboard pass the gate first.
     api.fallback(assets::serve)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::guard))
-        .layer(tower_http::limit::RequestBodyLimitLayer::new(import))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(import.max(body)))
         .with_state(state)
 }
