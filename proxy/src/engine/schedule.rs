@@ -127,6 +127,9 @@ async fn open_loop(ctx: Arc<CellCtx>, offsets: Vec<f64>, max_in_flight: u32, tx:
             };
             let _ = tx.send(ctx.one(i as u32, due).await);
         });
+        // Finished tasks are reaped as arrivals go on: a JoinSet keeps each one (its whole
+        // request future, ~1.8 KB) until joined, which grew a 100,000-request cell by 180 MB.
+        while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
 }

@@ -81,6 +81,9 @@ pub struct ChunkInfo {
 
 /// Reads one chunk's JSON. `[DONE]` is handled by the caller.
 pub fn parse_chunk(data: &[u8]) -> Result<ChunkInfo, serde_json::Error> {
+    if let Some(info) = plain_token(data) {
+        return Ok(info);
+    }
     let raw: RawChunk<'_> = serde_json::from_slice(data)?;
     if raw.error.is_some() {
         let v: serde_json::Value = serde_json::from_slice(data)?;
@@ -94,6 +97,26 @@ pub fn parse_chunk(data: &[u8]) -> Result<ChunkInfo, serde_json::Error> {
         usage: raw.usage,
         error: None,
     })
+}
+
+/// The common chunk, read without parsing: compact JSON (as every engine caplab knows writes
+/// it) whose choice has `"finish_reason":null`, with no `usage` and no `error`. Whether it carries
+/// text is whether its `text` or `content` string is non-empty. Anything else (a finish reason,
+/// usage, an error, other spacing) returns None and is parsed whole. Quotes inside generated
+/// text are escaped (`\"`), so the generated text cannot fake these keys.
+fn plain_token(data: &[u8]) -> Option<ChunkInfo> {
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+    if data.first() != Some(&b'{') || find(data, b"\"finish_reason\":null").is_none() || find(data, b"\"usage\":{").is_some() || find(data, b"\"error\"").is_some() {
+        return None;
+    }
+    let after = |key: &[u8]| find(data, key).map(|i| data.get(i + key.len()).copied());
+    let has_text = match (after(b"\"text\":\""), after(b"\"content\":\"")) {
+        (Some(next), _) | (None, Some(next)) => next.is_some_and(|b| b != b'"'),
+        (None, None) => false,
+    };
+    Some(ChunkInfo { has_text, ..Default::default() })
 }
 
 /// The message of an OpenAI/vLLM error body (`{"error":{"message":..}}`, `{"message":..}` or `{"detail":..}`).
@@ -165,6 +188,34 @@ impl<'de: 'a, 'a> Deserialize<'de> for FirstChoice<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_token_path_agrees_with_the_full_parse() {
+        let chunks: &[&[u8]] = &[
+            br#"{"id":"cmpl-1","object":"text_completion","created":1,"model":"m","choices":[{"index":0,"text":" hi","logprobs":null,"finish_reason":null,"stop_reason":null}],"usage":null}"#,
+            br#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"role":"assistant","content":""},"logprobs":null,"finish_reason":null}]}"#,
+            br#"{"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"x"},"logprobs":null,"finish_reason":null}]}"#,
+            br#"{"id":"c","choices":[{"index":0,"delta":{"content":"say \"finish_reason\":\"stop\" and \"usage\":{}"},"finish_reason":null}]}"#,
+            br#"{"id":"c","choices":[{"index":0,"delta":{"content":null},"finish_reason":null}]}"#,
+            br#"{"id":"c","choices":[{"index":0,"delta":{},"finish_reason":null}]}"#,
+        ];
+        for c in chunks {
+            let fast = plain_token(c).unwrap_or_else(|| panic!("the plain path takes {}", String::from_utf8_lossy(c)));
+            let raw: RawChunk<'_> = serde_json::from_slice(c).unwrap();
+            let first = raw.choices.0;
+            let text = first.as_ref().and_then(|c| c.text.as_deref().or(c.delta.as_ref().and_then(|d| d.content.as_deref())));
+            assert_eq!(fast.has_text, text.is_some_and(|t| !t.is_empty()), "{}", String::from_utf8_lossy(c));
+        }
+        // Finish reasons, usage, errors and other spacing go the whole way.
+        for c in [
+            &br#"{"choices":[{"index":0,"text":"x","finish_reason":"length"}]}"#[..],
+            br#"{"choices":[{"index":0,"text":"x","finish_reason":null}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+            br#"{"error":{"message":"boom"},"choices":[{"finish_reason":null}]}"#,
+            br#"{"choices": [{"index": 0, "text": "x", "finish_reason": null}]}"#,
+        ] {
+            assert!(plain_token(c).is_none(), "{}", String::from_utf8_lossy(c));
+        }
+    }
 
     /// Verbatim chunks from a real vLLM 0.32 (shared/vllm-cpu/samples).
     const VLLM_CHAT: &str = include_str!("../../../tests/fixtures/vllm_chat_stream.txt");
