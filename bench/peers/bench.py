@@ -288,6 +288,30 @@ def fixed_scenarios(args, tokenizer, results):
             server.stop()
 
 
+def target_check(args, results):
+    """caplab and the raw client alternately at 1,000 streams, `--target-repeats` times each: one
+    run's p99 is one unlucky connection away from another (a SYN retried after a second), so the
+    targets are judged on medians."""
+    if args.target_repeats <= 0:
+        return
+    server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+    runs = {"caplab": [], "raw-client": []}
+    try:
+        for i in range(args.target_repeats):
+            for tool in runs:
+                get_json(server.url + "/bench/stats")
+                with tempfile.TemporaryDirectory() as d:
+                    print(f"[bench] target check {i + 1}/{args.target_repeats} · {tool}", file=sys.stderr, flush=True)
+                    r = call(tool, server.url, 1000, 2000, Path(d), "")
+                r["server"] = get_json(server.url + "/bench/stats")
+                if "error" not in r:
+                    runs[tool].append({"ttft_p99_over": over(r, "ttft", "p99"), "ttft_p50_over": over(r, "ttft", "p50"),
+                                       "us_per_event": r["cpu_s"] / (r["completed"] * TOKENS) * 1e6, "rss_mb": r["rss_mb"]})
+    finally:
+        server.stop()
+    results.append({"scenario": "target check", "tool": "caplab and raw-client", "streams": 1000, "requests": 2000, "runs": runs})
+
+
 def open_loop_scenario(args, tokenizer, results):
     rate, requests = args.rate, 2 * args.rate
     server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
@@ -428,6 +452,8 @@ def report(results, args, started):
     for r in results:
         by.setdefault(r["scenario"], []).append(r)
     for scen, rows in by.items():
+        if scen == "target check":
+            continue
         lines += [f"## {scen}", ""]
         if scen.startswith("real vLLM"):
             lines += ["| tool | CPU-s | peak RSS | requests ok / failed | its output tok/s | vLLM's generation tok/s while it ran | its TTFT p50 / p99 (ms) | its E2E p50 / p99 (ms) |",
@@ -505,12 +531,17 @@ def find(results, scenario, tool):
 def targets(results):
     """The issue's targets for caplab, each met or not, with the measured numbers."""
     rows = []
-    cap, raw = find(results, "1000 streams", "caplab"), find(results, "1000 streams", "raw-client")
-    if cap and raw:
-        gap = over(cap, "ttft", "p99") - over(raw, "ttft", "p99")
-        ev = lambda r: r["cpu_s"] / (r["completed"] * TOKENS) * 1e6
-        rows.append(("1,000 streams: p99 TTFT overstatement within 5 ms of the raw client's", f"caplab {over(cap, 'ttft', 'p99'):,.1f} ms, raw client {over(raw, 'ttft', 'p99'):,.1f} ms: {gap:+,.1f} ms", gap <= 5.0))
-        rows.append(("1,000 streams: CPU per SSE event at most 1.2× the raw client's", f"caplab {ev(cap):.1f} µs, raw client {ev(raw):.1f} µs: {ev(cap) / ev(raw):.2f}×", ev(cap) <= 1.2 * ev(raw)))
+    check = next((r for r in results if r.get("scenario") == "target check"), None)
+    if check and check["runs"]["caplab"] and check["runs"]["raw-client"]:
+        med = lambda tool, k: sorted(x[k] for x in check["runs"][tool])[len(check["runs"][tool]) // 2]
+        each = lambda tool, k: ", ".join(f"{x[k]:,.0f}" for x in check["runs"][tool])
+        n = len(check["runs"]["caplab"])
+        cap_p99, raw_p99 = med("caplab", "ttft_p99_over"), med("raw-client", "ttft_p99_over")
+        rows.append((f"1,000 streams: p99 TTFT overstatement within 5 ms of the raw client's (medians of {n} alternating runs)",
+                     f"caplab {cap_p99:,.1f} ms ({each('caplab', 'ttft_p99_over')}), raw client {raw_p99:,.1f} ms ({each('raw-client', 'ttft_p99_over')}): {cap_p99 - raw_p99:+,.1f} ms",
+                     cap_p99 - raw_p99 <= 5.0))
+        cap_ev, raw_ev = med("caplab", "us_per_event"), med("raw-client", "us_per_event")
+        rows.append((f"1,000 streams: CPU per SSE event at most 1.2× the raw client's (medians of {n})", f"caplab {cap_ev:.1f} µs, raw client {raw_ev:.1f} µs: {cap_ev / raw_ev:.2f}×", cap_ev <= 1.2 * raw_ev))
     big = find(results, "10000 streams", "caplab")
     if big:
         rows.append(("10,000 concurrent streams sustained with RSS < 300 MB", f"{big['completed']:,} of 10,000 completed, peak RSS {big['rss_mb']:,.0f} MB (raw client {find(results, '10000 streams', 'raw-client')['rss_mb']:,.0f} MB)" if find(results, "10000 streams", "raw-client") else f"peak RSS {big['rss_mb']:,.0f} MB", big["rss_mb"] < 300 and big["completed"] == 10000))
@@ -567,6 +598,7 @@ def main():
     ap.add_argument("--no-real-vllm", action="store_true")
     ap.add_argument("--live-requests", type=int, default=100_000, help="the live-path run's requests (0: none)")
     ap.add_argument("--live-rate", type=int, default=2000)
+    ap.add_argument("--target-repeats", type=int, default=5, help="caplab/raw-client runs at 1,000 streams for the targets' medians")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--command", default="bench/peers/run.sh")
     ap.add_argument("--tokenizer", default="")
@@ -581,6 +613,7 @@ def main():
     started = time.time()
     results = []
     fixed_scenarios(args, args.tokenizer, results)
+    target_check(args, results)
     if args.rate:
         open_loop_scenario(args, args.tokenizer, results)
     if args.live_requests:
