@@ -447,7 +447,7 @@ def report(results, args, started):
               "percentile minus the server's own for the same requests in the same run (TTFT: arrival → first "
               "token handed to the connection; ITL: gaps between token chunks). Events/s: token chunks the "
               "server handed out per second while the tool ran. CPU-s: user + system seconds of the tool's whole "
-              "process tree; RSS: its peak, summed over the tree. One run per cell (not medians).", ""]
+              "process tree; RSS: its peak, summed over the tree. One run per cell; the targets' 1,000-stream check below takes medians of five alternating caplab and raw-client runs.", ""]
     by = {}
     for r in results:
         by.setdefault(r["scenario"], []).append(r)
