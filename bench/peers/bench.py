@@ -153,6 +153,22 @@ def get_json(url):
         return json.loads(r.read())
 
 
+def bench_server():
+    """A fresh fixed-timing server (its log starts empty)."""
+    return Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+
+
+def against(server, label, run):
+    """Runs `run(out_dir)` against `server` and returns its result with the server's own view
+    of exactly those requests (`server`)."""
+    get_json(server.url + "/bench/stats")  # clears the log
+    with tempfile.TemporaryDirectory() as d:
+        print(f"[bench] {label}", file=sys.stderr, flush=True)
+        r = run(Path(d))
+    r["server"] = get_json(server.url + "/bench/stats")
+    return r
+
+
 # ---------------------------------------------------------------- the tools
 
 def pct(d, key):
@@ -271,17 +287,13 @@ def call(tool, url, streams, requests, out, tokenizer, rate=None):
 def fixed_scenarios(args, tokenizer, results):
     for streams in args.streams:
         requests = 2 * streams if streams <= 1000 else streams
-        server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+        server = bench_server()
         try:
             for tool in args.tools:
                 if tool == "user script" and streams > 1000:
                     results.append({"scenario": f"{streams} streams", "tool": tool, "skipped": "not run above 1,000 streams: it opens a new HTTP client per request and does not stream"})
                     continue
-                get_json(server.url + "/bench/stats")  # clear
-                with tempfile.TemporaryDirectory() as d:
-                    print(f"[bench] {streams} streams · {tool}", file=sys.stderr, flush=True)
-                    r = call(tool, server.url, streams, requests, Path(d), tokenizer)
-                r["server"] = get_json(server.url + "/bench/stats")
+                r = against(server, f"{streams} streams · {tool}", lambda out: call(tool, server.url, streams, requests, out, tokenizer))
                 r.update(scenario=f"{streams} streams", tool=tool, streams=streams, requests=requests)
                 results.append(r)
         finally:
@@ -294,16 +306,12 @@ def target_check(args, results):
     targets are judged on medians."""
     if args.target_repeats <= 0:
         return
-    server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+    server = bench_server()
     runs = {"caplab": [], "raw-client": []}
     try:
         for i in range(args.target_repeats):
             for tool in runs:
-                get_json(server.url + "/bench/stats")
-                with tempfile.TemporaryDirectory() as d:
-                    print(f"[bench] target check {i + 1}/{args.target_repeats} · {tool}", file=sys.stderr, flush=True)
-                    r = call(tool, server.url, 1000, 2000, Path(d), "")
-                r["server"] = get_json(server.url + "/bench/stats")
+                r = against(server, f"target check {i + 1}/{args.target_repeats} · {tool}", lambda out: call(tool, server.url, 1000, 2000, out, ""))
                 if "error" not in r:
                     runs[tool].append({"ttft_p99_over": over(r, "ttft", "p99"), "ttft_p50_over": over(r, "ttft", "p50"),
                                        "us_per_event": r["cpu_s"] / (r["completed"] * TOKENS) * 1e6, "rss_mb": r["rss_mb"]})
@@ -314,14 +322,10 @@ def target_check(args, results):
 
 def open_loop_scenario(args, tokenizer, results):
     rate, requests = args.rate, 2 * args.rate
-    server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+    server = bench_server()
     try:
         for tool in [t for t in args.tools if t in ("caplab", "vllm bench serve", "GuideLLM")]:
-            get_json(server.url + "/bench/stats")
-            with tempfile.TemporaryDirectory() as d:
-                print(f"[bench] open loop {rate}/s · {tool}", file=sys.stderr, flush=True)
-                r = call(tool, server.url, 0, requests, Path(d), tokenizer, rate=rate)
-            r["server"] = get_json(server.url + "/bench/stats")
+            r = against(server, f"open loop {rate}/s · {tool}", lambda out: call(tool, server.url, 0, requests, out, tokenizer, rate=rate))
             r.update(scenario=f"open loop {rate} req/s", tool=tool, rate=rate, requests=requests)
             results.append(r)
     finally:
@@ -331,7 +335,7 @@ def open_loop_scenario(args, tokenizer, results):
 def live_path_scenario(args, results):
     """One 100,000-request run through `caplab serve`, watched over its WebSocket and in
     headless Chromium (tests/src/bin/bench-live.rs)."""
-    server = Proc([str(REL / "bench-server"), "--listen", "127.0.0.1:0"], r"listening on (http://[0-9.:]+)")
+    server = bench_server()
     data = tempfile.mkdtemp(prefix="caplab-live-")
     caplab = Proc([str(REL / "caplab"), "serve", "--listen", "127.0.0.1:0", "--no-auth", "--target", f"bench={server.url}", "--data-dir", data],
                   r"(http://127\.0\.0\.1:[0-9]+)")

@@ -41,27 +41,46 @@ fn colour(class: &str) -> &'static str {
     }
 }
 
-/// The chart as a standalone SVG file: the same lines and axes, colours written in, titled
-/// with the run.
-fn standalone_svg(title: &str, unit: &str, run: &str, all: &[Series]) -> String {
-    let (w, h, top) = (W, H + 40.0, TOP + 40.0);
+/// Where a chart's lines and ticks go, on a plot area from `top` down to `bottom`.
+#[derive(Clone, PartialEq)]
+struct Geometry {
+    /// (series class, path data).
+    paths: Vec<(&'static str, String)>,
+    /// (y, label) and (x, label) of each tick.
+    y_ticks: Vec<(f64, String)>,
+    x_ticks: Vec<(f64, String)>,
+}
+
+fn layout(all: &[Series], integer: bool, top: f64, bottom: f64) -> Geometry {
     let x_max = all.iter().flat_map(|s| s.points.last().map(|p| p.0)).fold(1.0_f64, f64::max);
-    let y_top = nice_max(all.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).fold(0.0_f64, f64::max), 4);
-    let x = Scale::new((0.0, x_max), (LEFT, w - RIGHT));
-    let y = Scale::new((0.0, y_top), (h - BOTTOM, top));
-    let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="11">"#);
+    let y_max = all.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).fold(0.0_f64, f64::max);
+    let y_top = if integer { nice_max(y_max.max(4.0), 4) } else { nice_max(y_max, 4) };
+    let x = Scale::new((0.0, x_max), (LEFT, W - RIGHT));
+    let y = Scale::new((0.0, y_top), (bottom, top));
+    Geometry {
+        paths: all.iter().map(|s| (s.class, line_path(&thin(&s.points), &x, &y))).collect(),
+        y_ticks: ticks(y_top, 4).into_iter().map(|v| (y.map(v), short_label(v))).collect(),
+        x_ticks: ticks(x_max, 5).into_iter().filter(|v| *v <= x_max).map(|v| (x.map(v), format!("{}s", short_label(v)))).collect(),
+    }
+}
+
+/// The chart as a standalone SVG file: the same lines and axes as on the page (40 px lower,
+/// under a title naming the run), colours written in.
+fn standalone_svg(title: &str, unit: &str, run: &str, all: &[Series], integer: bool) -> String {
+    let h = H + 40.0;
+    let g = layout(all, integer, TOP + 40.0, h - BOTTOM);
+    let mut out = format!(r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{h}" viewBox="0 0 {W} {h}" font-family="sans-serif" font-size="11">"#);
     out += &format!(r##"<text x="8" y="16" font-size="13" font-weight="bold">{} ({})</text><text x="8" y="32" fill="#555">{}</text>"##, xml_escape(title), xml_escape(unit), xml_escape(run));
-    for v in ticks(y_top, 4) {
-        let py = y.map(v);
-        out += &format!(r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e2e5eb"/><text x="{}" y="{:.1}" text-anchor="end" fill="#687083">{}</text>"##, w - RIGHT, LEFT - 4.0, py + 3.0, short_label(v));
+    for (py, label) in &g.y_ticks {
+        out += &format!(r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e2e5eb"/><text x="{}" y="{:.1}" text-anchor="end" fill="#687083">{label}</text>"##, W - RIGHT, LEFT - 4.0, py + 3.0);
     }
-    for v in ticks(x_max, 5).into_iter().filter(|v| *v <= x_max) {
-        out += &format!(r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#687083">{}s</text>"##, x.map(v), h - 6.0, short_label(v));
+    for (px, label) in &g.x_ticks {
+        out += &format!(r##"<text x="{px:.1}" y="{}" text-anchor="middle" fill="#687083">{label}</text>"##, h - 6.0);
     }
-    let mut lx = w - RIGHT;
-    for s in all.iter().rev() {
+    let mut lx = W - RIGHT;
+    for (s, (class, d)) in all.iter().zip(&g.paths).rev() {
         lx -= 8.0 + 6.5 * s.name.len() as f64;
-        out += &format!(r#"<path d="{}" fill="none" stroke="{}" stroke-width="1.6"/><text x="{lx:.0}" y="32" fill="{}">{}</text>"#, line_path(&thin(&s.points), &x, &y), colour(s.class), colour(s.class), xml_escape(s.name));
+        out += &format!(r#"<path d="{d}" fill="none" stroke="{}" stroke-width="1.6"/><text x="{lx:.0}" y="32" fill="{}">{}</text>"#, colour(class), colour(class), xml_escape(s.name));
     }
     out + "</svg>"
 }
@@ -77,25 +96,13 @@ pub fn LineChart(
     #[prop(optional)]
     integer: bool,
 ) -> impl IntoView {
-    let geometry = Memo::new(move |_| {
-        series.with(|all| {
-            let x_max = all.iter().flat_map(|s| s.points.last().map(|p| p.0)).fold(1.0_f64, f64::max);
-            let y_max = all.iter().flat_map(|s| s.points.iter().filter_map(|p| p.1)).fold(0.0_f64, f64::max);
-            let y_top = if integer { nice_max(y_max.max(4.0), 4) } else { nice_max(y_max, 4) };
-            let x = Scale::new((0.0, x_max), (LEFT, W - RIGHT));
-            let y = Scale::new((0.0, y_top), (H - BOTTOM, TOP));
-            let paths: Vec<(&'static str, String)> = all.iter().map(|s| (s.class, line_path(&thin(&s.points), &x, &y))).collect();
-            let y_ticks: Vec<(f64, String)> = ticks(y_top, 4).into_iter().map(|v| (y.map(v), short_label(v))).collect();
-            let x_ticks: Vec<(f64, String)> = ticks(x_max, 5).into_iter().filter(|v| *v <= x_max).map(|v| (x.map(v), format!("{}s", short_label(v)))).collect();
-            (paths, y_ticks, x_ticks)
-        })
-    });
+    let geometry = Memo::new(move |_| series.with(|all| layout(all, integer, TOP, H - BOTTOM)));
     let legend = move || series.with(|all| all.iter().map(|s| (s.name, s.class)).collect::<Vec<_>>());
     let ctx = expect_context::<crate::Ctx>();
     let save = move |_| {
         let run = crate::with_view(ctx, |v| v.chart_title()).unwrap_or_default();
         let file = crate::with_view(ctx, |v| format!("caplab_{}_{id}.svg", v.info.id)).unwrap_or_else(|| format!("caplab_{id}.svg"));
-        series.with_untracked(|all| crate::download::save(&file, "image/svg+xml", &standalone_svg(title, unit, &run, all)));
+        series.with_untracked(|all| crate::download::save(&file, "image/svg+xml", &standalone_svg(title, unit, &run, all, integer)));
     };
     view! {
         <figure class="chart" id=id title=help>
@@ -108,17 +115,17 @@ pub fn LineChart(
                 <button type="button" class="svg-save" title="save this chart as an SVG file" on:click=save>"SVG"</button>
             </figcaption>
             <svg viewBox=format!("0 0 {W} {H}") preserveAspectRatio="none" role="img" aria-label=title>
-                {move || geometry.with(|(_, y_ticks, x_ticks)| {
-                    let ys = y_ticks.iter().map(|(py, label)| view! {
+                {move || geometry.with(|g| {
+                    let ys = g.y_ticks.iter().map(|(py, label)| view! {
                         <line class="grid" x1=LEFT x2=W - RIGHT y1=*py y2=*py/>
                         <text class="tick" x=LEFT - 4.0 y=*py + 3.0 text-anchor="end">{label.clone()}</text>
                     }).collect_view();
-                    let xs = x_ticks.iter().map(|(px, label)| view! {
+                    let xs = g.x_ticks.iter().map(|(px, label)| view! {
                         <text class="tick" x=*px y=H - 6.0 text-anchor="middle">{label.clone()}</text>
                     }).collect_view();
                     (ys, xs)
                 })}
-                {move || geometry.with(|(paths, _, _)| paths.iter().map(|(class, d)| view! {
+                {move || geometry.with(|g| g.paths.iter().map(|(class, d)| view! {
                     <path class=format!("line {class}") d=d.clone()/>
                 }).collect_view())}
             </svg>

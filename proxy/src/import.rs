@@ -44,9 +44,11 @@ pub fn read(name: &str, v: &Value, workload: Workload) -> Result<Imported, Strin
 }
 
 /// Result files (name, parsed JSON) as runs: each caplab results.json its own run (labelled
-/// imported), every `vllm bench serve` file together as one run on `gpu` (one cell per file).
-/// `gpu` must be given when there are files that do not say their GPU.
+/// imported), every `vllm bench serve` file together as one run on `gpu` (one cell per file),
+/// each GuideLLM report a run on `gpu` (one cell per benchmark). `gpu` must be given when there
+/// are files that do not say their GPU.
 pub fn runs(files: &[(String, Value)], gpu: Option<&str>, workload: Workload) -> Result<Vec<RunView>, String> {
+    let gpu = gpu.map(str::trim).filter(|g| !g.is_empty());
     let mut views = Vec::new();
     let (mut bench_cells, mut bench_files) = (Vec::new(), Vec::new());
     for (name, value) in files {
@@ -62,28 +64,21 @@ pub fn runs(files: &[(String, Value)], gpu: Option<&str>, workload: Workload) ->
                 bench_files.push(name.clone());
             }
             Imported::GuideLlm(cells) => {
-                let gpu = gpu.map(str::trim).filter(|g| !g.is_empty()).ok_or_else(|| format!("give the GPU this GuideLLM report was measured on: {name} does not say"))?;
-                let mut view = run_of(cells, gpu, workload, std::slice::from_ref(name));
-                view.info.spec.name = "imported GuideLLM report".into();
-                view.info.imported_from = Some(format!("GuideLLM: {name}"));
-                view.info.target.evidence = vec![format!("imported from a GuideLLM report: {name}")];
-                view.info.message = Some(format!("imported from GuideLLM ({} benchmark(s))", view.cells.len()));
-                views.push(view);
+                let gpu = gpu.ok_or_else(|| format!("give the GPU this GuideLLM report was measured on: {name} does not say"))?;
+                views.push(run_of("GuideLLM", cells, gpu, workload, std::slice::from_ref(name)));
             }
         }
     }
     if !bench_cells.is_empty() {
-        let gpu = gpu.map(str::trim).filter(|g| !g.is_empty()).ok_or_else(|| {
-            format!("give the GPU these vllm bench serve results were measured on: the files ({}) do not say", bench_files.join(", "))
-        })?;
-        views.push(run_of(bench_cells, gpu, workload, &bench_files));
+        let gpu = gpu.ok_or_else(|| format!("give the GPU these vllm bench serve results were measured on: the files ({}) do not say", bench_files.join(", ")))?;
+        views.push(run_of("vllm bench serve", bench_cells, gpu, workload, &bench_files));
     }
     Ok(views)
 }
 
-/// `vllm bench serve` results of one GPU (one file per load level) as one run, labelled
-/// imported; its cells sorted by concurrency (or rate).
-pub fn run_of(mut cells: Vec<CellResult>, gpu: &str, workload: Workload, files: &[String]) -> RunView {
+/// Cells another tool measured on one GPU (`files`: where they come from) as one run, labelled
+/// imported from `tool`; its cells sorted by concurrency (or rate).
+fn run_of(tool: &str, mut cells: Vec<CellResult>, gpu: &str, workload: Workload, files: &[String]) -> RunView {
     cells.sort_by(|a, b| a.rate.unwrap_or(f64::from(a.concurrency)).total_cmp(&b.rate.unwrap_or(f64::from(b.concurrency))));
     for (i, c) in cells.iter_mut().enumerate() {
         c.cell = i as u32;
@@ -94,7 +89,7 @@ pub fn run_of(mut cells: Vec<CellResult>, gpu: &str, workload: Workload, files: 
     let info = caplab_shared::RunInfo {
         id: format!("imported-{}", files.first().map_or("none", String::as_str)),
         spec: caplab_shared::ExperimentSpec {
-            name: "imported vllm bench serve results".into(),
+            name: format!("imported {tool} results"),
             workload,
             gpu: gpu.to_string(),
             concurrency: cells.iter().map(|c| c.concurrency).collect(),
@@ -104,16 +99,16 @@ pub fn run_of(mut cells: Vec<CellResult>, gpu: &str, workload: Workload, files: 
         target: caplab_shared::TargetInfo {
             name: "imported".into(),
             server: caplab_shared::ServerKind::Vllm,
-            evidence: vec![format!("imported from vllm bench serve results: {}", files.join(", "))],
+            evidence: vec![format!("imported from {tool} results: {}", files.join(", "))],
             ..Default::default()
         },
         status: caplab_shared::RunStatus::Finished,
         started_unix_ms: 0,
-        message: Some(format!("imported from {} vllm bench serve file(s)", files.len())),
+        message: Some(format!("imported from {} {tool} file(s), {} cell(s)", files.len(), cells.len())),
         cells_total: cells.len() as u32,
         requests_total: cells.iter().map(|c| u64::from(c.requests_ok + c.requests_failed)).sum(),
         headline: caplab_shared::decide::Headline::of(&cells),
-        imported_from: Some(format!("vllm bench serve: {}", files.join(", "))),
+        imported_from: Some(format!("{tool}: {}", files.join(", "))),
     };
     let mut view = RunView::new(info);
     view.cells = cells;

@@ -281,8 +281,13 @@ fn md(text: &str) -> String {
 /// none of their own, so one can only come from a label); the template's comments are dropped.
 pub fn html(markdown: &str) -> String {
     use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
-    let events = Parser::new_ext(markdown, Options::ENABLE_TABLES).filter_map(|e| match e {
-        Event::Html(t) | Event::InlineHtml(t) if t.trim_start().starts_with("<!--") => None,
+    // A comment spans several Html events (one per line): dropped from its `<!--` to its `-->`.
+    let mut in_comment = false;
+    let events = Parser::new_ext(markdown, Options::ENABLE_TABLES).filter_map(move |e| match e {
+        Event::Html(t) | Event::InlineHtml(t) if in_comment || t.trim_start().starts_with("<!--") => {
+            in_comment = !t.contains("-->");
+            None
+        }
         Event::Html(t) | Event::InlineHtml(t) => Some(Event::Text(t)),
         Event::Start(Tag::Link { .. } | Tag::Image { .. }) | Event::End(TagEnd::Link | TagEnd::Image) => None,
         e => Some(e),
@@ -399,7 +404,8 @@ mod tests {
         assert!(c.html.contains("<table>") && c.html.contains("<td>"), "the notes' tables as HTML");
         assert!(!c.html.contains("<img") && !c.html.contains("<a ") && !c.html.contains("<script") && !c.html.contains("href"), "{}", c.html);
         assert!(c.html.contains("javascript:alert(1)"), "the label is shown as text: {}", c.html);
-        assert!(!c.html.contains("&lt;!--"), "the template's comment is not shown");
+        assert!(!c.html.contains("&lt;!--") && !c.html.contains("--&gt;") && !c.html.contains("placeholder"), "no line of the template's comment is shown: {}", c.html);
+        assert!(html("a\n\n<b>x</b>\n").contains("&lt;b&gt;x&lt;/b&gt;"), "other HTML still shows as text");
         assert!(!c.frontier_svg.contains("<img"));
         // A GPU label with a | keeps the tables' columns.
         let piped = comparison(&[run("p", "A|B pod", Workload::Chat, &[(8, 128, 500.0, 1000.0, true)])], &BTreeMap::new());

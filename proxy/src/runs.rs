@@ -150,6 +150,25 @@ impl Run {
     }
 }
 
+/// Why an ended run's files could not be read or changed as asked.
+#[derive(Debug)]
+pub enum FilesError {
+    /// No run has this id.
+    NoRun(String),
+    /// The run is still going on (or its files are being written).
+    Live(String),
+    /// Its files could not be read or written.
+    Io(String),
+}
+
+impl std::fmt::Display for FilesError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FilesError::NoRun(m) | FilesError::Live(m) | FilesError::Io(m) => f.write_str(m),
+        }
+    }
+}
+
 /// A run the registry knows: one going on in this process, or one whose files are final.
 enum Entry {
     Live(Arc<Run>),
@@ -293,13 +312,13 @@ impl Registry {
     }
 
     /// Renames a finished run (its `spec.name`), in its files and in the index.
-    pub fn rename(&self, id: &str, name: &str) -> Result<RunInfo, String> {
+    pub fn rename(&self, id: &str, name: &str) -> Result<RunInfo, FilesError> {
         let _files = lock(&self.files);
         let path = self.saved_folder(id)?;
-        let mut view = read_view(&path).map_err(|e| format!("run {id}'s files in {} cannot be read: {e}", path.display()))?;
+        let mut view = read_view(&path).map_err(|e| FilesError::Io(format!("run {id}'s files in {} cannot be read: {e}", path.display())))?;
         view.info.spec.name = name.to_string();
         view.info.headline = Headline::of(&view.cells);
-        write_view(&path, &view).map_err(|e| format!("could not write run {id}'s files: {e}"))?;
+        write_view(&path, &view).map_err(|e| FilesError::Io(format!("could not write run {id}'s files: {e}")))?;
         let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
         if runs.contains_key(id) {
             runs.insert(id.to_string(), Entry::Saved(view.info.clone()));
@@ -326,10 +345,7 @@ impl Registry {
         let path = self.dir.join(&id);
         std::fs::create_dir_all(&path)?;
         write_atomic(&path.join("requests.csv"), &export::requests_csv(&view.info, &[])?)?;
-        write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
-        write_atomic(&path.join("surface.svg"), export::surface_svg(&view).as_bytes())?;
-        write_atomic(&path.join("frontier.svg"), export::frontier_svg(&view).as_bytes())?;
-        write_view(&path, &view)?;
+        write_results(&path, &view)?;
         self.runs.write().unwrap_or_else(|p| p.into_inner()).insert(id, Entry::Saved(view.info.clone()));
         Ok(view.info)
     }
@@ -337,11 +353,11 @@ impl Registry {
     /// A finished run's folder as one tar archive (`<id>/info.json`, `run.json`, the CSVs and
     /// SVGs), written to an unnamed temporary file (a run's requests can be hundreds of MB) and
     /// returned open, for streaming. Symlinks and half-written temporary files are left out.
-    pub fn archive(&self, id: &str) -> Result<std::fs::File, String> {
+    pub fn archive(&self, id: &str) -> Result<std::fs::File, FilesError> {
         use std::io::Seek;
         let _files = lock(&self.files);
         let path = self.saved_folder(id)?;
-        let fail = |e: std::io::Error| format!("could not archive run {id}'s files in {}: {e}", path.display());
+        let fail = |e: std::io::Error| FilesError::Io(format!("could not archive run {id}'s files in {}: {e}", path.display()));
         let tmp = std::env::temp_dir().join(format!("caplab-archive-{id}-{:08x}.tar", rand::random::<u32>()));
         let file = std::fs::OpenOptions::new().read(true).write(true).create_new(true).open(&tmp).map_err(fail)?;
         // Unlinked at once: the open file lives until the download ends, then vanishes.
@@ -351,7 +367,7 @@ impl Registry {
         tar.follow_symlinks(false);
         let mut names: Vec<PathBuf> = std::fs::read_dir(&path).map_err(fail)?.flatten().map(|e| e.path()).collect();
         names.sort();
-        for file in names.iter().filter(|p| p.is_file() && !p.extension().is_some_and(|e| e.to_string_lossy().starts_with("tmp"))) {
+        for file in names.iter().filter(|p| p.is_file() && !is_partial(p)) {
             let name = Path::new(id).join(file.file_name().unwrap_or_default());
             tar.append_path_with_name(file, name).map_err(fail)?;
         }
@@ -361,10 +377,10 @@ impl Registry {
     }
 
     /// The folder of a finished run (a running one is refused: its files are not final yet).
-    fn saved_folder(&self, id: &str) -> Result<PathBuf, String> {
+    fn saved_folder(&self, id: &str) -> Result<PathBuf, FilesError> {
         match self.runs.read().unwrap_or_else(|p| p.into_inner()).get(id) {
-            None => Err(format!("no run with id {id:?}")),
-            Some(Entry::Live(_)) => Err(format!("run {id} is still going on (or its files are being written): try again once it has ended")),
+            None => Err(FilesError::NoRun(format!("no run with id {id:?}"))),
+            Some(Entry::Live(_)) => Err(FilesError::Live(format!("run {id} is still going on (or its files are being written): try again once it has ended"))),
             Some(Entry::Saved(_)) => Ok(self.dir.join(id)),
         }
     }
@@ -423,12 +439,18 @@ impl Registry {
                 requests.path = Some(csv);
             }
         }
-        write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
-        write_atomic(&path.join("surface.svg"), export::surface_svg(&view).as_bytes())?;
-        write_atomic(&path.join("frontier.svg"), export::frontier_svg(&view).as_bytes())?;
-        write_view(path, &view)?;
+        write_results(path, &view)?;
         Ok(view.info)
     }
+}
+
+/// An ended run's result files from its view: `summary.csv`, `surface.svg`, `frontier.svg`, then
+/// `run.json` and `info.json` (`write_view`).
+fn write_results(path: &Path, view: &RunView) -> std::io::Result<()> {
+    write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
+    write_atomic(&path.join("surface.svg"), export::surface_svg(view).as_bytes())?;
+    write_atomic(&path.join("frontier.svg"), export::frontier_svg(view).as_bytes())?;
+    write_view(path, view)
 }
 
 /// `run.json` (the whole view) and `info.json` (what the index needs), each replaced atomically;
@@ -438,12 +460,20 @@ fn write_view(path: &Path, view: &RunView) -> std::io::Result<()> {
     write_atomic(&path.join("info.json"), &serde_json::to_vec_pretty(&view.info)?)
 }
 
+/// The extension a file has while `write_atomic` writes it (followed by who and which write).
+const PARTIAL: &str = "tmp";
+
+/// A copy `write_atomic` is still writing (or one a crash left behind): never part of the run.
+fn is_partial(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.to_string_lossy().starts_with(PARTIAL))
+}
+
 /// Replaces a file whole or not at all: written beside it, flushed to disk, renamed over it.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     // A name of its own, so two writers of one file never share a half-written copy.
     static SEQ: AtomicU64 = AtomicU64::new(0);
-    let tmp = path.with_extension(format!("tmp{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
+    let tmp = path.with_extension(format!("{PARTIAL}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
     let mut f = std::fs::File::create(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;

@@ -168,12 +168,14 @@ pub fn not_comparable(a: &ExperimentSpec, b: &ExperimentSpec) -> Vec<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::result::Dist;
     use crate::spec::{Slo, Workload};
 
-    fn cell(c: u32, n: u32, tok_s: f64, p95: f64, pass: bool) -> CellResult {
+    /// A finished cell with the numbers a verdict reads (10 requests, SLO p95 ≤ 3 s); also the
+    /// frontier's tests' cells.
+    pub(crate) fn cell(c: u32, n: u32, tok_s: f64, p95: f64, pass: bool) -> CellResult {
         CellResult {
             concurrency: c,
             max_new_tokens: n,

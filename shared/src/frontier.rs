@@ -119,26 +119,11 @@ fn clip(text: &str, n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::result::Dist;
-    use crate::spec::Slo;
-
-    fn cell(i: u32, c: u32, n: u32, tok_s: f64, p95: f64, pass: bool) -> CellResult {
-        CellResult {
-            cell: i,
-            concurrency: c,
-            max_new_tokens: n,
-            output_tok_s: tok_s,
-            requests_ok: 4,
-            slo_pass: pass,
-            e2e: Dist { p95: Some(p95), ..Default::default() },
-            slo: Slo { e2e_ms: Some(3000.0), ..Default::default() },
-            ..Default::default()
-        }
-    }
+    use crate::decide::tests::cell;
 
     #[test]
     fn one_point_per_cell_a_line_per_length_the_slo_and_the_best_ringed() {
-        let cells = vec![cell(0, 1, 128, 40.0, 900.0, true), cell(1, 8, 128, 300.0, 2500.0, true), cell(2, 32, 128, 800.0, 4500.0, false), cell(3, 8, 256, 310.0, 2900.0, true)];
+        let cells = vec![cell(1, 128, 40.0, 900.0, true), cell(8, 128, 300.0, 2500.0, true), cell(32, 128, 800.0, 4500.0, false), cell(8, 256, 310.0, 2900.0, true)];
         let s = svg(&cells, "chat on <RTX>");
         assert_eq!(s.matches(r#"class="point""#).count(), 4);
         assert_eq!(s.matches("<path ").count(), 2, "one line per max_new_tokens");
@@ -150,8 +135,8 @@ mod tests {
 
     #[test]
     fn overlaid_runs_get_a_line_each_their_own_best_and_their_slo_lines() {
-        let a = vec![cell(0, 1, 128, 40.0, 900.0, true), cell(1, 8, 128, 300.0, 2500.0, true)];
-        let mut b = vec![cell(0, 1, 128, 90.0, 400.0, true), cell(1, 8, 128, 700.0, 1200.0, true), cell(2, 32, 128, 1900.0, 2600.0, true)];
+        let a = vec![cell(1, 128, 40.0, 900.0, true), cell(8, 128, 300.0, 2500.0, true)];
+        let mut b = vec![cell(1, 128, 90.0, 400.0, true), cell(8, 128, 700.0, 1200.0, true), cell(32, 128, 1900.0, 2600.0, true)];
         b[2].slo.e2e_ms = Some(2000.0);
         b[2].slo_pass = false;
         let s = svg_series(&[Series { name: "RTX <chat>".into(), cells: &a }, Series { name: "A100 chat".into(), cells: &b }], "chat: RTX vs A100");

@@ -316,11 +316,7 @@ pub async fn rename_run(State(st): State<Arc<AppState>>, Path(id): Path<String>,
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map(Json)
-        .map_err(|e| match () {
-            _ if e.starts_with("no run") => ApiError::NotFound(e),
-            _ if e.contains("still going on") => ApiError::Conflict(e),
-            _ => ApiError::Internal(e),
-        })
+        .map_err(ApiError::from)
 }
 
 /// A finished run's whole folder as one tar file, streamed (two archives are built at a time).
@@ -332,7 +328,7 @@ pub async fn archive(State(st): State<Arc<AppState>>, Path(id): Path<String>) ->
     let file = tokio::task::spawn_blocking(move || registry.lab.registry.archive(&id))
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| if e.contains("still going on") { ApiError::Conflict(e) } else { ApiError::Internal(e) })?;
+        .map_err(ApiError::from)?;
     let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(file)));
     Ok(download_body(format!("{}.tar", file_stem(&info)), "application/x-tar", body))
 }

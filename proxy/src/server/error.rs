@@ -48,6 +48,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::runs::FilesError> for ApiError {
+    fn from(e: crate::runs::FilesError) -> Self {
+        use crate::runs::FilesError;
+        match e {
+            FilesError::NoRun(m) => ApiError::NotFound(m),
+            FilesError::Live(m) => ApiError::Conflict(m),
+            FilesError::Io(m) => ApiError::Internal(m),
+        }
+    }
+}
+
 impl ApiError {
     pub fn field(field: &str, message: impl Into<String>) -> Self {
         ApiError::Invalid(vec![FieldError::new(field, message)])
