@@ -141,9 +141,9 @@ pub fn append_requests(file: &mut std::fs::File, info: &RunInfo, samples: &[Requ
     file.flush()
 }
 
-/// The run's OOM surface as a standalone SVG.
+/// The run's OOM surface as a standalone SVG (its whole grid: cells not run are grey).
 pub fn surface_svg(view: &caplab_shared::RunView) -> String {
-    caplab_shared::surface::svg(&view.cells, &view.chart_title())
+    caplab_shared::surface::svg_of(view)
 }
 
 /// The run's throughput–latency frontier as a standalone SVG.
@@ -257,6 +257,7 @@ fn summary_columns() -> Vec<Column> {
         col("slo_ttft_ms", |_, c| Value::Num(c.slo.ttft_ms)),
         col("slo_tpot_ms", |_, c| Value::Num(c.slo.tpot_ms)),
         col("slo_pass", |_, c| Value::Bool(c.slo_pass)),
+        col("slo_state", |_, c| Value::Text(c.slo_state().as_str().into())),
         col("slo_missed", |_, c| Value::Text(c.slo_missed.join("; "))),
         col("good_requests", |_, c| Value::Int(c.good_requests.into())),
         col("goodput_rps", |_, c| num(Some(c.goodput_rps), r3)),
@@ -348,6 +349,7 @@ mod tests {
             requests_total: 2,
             headline: None,
             imported_from: None,
+            shared: false,
         }
     }
 

@@ -67,7 +67,7 @@ impl Lab {
     pub async fn admit(&self, mut spec: ExperimentSpec, target: &Target) -> Result<Arc<Run>, Refusal> {
         let mut errors = spec.validate();
         errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
-        errors.extend(spec.search_probe_error(self.engine.inputs.documents.len()));
+        errors.extend(caplab_shared::search::probe_error(&spec, self.engine.inputs.documents.len()));
         if let Some(limits) = &self.limits {
             // An open loop without a cap is held to this caplab's limit on requests in flight.
             if spec.mode == LoadMode::Rate && spec.max_in_flight == 0 {
@@ -115,6 +115,7 @@ impl Lab {
             requests_total: self.engine.total_requests(&spec),
             headline: None,
             imported_from: None,
+            shared: false,
             spec,
             target,
             status: RunStatus::Running,

@@ -313,10 +313,32 @@ impl Registry {
 
     /// Renames a finished run (its `spec.name`), in its files and in the index.
     pub fn rename(&self, id: &str, name: &str) -> Result<RunInfo, FilesError> {
+        self.update_saved(id, |view| view.info.spec.name = name.to_string())
+    }
+
+    /// Lets viewers see a finished run, or no longer (its `shared` flag), in its files and index.
+    pub fn set_shared(&self, id: &str, shared: bool) -> Result<RunInfo, FilesError> {
+        self.update_saved(id, |view| view.info.shared = shared)
+    }
+
+    /// Whether a viewer may see run `id`: shared, still going on, or the newest run started
+    /// here (the one being shown to a client; it stays visible after it ends until the next).
+    pub fn visible_to_viewers(&self, id: &str) -> bool {
+        let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
+        let Some(info) = runs.get(id).map(Entry::info) else { return false };
+        if info.shared || !info.status.is_terminal() {
+            return true;
+        }
+        let newest = runs.values().map(Entry::info).filter(|i| i.imported_from.is_none()).max_by(|a, b| a.started_unix_ms.cmp(&b.started_unix_ms).then(a.id.cmp(&b.id)));
+        newest.is_some_and(|n| n.id == id)
+    }
+
+    /// Changes a finished run's view with `change`, in its files and in the index.
+    fn update_saved(&self, id: &str, change: impl FnOnce(&mut RunView)) -> Result<RunInfo, FilesError> {
         let _files = lock(&self.files);
         let path = self.saved_folder(id)?;
         let mut view = read_view(&path).map_err(|e| FilesError::Io(format!("run {id}'s files in {} cannot be read: {e}", path.display())))?;
-        view.info.spec.name = name.to_string();
+        change(&mut view);
         view.info.headline = Headline::of(&view.cells);
         write_view(&path, &view).map_err(|e| FilesError::Io(format!("could not write run {id}'s files: {e}")))?;
         let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
@@ -583,6 +605,7 @@ mod tests {
             requests_total: u64::from(n),
             headline: None,
             imported_from: None,
+            shared: false,
         };
         let run = Run::new(info, &CancellationToken::new());
         reg.insert_counting_ahead(run.clone());

@@ -3,7 +3,9 @@
 //! Everything that crosses the wire or lands in a file is defined here, so both
 //! sides agree by construction. Nothing in this crate does I/O.
 
+pub mod api;
 pub mod decide;
+pub mod form;
 pub mod frontier;
 pub mod live;
 pub mod plot;

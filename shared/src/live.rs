@@ -71,6 +71,17 @@ pub struct TargetInfo {
     pub max_model_len: Option<u32>,
 }
 
+/// How a profiled simulator's `/version` starts; what follows is its GPU and model.
+pub const SIM_VERSION_PREFIX: &str = "caplab-sim · ";
+
+impl TargetInfo {
+    /// The GPU a simulated target models, from its `/version` ("caplab-sim · GPU · MODEL"):
+    /// the label its runs get when the form leaves the GPU empty.
+    pub fn simulated_gpu(&self) -> Option<&str> {
+        self.version.as_deref()?.strip_prefix(SIM_VERSION_PREFIX).filter(|_| self.simulated)
+    }
+}
+
 /// A run's identity and state, without its data.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct RunInfo {
@@ -93,6 +104,27 @@ pub struct RunInfo {
     /// (e.g. "vllm bench serve: c16.json, c32.json"). Labelled "imported" wherever shown.
     #[serde(default)]
     pub imported_from: Option<String>,
+    /// Whether viewers (the read-only link) may see this run once it has ended; the operator
+    /// sets it. A run still going on is always visible to them (`visible_to_viewers`).
+    #[serde(default)]
+    pub shared: bool,
+}
+
+impl RunInfo {
+    /// Whether a viewer may see the run: a live one always, an ended one when shared.
+    pub fn visible_to_viewers(&self) -> bool {
+        self.shared || !self.status.is_terminal()
+    }
+
+    /// The run as a viewer sees it: the target's internal address and the evidence naming it
+    /// left out.
+    pub fn for_viewer(&self) -> RunInfo {
+        let mut info = self.clone();
+        info.target.url = String::new();
+        info.target.evidence.clear();
+        info.spec.target = String::new();
+        info
+    }
 }
 
 /// One sample of the run's live state, taken on a fixed interval.
@@ -231,6 +263,7 @@ mod tests {
             requests_total: 40,
             headline: None,
             imported_from: None,
+            shared: false,
         }
     }
 

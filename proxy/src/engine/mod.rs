@@ -108,7 +108,7 @@ impl Engine {
             let mut result = self.run_cell(&run, &info, auth.clone(), cell, &live, &mut agg).await;
             (result.server, result.gpu) = telemetry.cell_end().await;
             if let Some(s) = search.as_mut() {
-                s.record(cell.index, result.slo_pass && !result.partial && result.requests_ok > 0, result.good_requests, result.requests_ok + result.requests_failed);
+                s.record(cell.index, &result);
             }
             run.publish(ServerMsg::CellDone { result: Box::new(result) });
             if let Some(s) = &search {
@@ -193,8 +193,7 @@ pub fn prepare(mut spec: ExperimentSpec, target: &TargetInfo) -> Result<Experime
         spec.concurrency.clear();
     }
     // A simulated GPU and model label the run unless the user gave a label.
-    let profile = target.version.as_deref().and_then(|v| v.strip_prefix(crate::sim::SIM_VERSION_PREFIX));
-    if let (true, Some(profile), "" | "unlabelled") = (target.simulated, profile, spec.gpu.trim()) {
+    if let (Some(profile), "" | "unlabelled") = (target.simulated_gpu(), spec.gpu.trim()) {
         spec.gpu = profile.to_string();
     }
     spec.gpu = spec.results_label(target.simulated);

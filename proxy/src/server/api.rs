@@ -7,9 +7,9 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use caplab_shared::api::{AllowedTarget, Defaults, ShareRequest, WhoAmI};
 use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};
 use serde::Deserialize;
-use serde_json::json;
 
 use super::auth::Role;
 use super::{ApiError, AppState};
@@ -36,37 +36,69 @@ pub async fn target(State(st): State<Arc<AppState>>, Query(q): Query<TargetQuery
     Ok(Json(info))
 }
 
-/// The targets this caplab may load, the default first: `[{name, url}]` (no credentials).
-pub async fn targets(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!(st.lab.targets.all().iter().map(|t| json!({"name": t.name, "url": t.url})).collect::<Vec<_>>()))
+/// The targets this caplab may load, the default first (no credentials; a viewer gets the
+/// names alone).
+pub async fn targets(State(st): State<Arc<AppState>>, Extension(role): Extension<Role>) -> Json<Vec<AllowedTarget>> {
+    let shown = |url: &str| if role == Role::Operator { url.to_string() } else { String::new() };
+    Json(st.lab.targets.all().iter().map(|t| AllowedTarget { name: t.name.clone(), url: shown(&t.url) }).collect())
 }
 
-/// A spec to start the form from, and what the built-in workloads hold.
-pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<serde_json::Value> {
-    Json(json!({
-        "spec": ExperimentSpec::default(),
-        "documents": st.lab.engine.inputs.documents.len(),
-        "chat_prompts": st.lab.engine.inputs.chat_prompts.len(),
-        "default_target": st.lab.targets.default_target().name,
-    }))
+/// A spec to start the form from, what the built-in workloads hold, and a first run worth seeing.
+pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<Defaults> {
+    Json(Defaults {
+        spec: ExperimentSpec::default(),
+        documents: st.lab.engine.inputs.documents.len() as u32,
+        chat_prompts: st.lab.engine.inputs.chat_prompts.len() as u32,
+        default_target: st.lab.targets.default_target().name.clone(),
+        quick_start: st.lab.targets.all().iter().find(|t| t.name.starts_with("sim-")).map(|t| quick_start(&t.name)),
+    })
+}
+
+/// The notes' chat grid (data/experiments/chat_grid.toml) made small enough to end in about a
+/// minute on a simulated GPU: two requests a worker, the same concurrencies and SLO.
+fn quick_start(target: &str) -> ExperimentSpec {
+    ExperimentSpec {
+        name: "chat capacity grid (quick start)".into(),
+        workload: caplab_shared::Workload::Chat,
+        target: target.to_string(),
+        gpu: String::new(),
+        concurrency: vec![1, 4, 8, 16, 32, 64],
+        max_new_tokens: vec![128],
+        requests: 16,
+        requests_per_worker: 2,
+        timeout_s: 120.0,
+        ..Default::default()
+    }
 }
 
 /// The caller's role, and for the operator the read-only viewer link to hand a client.
-pub async fn whoami(State(st): State<Arc<AppState>>, Extension(role): Extension<Role>) -> Json<serde_json::Value> {
-    let viewer_link = (role == Role::Operator && !st.access.open()).then(|| format!("/?token={}", st.access.viewer_token()));
-    Json(json!({ "role": role.as_str(), "auth": !st.access.open(), "viewer_link": viewer_link }))
+pub async fn whoami(State(st): State<Arc<AppState>>, Extension(role): Extension<Role>) -> Json<WhoAmI> {
+    Json(who(&st, role))
 }
 
-/// A new viewer token: every viewer link given out before stops working.
-pub async fn rotate_viewer_link(State(st): State<Arc<AppState>>) -> Result<Json<serde_json::Value>, ApiError> {
+fn who(st: &AppState, role: Role) -> WhoAmI {
+    let viewer_link = (role == Role::Operator && !st.access.open()).then(|| format!("/?token={}", st.access.viewer_token()));
+    WhoAmI { role: role.as_str().into(), auth: !st.access.open(), viewer_link }
+}
+
+/// A new viewer token: every viewer link given out before stops working, and the viewers'
+/// open WebSockets are closed. Answers as `whoami`, with the new link.
+pub async fn rotate_viewer_link(State(st): State<Arc<AppState>>) -> Result<Json<WhoAmI>, ApiError> {
     if st.access.open() {
         return Err(ApiError::Conflict("this caplab runs with --no-auth: there is no viewer link to rotate".into()));
     }
-    Ok(Json(json!({ "viewer_link": format!("/?token={}", st.access.rotate_viewer()) })))
+    st.access.rotate_viewer();
+    Ok(Json(who(&st, Role::Operator)))
 }
 
-pub async fn list_runs(State(st): State<Arc<AppState>>) -> Json<Vec<RunInfo>> {
-    Json(st.lab.registry.list())
+/// Every run the caller may see, newest first: a viewer sees the shared ones, the one going on
+/// and the newest, without internal addresses.
+pub async fn list_runs(State(st): State<Arc<AppState>>, Extension(role): Extension<Role>) -> Json<Vec<RunInfo>> {
+    let all = st.lab.registry.list();
+    Json(match role {
+        Role::Operator => all,
+        Role::Viewer => all.into_iter().filter(|i| st.lab.registry.visible_to_viewers(&i.id)).map(|i| i.for_viewer()).collect(),
+    })
 }
 
 /// Parses a spec, naming every field that is wrong.
@@ -93,8 +125,12 @@ fn find(st: &AppState, id: &str) -> Result<Arc<Run>, ApiError> {
     st.lab.find(id).map_err(ApiError::NotFound)
 }
 
-pub async fn get_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Json<RunView>, ApiError> {
-    Ok(Json(find(&st, &id)?.view()))
+pub async fn get_run(State(st): State<Arc<AppState>>, Extension(role): Extension<Role>, Path(id): Path<String>) -> Result<Json<RunView>, ApiError> {
+    let mut view = find(&st, &id)?.view();
+    if role == Role::Viewer {
+        view.info = view.info.for_viewer();
+    }
+    Ok(Json(view))
 }
 
 /// Deletes a run that has ended: from the list and from disk.
@@ -319,6 +355,17 @@ pub async fn rename_run(State(st): State<Arc<AppState>>, Path(id): Path<String>,
         .map_err(ApiError::from)
 }
 
+/// Lets viewers see a finished run, or no longer (operator only).
+pub async fn share_run(State(st): State<Arc<AppState>>, Path(id): Path<String>, body: Bytes) -> Result<Json<RunInfo>, ApiError> {
+    let r: ShareRequest = serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(format!("give {{\"shared\": true}} or false: {e}")))?;
+    let registry = st.clone();
+    tokio::task::spawn_blocking(move || registry.lab.registry.set_shared(&id, r.shared))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map(Json)
+        .map_err(ApiError::from)
+}
+
 /// A finished run's whole folder as one tar file, streamed (two archives are built at a time).
 pub async fn archive(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     static BUILDING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
@@ -428,6 +475,7 @@ mod tests {
             requests_total: 1,
             headline: None,
             imported_from: None,
+            shared: false,
         };
         assert_eq!(file_stem(&info("RTX 2000 (simulated)", true)), "caplab_batch_closed_RTX_2000_simulated_20261129-101010-abcd");
         assert_eq!(file_stem(&info("simulated", true)), "caplab_batch_closed_simulated_20261129-101010-abcd");

@@ -43,6 +43,8 @@ pub struct Access {
     /// None: `--no-auth`, everyone is the operator.
     operator: Option<String>,
     viewer: RwLock<String>,
+    /// Bumped at each rotation: a viewer's WebSocket watches it and closes when it changes.
+    rotations: tokio::sync::watch::Sender<u64>,
     /// `host[:port]` values (lower case) a request's `Host` may carry; empty = any.
     hosts: Vec<String>,
 }
@@ -57,7 +59,7 @@ impl Access {
     /// `operator`: None for `--no-auth`. `hosts`: the names this server may be reached by
     /// (empty: any, as when it listens on all interfaces behind a proxy).
     pub fn new(operator: Option<String>, hosts: Vec<String>) -> Access {
-        Access { operator, viewer: RwLock::new(new_token()), hosts: hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect() }
+        Access { operator, viewer: RwLock::new(new_token()), rotations: tokio::sync::watch::Sender::new(0), hosts: hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect() }
     }
 
     pub fn open(&self) -> bool {
@@ -72,11 +74,18 @@ impl Access {
         self.viewer.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// A new viewer token; links with the old one stop working at once.
+    /// A new viewer token; links with the old one stop working at once, and the WebSockets
+    /// opened with it are closed (they watch `rotations`).
     pub fn rotate_viewer(&self) -> String {
         let token = new_token();
         *self.viewer.write().unwrap_or_else(|p| p.into_inner()) = token.clone();
+        self.rotations.send_modify(|n| *n += 1);
         token
+    }
+
+    /// Changes at every rotation of the viewer link.
+    pub fn rotations(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.rotations.subscribe()
     }
 
     /// The role a token grants, compared in constant time.
@@ -96,7 +105,7 @@ impl Access {
         if self.open() {
             return Some(Role::Operator);
         }
-        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+        let bearer = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer_token);
         let cookie = headers
             .get_all(header::COOKIE)
             .iter()
@@ -113,6 +122,13 @@ impl Access {
         let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
         self.hosts.contains(&host)
     }
+}
+
+/// The token of an `Authorization: Bearer TOKEN` header; the scheme's name is case-insensitive
+/// (RFC 9110 §11.1).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
 }
 
 /// Equal bytes, in time that depends only on the lengths.
@@ -196,9 +212,39 @@ pub async fn guard(State(st): State<Arc<AppState>>, req: Request<Body>, next: Ne
             return refuse(StatusCode::UNSUPPORTED_MEDIA_TYPE, api, "send the body as JSON with Content-Type: application/json");
         }
     }
+    if role == Role::Viewer {
+        if let Err(refusal) = viewer_may_see(&st, req.uri()) {
+            return refusal;
+        }
+    }
     let mut req = req;
     req.extensions_mut().insert(role);
     next.run(req).await
+}
+
+/// A viewer reads only the runs the operator lets them see (`Registry::visible_to_viewers`):
+/// any other run is "not found", and the routes that read several runs must name them.
+fn viewer_may_see(st: &AppState, uri: &axum::http::Uri) -> Result<(), Response> {
+    let not_found = |id: &str| Err(refuse(StatusCode::NOT_FOUND, true, &format!("no run with id {id:?}")));
+    let path = uri.path();
+    if path == "/api/target" {
+        return Err(refuse(StatusCode::FORBIDDEN, true, "what a target is and where it listens is the operator's to see"));
+    }
+    if let Some(id) = path.strip_prefix("/api/runs/").map(|rest| rest.split('/').next().unwrap_or_default()) {
+        return if st.lab.registry.visible_to_viewers(id) { Ok(()) } else { not_found(id) };
+    }
+    if path == "/api/report" || path.starts_with("/api/compare") {
+        let runs = url::form_urlencoded::parse(uri.query().unwrap_or_default().as_bytes()).find(|(k, _)| k == "runs").map(|(_, v)| v.into_owned());
+        let Some(runs) = runs.filter(|r| !r.trim().is_empty()) else {
+            return Err(refuse(StatusCode::BAD_REQUEST, true, "a viewer names the runs to read: ?runs=ID,ID"));
+        };
+        for id in runs.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            if !st.lab.registry.visible_to_viewers(id) {
+                return not_found(id);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn query_token(query: Option<&str>) -> Option<String> {
@@ -225,8 +271,12 @@ mod tests {
         assert_eq!(a.role_of(&headers(&[(header::COOKIE, &format!("x=1; caplab_token={viewer}"))])), Some(Role::Viewer));
         assert_eq!(a.role_of(&headers(&[(header::AUTHORIZATION, "Bearer wrong")])), None);
         assert_eq!(a.role_of(&headers(&[(header::AUTHORIZATION, "Bearer o")])), None, "a prefix is not the token");
+        assert_eq!(a.role_of(&headers(&[(header::AUTHORIZATION, "bearer op")])), Some(Role::Operator), "the scheme is case-insensitive");
+        assert_eq!(a.role_of(&headers(&[(header::AUTHORIZATION, "Basic op")])), None);
         assert_eq!(a.role_of(&HeaderMap::new()), None);
+        let mut rotations = a.rotations();
         let rotated = a.rotate_viewer();
+        assert!(rotations.has_changed().unwrap(), "open viewer sockets are told");
         assert_ne!(rotated, viewer);
         assert_eq!(a.role_of_token(&viewer), None, "the old viewer link stops working");
         assert_eq!(a.role_of_token(&rotated), Some(Role::Viewer));

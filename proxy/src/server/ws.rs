@@ -6,23 +6,59 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 use axum::response::Response;
 use caplab_shared::ServerMsg;
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
+use super::auth::Role;
 use super::{ApiError, AppState};
 use crate::runs::Run;
 
 /// How long a shutdown waits for a run's final status before closing its viewers anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn watch(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub async fn watch(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>, Extension(role): Extension<Role>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let run = st.lab.find(&id).map_err(ApiError::NotFound)?;
     let shutdown = st.lab.shutdown.clone();
+    // A viewer's socket ends when the viewer link is rotated; the operator's never does.
+    let rotated = (role == Role::Viewer).then(|| st.access.rotations());
     // Tracked with the runs, so a shutdown waits for every viewer to get its last messages.
     let (tasks, ping_every) = (st.lab.tasks.clone(), st.ws_ping);
-    Ok(ws.on_upgrade(move |socket| tasks.track_future(stream_run(socket, run, shutdown, ping_every))))
+    let viewer = Viewer { role, rotated };
+    Ok(ws.on_upgrade(move |socket| tasks.track_future(stream_run(socket, run, shutdown, ping_every, viewer))))
+}
+
+/// Who is on the other end of a socket.
+struct Viewer {
+    role: Role,
+    /// For a viewer: changes when the link it came with is rotated.
+    rotated: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl Viewer {
+    /// What this socket may see of a message: a viewer gets no internal addresses.
+    fn shown(&self, msg: ServerMsg) -> ServerMsg {
+        match (self.role, msg) {
+            (Role::Viewer, ServerMsg::Snapshot { mut view }) => {
+                view.info = view.info.for_viewer();
+                ServerMsg::Snapshot { view }
+            }
+            (_, msg) => msg,
+        }
+    }
+
+    /// Resolves when the link this viewer came with is rotated (never for the operator).
+    async fn rotation(&mut self) {
+        match &mut self.rotated {
+            Some(rx) => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
@@ -32,9 +68,9 @@ async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
     }
 }
 
-async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::sync::CancellationToken, ping_every: Duration) {
+async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::sync::CancellationToken, ping_every: Duration, mut viewer: Viewer) {
     let (view, mut rx) = run.subscribe();
-    if !send(&mut socket, &ServerMsg::Snapshot { view: Box::new(view) }).await {
+    if !send(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) })).await {
         return;
     }
     let mut ping = tokio::time::interval(ping_every);
@@ -45,11 +81,11 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Ok(m) => if !send(&mut socket, &m).await { break },
+                Ok(m) => if !send(&mut socket, &viewer.shown(m)).await { break },
                 Err(RecvError::Lagged(_)) => {
                     let (view, fresh) = run.subscribe();
                     rx = fresh;
-                    if !send(&mut socket, &ServerMsg::Snapshot { view: Box::new(view) }).await { break }
+                    if !send(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) })).await { break }
                 }
                 Err(RecvError::Closed) => break,
             },
@@ -57,6 +93,11 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(_)) => last_heard = tokio::time::Instant::now(),
             },
+            _ = viewer.rotation() => {
+                let frame = CloseFrame { code: close_code::POLICY, reason: "the viewer link was rotated: ask for the new one".into() };
+                let _ = socket.send(Message::Close(Some(frame))).await;
+                break;
+            }
             _ = ping.tick() => {
                 if last_heard.elapsed() > silence_limit {
                     let frame = CloseFrame { code: close_code::POLICY, reason: "no answer to pings".into() };

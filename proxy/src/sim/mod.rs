@@ -63,7 +63,7 @@ async fn version(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
 }
 
 /// How a profiled simulator's `/version` starts; what follows is its GPU and model.
-pub const SIM_VERSION_PREFIX: &str = "caplab-sim · ";
+pub use caplab_shared::live::SIM_VERSION_PREFIX;
 
 async fn prometheus(State(sim): State<Arc<Sim>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], sim.render_metrics())
