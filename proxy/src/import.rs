@@ -109,6 +109,7 @@ fn run_of(tool: &str, mut cells: Vec<CellResult>, gpu: &str, workload: Workload,
         requests_total: cells.iter().map(|c| u64::from(c.requests_ok + c.requests_failed)).sum(),
         headline: caplab_shared::decide::Headline::of(&cells),
         imported_from: Some(format!("{tool}: {}", files.join(", "))),
+        shared: false,
     };
     let mut view = RunView::new(info);
     view.cells = cells;

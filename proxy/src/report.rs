@@ -333,6 +333,7 @@ mod tests {
             requests_total: 0,
             headline: None,
             imported_from: None,
+            shared: false,
         };
         let mut v = RunView::new(info);
         v.cells = cells
