@@ -132,14 +132,14 @@ pub fn table(view: &caplab_shared::RunView) -> String {
         out.push_str("SIMULATED target: these numbers come from caplab's simulator, not a GPU.\n");
     }
     out.push_str(&format!(
-        "{:<16} {:>7} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>9}\n",
+        "{:<16} {:>7} {:>7} {:>10} {:>8} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11} {:>9}\n",
         "cell", "ok", "failed", "out tok/s", "req/s", "ttft p50", "ttft p95", "e2e p50", "e2e p95", "tpot95", "slo", "goodput"
     ));
     let cells = view.info.spec.cells();
     for c in &view.cells {
         let label = cells.get(c.cell as usize).map_or(c.cell.to_string(), |s| s.label());
         out.push_str(&format!(
-            "{:<16} {:>7} {:>7} {:>10.1} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>7} {:>5} {:>9.2}\n",
+            "{:<16} {:>7} {:>7} {:>10.1} {:>8.2} {:>9} {:>9} {:>9} {:>9} {:>7} {:>11} {:>9.2}\n",
             label,
             c.requests_ok,
             c.requests_failed,
@@ -150,7 +150,7 @@ pub fn table(view: &caplab_shared::RunView) -> String {
             f(c.e2e.p50),
             f(c.e2e.p95),
             f(c.tpot.p95),
-            if c.slo_pass { "pass" } else { "FAIL" },
+            c.slo_state().word(),
             c.goodput_rps
         ));
     }

@@ -60,7 +60,9 @@ pub struct CellResult {
     pub steady_end_s: f64,
     /// The objectives checked (defaults filled in).
     pub slo: Slo,
-    /// Every set objective holds at p95 and no measured request failed.
+    /// Every set objective holds at p95 over the requests measured, and none of them failed.
+    /// For a partial cell (cut by a stop) that covers only the requests that ended: read
+    /// `slo_state()` for the cell's verdict, which never calls a partial cell a pass.
     pub slo_pass: bool,
     /// Why the cell missed its SLO, one entry per broken objective (empty when it passed).
     pub slo_missed: Vec<String>,
@@ -197,12 +199,104 @@ impl CellResult {
         }
     }
 
+    /// The cell's verdict on its SLO, in the one set of words every view uses.
+    pub fn slo_state(&self) -> SloState {
+        let measured = self.requests_ok + self.requests_failed;
+        if measured == 0 {
+            return if self.partial { SloState::Partial } else { SloState::NoRequests };
+        }
+        if self.partial {
+            return SloState::Partial;
+        }
+        if self.slo_pass {
+            return SloState::Pass;
+        }
+        // Measured elsewhere without a p95 (and without failures): the SLO cannot be judged.
+        if self.requests_failed == 0 && self.requests_ok > 0 && self.e2e.p95.is_none() && self.slo.e2e_ms.is_some() {
+            return SloState::Unknown;
+        }
+        SloState::Fail
+    }
+
+    /// The most requests that can have been in flight at once: the concurrency (closed loop),
+    /// held down by the requests the cell measured and by the peak it measured in flight (when it
+    /// measured one: files from other tools do not say). Rate cells: the measured peak.
+    pub fn reached_concurrency(&self) -> u32 {
+        let measured = self.requests_ok + self.requests_failed + self.requests_cancelled;
+        let nominal = if self.rate.is_some() { u32::MAX } else { self.concurrency };
+        let by_requests = if measured > 0 { nominal.min(measured) } else { nominal };
+        match self.peak_concurrency {
+            0 => if self.rate.is_some() { 0 } else { by_requests },
+            peak => by_requests.min(peak),
+        }
+    }
+
+    /// True when fewer requests were in flight than the cell's concurrency asked for.
+    pub fn under_reached(&self) -> bool {
+        self.rate.is_none() && self.reached_concurrency() < self.concurrency
+    }
+
     /// The notes' `p50_latency_ms` / `p95_latency_ms`: end-to-end percentiles.
     pub fn p50_latency_ms(&self) -> Option<f64> {
         self.e2e.p50
     }
     pub fn p95_latency_ms(&self) -> Option<f64> {
         self.e2e.p95
+    }
+}
+
+/// A cell's verdict on its SLO: the one word the runs list, tabs, tiles, tables and notes use.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum SloState {
+    /// Ran to its end; every objective held at p95 and no measured request failed.
+    Pass,
+    /// Ran to its end and broke an objective, or a measured request failed.
+    Fail,
+    /// Cut short by a stop: its numbers cover only the requests that ended, so it neither
+    /// passes nor fails.
+    Partial,
+    /// Ran to its end without a single measured request.
+    NoRequests,
+    /// Measured elsewhere, and the file holds no p95 end-to-end to judge the SLO by.
+    Unknown,
+}
+
+impl SloState {
+    pub const ALL: [SloState; 5] = [SloState::Pass, SloState::Fail, SloState::Partial, SloState::NoRequests, SloState::Unknown];
+
+    /// The word shown for it (also its serde name with `_` for the space, and a CSS class
+    /// `slo-<as_str>`).
+    pub fn word(self) -> &'static str {
+        match self {
+            SloState::Pass => "pass",
+            SloState::Fail => "fail",
+            SloState::Partial => "partial",
+            SloState::NoRequests => "no requests",
+            SloState::Unknown => "unknown",
+        }
+    }
+
+    /// Its name in files and CSS classes: `pass`, `fail`, `partial`, `no_requests`, `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloState::Pass => "pass",
+            SloState::Fail => "fail",
+            SloState::Partial => "partial",
+            SloState::NoRequests => "no_requests",
+            SloState::Unknown => "unknown",
+        }
+    }
+
+    /// What the word means, for a tooltip or a legend.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            SloState::Pass => "ran to its end and met every objective at p95, with no failed request",
+            SloState::Fail => "ran to its end and broke an objective at p95, or a request failed",
+            SloState::Partial => "cut short by a stop: its numbers cover only the requests that ended, so it neither passes nor fails",
+            SloState::NoRequests => "no measured request ended",
+            SloState::Unknown => "measured elsewhere: the file holds no p95 end-to-end to judge the SLO by",
+        }
     }
 }
 
@@ -337,5 +431,36 @@ mod tests {
         assert_eq!(r.total_time_s, 1.0, "the cancelled request does not stretch the window");
         assert!(r.slo_pass, "the requests that ended met the SLO");
         assert_eq!(r.errors.get(&ErrorClass::Cancelled), Some(&1));
+        assert_eq!(r.slo_state(), SloState::Partial, "a stopped cell is never a pass");
+        assert_eq!(r.slo_state().word(), "partial");
+    }
+
+    #[test]
+    fn slo_states_cover_every_kind_of_cell() {
+        let base = CellResult { concurrency: 8, requests_ok: 10, slo_pass: true, e2e: Dist { p95: Some(900.0), ..Default::default() }, slo: Slo { e2e_ms: Some(3000.0), ..Default::default() }, ..Default::default() };
+        assert_eq!(base.slo_state(), SloState::Pass);
+        assert_eq!(CellResult { slo_pass: false, ..base.clone() }.slo_state(), SloState::Fail);
+        assert_eq!(CellResult { partial: true, ..base.clone() }.slo_state(), SloState::Partial);
+        assert_eq!(CellResult { partial: true, slo_pass: false, ..base.clone() }.slo_state(), SloState::Partial, "missed so far, but cut short");
+        assert_eq!(CellResult { partial: true, requests_ok: 0, slo_pass: false, ..base.clone() }.slo_state(), SloState::Partial);
+        assert_eq!(CellResult { requests_ok: 0, slo_pass: false, ..base.clone() }.slo_state(), SloState::NoRequests);
+        let imported = CellResult { slo_pass: false, e2e: Dist::default(), ..base.clone() };
+        assert_eq!(imported.slo_state(), SloState::Unknown);
+        assert_eq!(CellResult { requests_failed: 2, ..imported }.slo_state(), SloState::Fail, "a failed request fails the SLO whatever the p95");
+        let words: Vec<&str> = SloState::ALL.iter().map(|s| s.word()).collect();
+        assert_eq!(words, ["pass", "fail", "partial", "no requests", "unknown"]);
+        assert_eq!(serde_json::to_string(&SloState::NoRequests).unwrap(), "\"no_requests\"");
+    }
+
+    #[test]
+    fn reached_concurrency_is_held_down_by_requests_and_the_measured_peak() {
+        let c = |conc: u32, ok: u32, peak: u32| CellResult { concurrency: conc, requests_ok: ok, peak_concurrency: peak, ..Default::default() };
+        assert_eq!(c(256, 64, 0).reached_concurrency(), 64, "64 requests cannot keep 256 in flight");
+        assert_eq!(c(256, 64, 60).reached_concurrency(), 60, "the measured peak when lower");
+        assert_eq!(c(16, 64, 16).reached_concurrency(), 16);
+        assert_eq!(c(16, 64, 0).reached_concurrency(), 16, "imported: no peak measured");
+        assert!(c(256, 64, 64).under_reached() && !c(16, 64, 16).under_reached());
+        let rate = CellResult { rate: Some(4.0), requests_ok: 40, peak_concurrency: 7, ..Default::default() };
+        assert_eq!((rate.reached_concurrency(), rate.under_reached()), (7, false));
     }
 }

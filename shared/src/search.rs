@@ -1,15 +1,28 @@
 //! The SLO search: the highest concurrency among a spec's candidates that meets the SLO, found
 //! by running only the cells needed — bracket (the 1st, 2nd, 4th, 8th … candidate while they
 //! meet it), then bisect between the highest that met it and the lowest that did not. The
-//! answer is exact to one step of the candidate list.
+//! answer is exact to one step of the candidate list, and never vouches for a concurrency that
+//! was not reached: a closed-loop probe sends at least 2 × its concurrency
+//! (`ExperimentSpec::cell_requests`), and a probe that still had fewer in flight says so.
 
 use std::collections::BTreeMap;
 
-use crate::spec::CellSpec;
+use crate::result::{CellResult, SloState};
+use crate::spec::{CellSpec, ExperimentSpec, FieldError};
 
 /// The fewest measured requests an SLO search probe may send: below it a p95 is one or two
-/// requests' luck (`ExperimentSpec::search_probe_error`).
+/// requests' luck (`probe_error`).
 pub const MIN_PROBE_REQUESTS: u32 = 20;
+
+/// Why an SLO search's probes would be too small to trust, if they would: each must measure
+/// at least `MIN_PROBE_REQUESTS` requests (`documents`: the batch workload's).
+pub fn probe_error(spec: &ExperimentSpec, documents: usize) -> Option<FieldError> {
+    let min = MIN_PROBE_REQUESTS;
+    let smallest = spec.cells().iter().map(|c| spec.cell_requests(c, documents)).min()?;
+    (spec.search && smallest < min).then(|| {
+        FieldError::new("requests", format!("an SLO search probe needs at least {min} measured requests for its p95 to mean anything; this one would send {smallest}: raise requests (or requests_per_worker)"))
+    })
+}
 
 /// The share of a probe's requests that must meet the SLO for its p95 to meet it.
 const SHARE: f64 = 0.95;
@@ -26,6 +39,8 @@ pub struct Search {
     ran: Vec<u32>,
     /// Per cell run: (requests within every objective, requests measured).
     evidence: BTreeMap<u32, (u32, u32)>,
+    /// Per closed-loop cell run: the most requests it had in flight, when below its concurrency.
+    short: BTreeMap<u32, u32>,
 }
 
 /// The 95 % Wilson score interval of a share `good / n`.
@@ -46,7 +61,7 @@ impl Search {
         let mut candidates: Vec<(f64, u32)> = cells.iter().map(|c| (c.rate.unwrap_or(f64::from(c.concurrency)), c.index)).collect();
         candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         candidates.dedup_by(|a, b| a.0 == b.0);
-        Search { candidates, rate, met: None, missed: None, ran: Vec::new(), evidence: BTreeMap::new() }
+        Search { candidates, rate, met: None, missed: None, ran: Vec::new(), evidence: BTreeMap::new(), short: BTreeMap::new() }
     }
 
     /// The cell to run next; None once the answer is known.
@@ -67,12 +82,18 @@ impl Search {
         Some(self.candidates[i].1)
     }
 
-    /// Records whether cell `index` met the SLO, with its evidence: how many of its `measured`
-    /// requests (failures included) met every objective (`good`).
-    pub fn record(&mut self, index: u32, met: bool, good: u32, measured: u32) {
+    /// Records how the probe of cell `index` ended: it met the SLO when it passed (ran to its
+    /// end and met every objective: a partial probe never counts), with its evidence (how many
+    /// of its measured requests, failures included, met every objective) and the most requests
+    /// it had in flight.
+    pub fn record(&mut self, index: u32, result: &CellResult) {
+        let met = result.slo_state() == SloState::Pass;
         let Some(i) = self.candidates.iter().position(|c| c.1 == index) else { return };
         self.ran.push(index);
-        self.evidence.insert(index, (good, measured));
+        self.evidence.insert(index, (result.good_requests, result.requests_ok + result.requests_failed));
+        if result.under_reached() {
+            self.short.insert(index, result.reached_concurrency());
+        }
         if met {
             self.met = Some(self.met.map_or(i, |m| m.max(i)));
         } else {
@@ -86,6 +107,15 @@ impl Search {
             format!("{load} rps")
         } else {
             format!("c{load}")
+        }
+    }
+
+    /// "c256", or "c256 (only 64 in flight)" for a probe that never reached its concurrency.
+    fn at_cand(&self, i: usize) -> String {
+        let (load, index) = self.candidates[i];
+        match self.short.get(&index) {
+            Some(reached) => format!("{} (only {reached} in flight)", self.at(load)),
+            None => self.at(load),
         }
     }
 
@@ -138,15 +168,21 @@ impl Search {
         let done = self.next().is_none();
         let what = self.what();
         let conf = if done { format!(". {}", self.confidence()) } else { String::new() };
-        match (self.highest_met(), self.lowest_missed(), done) {
+        match (self.met, self.missed, done) {
             (Some(m), Some(x), true) => {
-                format!("SLO search: {} is the highest {what} that meets the SLO; {}, the next candidate, does not: the knee lies between them ({ran}){conf}", self.at(m), self.at(x))
+                format!("SLO search: {} is the highest {what} that meets the SLO; {}, the next candidate, does not: the knee lies between them ({ran}){conf}", self.at_cand(m), self.at_cand(x))
             }
-            (Some(m), None, true) => format!("SLO search: every candidate up to {} meets the SLO: the knee lies above the highest candidate ({ran}){conf}", self.at(m)),
-            (None, Some(x), true) => format!("SLO search: even {}, the lowest candidate, misses the SLO ({ran}){conf}", self.at(x)),
+            (Some(m), None, true) => match self.short.get(&self.candidates[m].1) {
+                Some(reached) => format!(
+                    "SLO search: every candidate up to {} met the SLO, but the highest never had more than {reached} requests in flight: the server held {reached} within the SLO, and the knee lies above that ({ran}){conf}",
+                    self.at(self.candidates[m].0)
+                ),
+                None => format!("SLO search: every candidate up to {} meets the SLO: the knee lies above the highest candidate ({ran}){conf}", self.at(self.candidates[m].0)),
+            },
+            (None, Some(x), true) => format!("SLO search: even {}, the lowest candidate, misses the SLO ({ran}){conf}", self.at_cand(x)),
             (m, x, _) => {
-                let met = m.map_or("none yet".into(), |m| self.at(m));
-                let missed = x.map_or("none yet".into(), |x| self.at(x));
+                let met = m.map_or("none yet".into(), |m| self.at_cand(m));
+                let missed = x.map_or("none yet".into(), |x| self.at_cand(x));
                 let next = self.next().and_then(|i| self.candidates.iter().find(|c| c.1 == i)).map_or(String::new(), |c| format!("; next {}", self.at(c.0)));
                 format!("SLO search: meets at {met}, misses at {missed}{next} ({ran})")
             }
@@ -157,6 +193,11 @@ impl Search {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A probe's result: met or not, with `good` of `measured` requests within the SLO.
+    fn probe(met: bool, good: u32, measured: u32) -> CellResult {
+        CellResult { requests_ok: measured, slo_pass: met, good_requests: good, ..Default::default() }
+    }
 
     fn cells(cs: &[u32]) -> Vec<CellSpec> {
         cs.iter().enumerate().map(|(i, &c)| CellSpec { index: i as u32, concurrency: c, max_new_tokens: 64, rate: None }).collect()
@@ -170,7 +211,7 @@ mod tests {
         while let Some(i) = s.next() {
             let c = cells[i as usize].concurrency;
             order.push(c);
-            s.record(i, c <= knee, if c <= knee { 64 } else { 40 }, 64);
+            s.record(i, &probe(c <= knee, if c <= knee { 64 } else { 40 }, 64));
             assert!(order.len() <= cells.len(), "the search ends");
         }
         (s, order)
@@ -202,12 +243,52 @@ mod tests {
     }
 
     #[test]
+    fn a_probe_that_never_reached_its_concurrency_is_not_vouched_for() {
+        // The run: c1…c256, 64 requests a probe, every probe within the SLO; at most 64
+        // were ever in flight.
+        let grid = cells(&[1, 2, 4, 8, 16, 32, 64, 128, 256]);
+        let mut s = Search::new(&grid);
+        while let Some(i) = s.next() {
+            let c = grid[i as usize].concurrency;
+            let r = CellResult { concurrency: c, requests_ok: 64, slo_pass: true, good_requests: 64, peak_concurrency: c.min(64), ..Default::default() };
+            s.record(i, &r);
+        }
+        let d = s.describe();
+        assert!(!d.contains("every candidate up to c256 meets the SLO"), "{d}");
+        assert!(d.contains("every candidate up to c256 met the SLO, but the highest never had more than 64 requests in flight"), "{d}");
+        // A boundary probe that fell short says so too.
+        let grid = cells(&[32, 64, 128]);
+        let mut s = Search::new(&grid);
+        s.record(0, &CellResult { concurrency: 32, requests_ok: 64, slo_pass: true, good_requests: 64, peak_concurrency: 32, ..Default::default() });
+        s.record(1, &CellResult { concurrency: 64, requests_ok: 100, slo_pass: true, good_requests: 100, peak_concurrency: 60, ..Default::default() });
+        s.record(2, &CellResult { concurrency: 128, requests_ok: 256, slo_pass: false, good_requests: 10, peak_concurrency: 128, ..Default::default() });
+        assert!(s.describe().contains("c64 (only 60 in flight) is the highest concurrency that meets the SLO; c128, the next"), "{}", s.describe());
+        // A partial probe (cut by a stop) never counts as meeting it.
+        let mut s = Search::new(&grid);
+        s.record(0, &CellResult { partial: true, ..probe(true, 64, 64) });
+        assert_eq!(s.highest_met(), None);
+    }
+
+    #[test]
+    fn probes_too_small_to_trust_are_refused_and_searches_are_raised_to_reach_their_load() {
+        use crate::spec::Workload;
+        let spec = ExperimentSpec { workload: Workload::Chat, concurrency: vec![1, 4], requests: 8, search: true, max_new_tokens: vec![64], ..Default::default() };
+        let e = probe_error(&spec, 5).expect("8 requests a probe is too few");
+        assert_eq!(e.field, "requests");
+        assert!(e.message.contains("at least 20 measured requests") && e.message.contains("would send 8"), "{}", e.message);
+        assert!(probe_error(&ExperimentSpec { requests: 20, ..spec.clone() }, 5).is_none());
+        // 16 requests at c16: raised to 32 by the search, so no refusal.
+        assert!(probe_error(&ExperimentSpec { requests: 16, concurrency: vec![16, 32], ..spec.clone() }, 5).is_none());
+        assert!(probe_error(&ExperimentSpec { search: false, ..spec }, 5).is_none(), "a grid is not a search");
+    }
+
+    #[test]
     fn a_rate_search_names_rates() {
         let cells: Vec<CellSpec> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().enumerate().map(|(i, &r)| CellSpec { index: i as u32, concurrency: 0, max_new_tokens: 64, rate: Some(r) }).collect();
         let mut s = Search::new(&cells);
         while let Some(i) = s.next() {
             let r = cells[i as usize].rate.unwrap();
-            s.record(i, r <= 2.0, if r <= 2.0 { 100 } else { 50 }, 100);
+            s.record(i, &probe(r <= 2.0, if r <= 2.0 { 100 } else { 50 }, 100));
         }
         assert_eq!((s.highest_met(), s.lowest_missed()), (Some(2.0), Some(4.0)));
         assert!(s.describe().contains("2 rps is the highest request rate that meets the SLO; 4 rps"), "{}", s.describe());
@@ -222,26 +303,26 @@ mod tests {
         assert!(lo < 0.95 && hi > 0.95, "19 of 20 could be either: {lo} {hi}");
         let cells = cells(&[1, 2, 4]);
         let mut s = Search::new(&cells);
-        s.record(0, true, 100, 100);
-        s.record(1, false, 50, 100);
+        s.record(0, &probe(true, 100, 100));
+        s.record(1, &probe(false, 50, 100));
         assert!(s.confidence().starts_with("confidence high"), "{}", s.confidence());
         let mut s = Search::new(&cells);
-        s.record(0, true, 19, 20);
-        s.record(1, false, 18, 20);
+        s.record(0, &probe(true, 19, 20));
+        s.record(1, &probe(false, 18, 20));
         let c = s.confidence();
         assert!(c.starts_with("confidence low: the interval of c1 and c2 reaches across"), "{c}");
         assert!(c.contains("c1: 95 % of 20 requests within the SLO"), "{c}");
         // Direction counts: a probe that met the SLO with 92 % of 300 within it is not sure
         // (its interval lies below 95 %), however narrow; nor is 64 of 64 (too few for 95 %).
         let mut s = Search::new(&cells);
-        s.record(0, true, 276, 300);
-        s.record(1, false, 10, 300);
+        s.record(0, &probe(true, 276, 300));
+        s.record(1, &probe(false, 10, 300));
         assert!(s.confidence().starts_with("confidence low: the interval of c1 reaches"), "{}", s.confidence());
         let mut s = Search::new(&cells);
-        s.record(0, true, 64, 64);
+        s.record(0, &probe(true, 64, 64));
         assert!(s.confidence().starts_with("confidence low"), "{}", s.confidence());
         let mut s = Search::new(&cells);
-        s.record(0, true, 73, 73);
+        s.record(0, &probe(true, 73, 73));
         assert!(s.confidence().starts_with("confidence high"), "73 of 73 is enough: {}", s.confidence());
     }
 }

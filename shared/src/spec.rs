@@ -51,6 +51,10 @@ impl LoadMode {
     }
 }
 
+/// In a closed-loop SLO search, each probe sends at least this many measured requests per
+/// worker (`cell_requests` raises it), so every candidate concurrency is actually reached.
+pub const SEARCH_REQUESTS_PER_WORKER: u32 = 2;
+
 /// Service-level objectives. A cell passes when every set objective holds at p95;
 /// a request is "good" (counts toward goodput) when it meets every set objective.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -65,6 +69,19 @@ pub struct Slo {
 }
 
 impl Slo {
+    /// The objectives in words: "p95 end-to-end ≤ 3000 ms" (then TTFT and TPOT where set).
+    pub fn words(&self) -> String {
+        let parts: Vec<String> = [("end-to-end", self.e2e_ms), ("TTFT", self.ttft_ms), ("TPOT", self.tpot_ms)]
+            .into_iter()
+            .filter_map(|(name, v)| v.map(|v| format!("p95 {name} ≤ {v:.0} ms")))
+            .collect();
+        if parts.is_empty() {
+            "no latency objective".into()
+        } else {
+            parts.join(", ")
+        }
+    }
+
     /// The objectives in force for `workload`, with the default end-to-end bound filled in.
     pub fn effective(&self, workload: Workload) -> Slo {
         Slo {
@@ -126,8 +143,9 @@ pub struct ExperimentSpec {
     pub error_window: u32,
     /// SLO search (one max_new_tokens): instead of the whole grid, run only the cells needed to
     /// find the highest of the `concurrency` (closed loop) or `rate` (open loop) candidates
-    /// that meets the SLO (bracket, then bisect; `crate::search`), each probe measuring at least
-    /// `search::MIN_PROBE_REQUESTS` requests. Cells it did not need are left out.
+    /// that meets the SLO (bracket, then bisect; see the `search` module), each probe measuring
+    /// at least 20 requests and, in a closed loop, at least 2 × its concurrency (raised by
+    /// `cell_requests`). Cells it did not need are left out.
     pub search: bool,
 }
 
@@ -366,18 +384,11 @@ impl ExperimentSpec {
         out
     }
 
-    /// Why an SLO search's probes would be too small to trust, if they would: each must measure
-    /// at least `search::MIN_PROBE_REQUESTS` requests (`documents`: the batch workload's).
-    pub fn search_probe_error(&self, documents: usize) -> Option<FieldError> {
-        let min = crate::search::MIN_PROBE_REQUESTS;
-        let smallest = self.cells().iter().map(|c| self.cell_requests(c, documents)).min()?;
-        (self.search && smallest < min).then(|| {
-            FieldError::new("requests", format!("an SLO search probe needs at least {min} measured requests for its p95 to mean anything; this one would send {smallest}: raise requests (or requests_per_worker)"))
-        })
-    }
-
     /// Measured requests of `cell`, given how many documents (batch) the workload has: `requests`
-    /// (0 = chat 64, batch documents × repeat), raised to `requests_per_worker × concurrency`.
+    /// (0 = chat 64, batch documents × repeat), raised to `requests_per_worker × concurrency`,
+    /// and in a closed-loop SLO search to `SEARCH_REQUESTS_PER_WORKER × concurrency`, so that
+    /// every candidate is loaded at its concurrency (a probe of 64 requests at c256 never has
+    /// more than 64 in flight, and would vouch for a load it never carried).
     pub fn cell_requests(&self, cell: &CellSpec, documents: usize) -> u32 {
         let base = if self.requests > 0 {
             self.requests
@@ -387,7 +398,12 @@ impl ExperimentSpec {
                 Workload::Batch => (documents as u32).saturating_mul(self.repeat).max(1),
             }
         };
-        base.max(self.requests_per_worker.saturating_mul(cell.concurrency))
+        let per_worker = if self.search && self.mode == LoadMode::Closed {
+            self.requests_per_worker.max(SEARCH_REQUESTS_PER_WORKER)
+        } else {
+            self.requests_per_worker
+        };
+        base.max(per_worker.saturating_mul(cell.concurrency))
     }
 
     /// Every request the run sends, warm-ups included.
@@ -492,6 +508,24 @@ mod tests {
         assert_eq!(slo.effective(Workload::Chat).e2e_ms, Some(3_000.0));
         assert_eq!(slo.effective(Workload::Batch).e2e_ms, Some(30_000.0));
         assert_eq!(slo.effective(Workload::Batch).ttft_ms, Some(500.0));
+        assert_eq!(slo.effective(Workload::Chat).words(), "p95 end-to-end ≤ 3000 ms, p95 TTFT ≤ 500 ms");
+        assert_eq!(Slo::default().words(), "no latency objective");
+    }
+
+    #[test]
+    fn a_closed_loop_search_loads_every_candidate_at_its_concurrency() {
+        // The spec: c1…c256 with 64 requests a probe. Each probe is raised to 2 × c, and
+        // the run's total counts the raised probes.
+        let s = ExperimentSpec { workload: Workload::Chat, concurrency: vec![1, 16, 64, 256], requests: 64, search: true, max_new_tokens: vec![128], ..Default::default() };
+        let per_cell: Vec<u32> = s.cells().iter().map(|c| s.cell_requests(c, 5)).collect();
+        assert_eq!(per_cell, [64, 64, 128, 512]);
+        assert_eq!(s.total_requests(5), 64 + 64 + 128 + 512);
+        // A grid (no search) keeps what was asked: its cells say when they were not reached.
+        let grid = ExperimentSpec { search: false, ..s.clone() };
+        assert_eq!(grid.cell_requests(&grid.cells()[3], 5), 64);
+        // requests_per_worker above 2 still wins.
+        let more = ExperimentSpec { requests_per_worker: 3, ..s };
+        assert_eq!(more.cell_requests(&more.cells()[3], 5), 768);
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! The OOM surface: one tile per grid cell (concurrency or rate × max_new_tokens), coloured by
-//! how the cell ended and why. One renderer (an SVG string) serves the dashboard, the
-//! `surface.svg` download and the run folder; `table` serves `caplab run`'s terminal.
+//! how the cell ended and why; cells of the grid not run are grey. One renderer (an SVG string)
+//! serves the dashboard, the `surface.svg` download, the HTML report and the run folder; `table`
+//! serves `caplab run`'s terminal.
+//!
+//! Each tile is `<g class="tile" data-cell="N" data-outcome="OUTCOME">` with a
+//! `<rect class="outcome-OUTCOME">` (a cell not run: `<g class="tile-not-run"
+//! data-outcome="not_run">`), OUTCOME one of `Outcome::as_str`, so a page's CSS can restyle them.
 
 use std::fmt::Write;
 
+use crate::live::RunView;
 use crate::plot::xml_escape;
-use crate::result::CellResult;
+use crate::result::{CellResult, SloState};
 use crate::sample::ErrorClass;
+use crate::spec::CellSpec;
 
 /// How a cell ended, worst first: the first that applies is the tile's colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -23,13 +30,30 @@ pub enum Outcome {
     Queueing,
     /// Every request succeeded, but a latency objective was broken at p95.
     MissesSlo,
-    /// Every request succeeded and every objective held.
+    /// Cut short by a stop (`SloState::Partial`): neither meets nor misses the SLO.
+    Partial,
+    /// Ran, but the SLO cannot be judged: no measured request, or a file without a p95.
+    NotJudged,
+    /// Ran to its end; every request succeeded and every objective held.
     MeetsSlo,
+    /// In the grid, but not run (a search did not need it, or the run ended before it).
+    /// Never the outcome of a cell with a result.
+    NotRun,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 7] =
-        [Outcome::MeetsSlo, Outcome::MissesSlo, Outcome::Queueing, Outcome::Preemptions, Outcome::Errors, Outcome::ContextLength, Outcome::OutOfMemory];
+    pub const ALL: [Outcome; 10] = [
+        Outcome::MeetsSlo,
+        Outcome::MissesSlo,
+        Outcome::Partial,
+        Outcome::Queueing,
+        Outcome::Preemptions,
+        Outcome::Errors,
+        Outcome::ContextLength,
+        Outcome::OutOfMemory,
+        Outcome::NotJudged,
+        Outcome::NotRun,
+    ];
 
     pub fn of(c: &CellResult) -> Outcome {
         let failed = |class| c.errors.get(&class).copied().unwrap_or(0) > 0;
@@ -44,10 +68,13 @@ impl Outcome {
             Outcome::Preemptions
         } else if server.and_then(|s| s.max_waiting).is_some_and(|w| w >= 1.0) {
             Outcome::Queueing
-        } else if !c.slo_pass {
-            Outcome::MissesSlo
         } else {
-            Outcome::MeetsSlo
+            match c.slo_state() {
+                SloState::Pass => Outcome::MeetsSlo,
+                SloState::Fail => Outcome::MissesSlo,
+                SloState::Partial => Outcome::Partial,
+                SloState::NoRequests | SloState::Unknown => Outcome::NotJudged,
+            }
         }
     }
 
@@ -59,7 +86,10 @@ impl Outcome {
             Outcome::Preemptions => "preemptions",
             Outcome::Queueing => "queueing",
             Outcome::MissesSlo => "misses_slo",
+            Outcome::Partial => "partial",
+            Outcome::NotJudged => "not_judged",
             Outcome::MeetsSlo => "meets_slo",
+            Outcome::NotRun => "not_run",
         }
     }
 
@@ -72,7 +102,10 @@ impl Outcome {
             Outcome::Preemptions => "preemptions",
             Outcome::Queueing => "queueing",
             Outcome::MissesSlo => "misses SLO",
+            Outcome::Partial => "partial (stopped)",
+            Outcome::NotJudged => "SLO not judged",
             Outcome::MeetsSlo => "meets SLO",
+            Outcome::NotRun => "not run",
         }
     }
 
@@ -85,7 +118,10 @@ impl Outcome {
             Outcome::Preemptions => 'P',
             Outcome::Queueing => 'Q',
             Outcome::MissesSlo => 'x',
+            Outcome::Partial => 'p',
+            Outcome::NotJudged => '?',
             Outcome::MeetsSlo => '.',
+            Outcome::NotRun => ' ',
         }
     }
 
@@ -97,7 +133,19 @@ impl Outcome {
             Outcome::Preemptions => "#ea580c",
             Outcome::Queueing => "#f59e0b",
             Outcome::MissesSlo => "#fde047",
+            Outcome::Partial => "#93c5fd",
+            Outcome::NotJudged => "#cbd5e1",
             Outcome::MeetsSlo => "#16a34a",
+            Outcome::NotRun => "#f3f4f6",
+        }
+    }
+
+    /// The colour of a tile's text on `colour()`.
+    pub fn text_colour(self) -> &'static str {
+        match self {
+            Outcome::MissesSlo | Outcome::Queueing | Outcome::Partial | Outcome::NotJudged => "#111",
+            Outcome::NotRun => "#6b7280",
+            _ => "#fff",
         }
     }
 }
@@ -125,7 +173,15 @@ pub fn cause(c: &CellResult) -> String {
             parts.push(format!("KV cache peaked at {:.0}%", kv * 100.0));
         }
     }
-    if !c.slo_missed.is_empty() {
+    let state = c.slo_state();
+    if state == SloState::Partial {
+        parts.push(format!("cut short by the stop after {} requests ended: not judged against the SLO", c.requests_ok + c.requests_failed));
+        if c.requests_ok > 0 {
+            parts.push(format!("p95 e2e so far {}", ms(c.e2e.p95)));
+        }
+    } else if state == SloState::Unknown {
+        parts.push(format!("SLO not judged: {}", c.slo_missed.join("; ")));
+    } else if !c.slo_missed.is_empty() {
         parts.push(format!("SLO missed: {}", c.slo_missed.join("; ")));
     } else if c.requests_ok > 0 {
         parts.push(format!("p95 e2e {}, p95 TTFT {}", ms(c.e2e.p95), ms(c.ttft.p95)));
@@ -150,11 +206,17 @@ pub struct Grid<'a> {
 
 impl<'a> Grid<'a> {
     pub fn new(cells: &'a [CellResult]) -> Grid<'a> {
-        let rate_mode = cells.iter().any(|c| c.rate.is_some());
-        let mut xs: Vec<f64> = cells.iter().map(|c| x_of(c, rate_mode)).collect();
+        Grid::planned(cells, &[])
+    }
+
+    /// The axes of the cells with a result and of the cells `planned` (the run's grid).
+    pub fn planned(cells: &'a [CellResult], planned: &[CellSpec]) -> Grid<'a> {
+        let rate_mode = cells.iter().any(|c| c.rate.is_some()) || planned.iter().any(|c| c.rate.is_some());
+        let planned_x = |c: &CellSpec| if rate_mode { c.rate.unwrap_or(0.0) } else { f64::from(c.concurrency) };
+        let mut xs: Vec<f64> = cells.iter().map(|c| x_of(c, rate_mode)).chain(planned.iter().map(planned_x)).collect();
         xs.sort_by(f64::total_cmp);
         xs.dedup();
-        let mut ys: Vec<u32> = cells.iter().map(|c| c.max_new_tokens).collect();
+        let mut ys: Vec<u32> = cells.iter().map(|c| c.max_new_tokens).chain(planned.iter().map(|c| c.max_new_tokens)).collect();
         ys.sort_unstable();
         ys.dedup();
         Grid { rate_mode, xs, ys, cells }
@@ -182,13 +244,25 @@ fn x_of(c: &CellResult, rate_mode: bool) -> f64 {
 }
 
 /// The surface as a standalone SVG: a tile per finished cell (hover: its cause), a legend, and
-/// `title` on top. Cells not yet finished are blank.
+/// `title` on top. Cells not yet finished are blank (`svg_of` draws the run's whole grid).
 pub fn svg(cells: &[CellResult], title: &str) -> String {
-    let g = Grid::new(cells);
+    render(cells, &[], title)
+}
+
+/// A run's surface: its whole grid, a grey "not run" tile for every cell without a result.
+pub fn svg_of(view: &RunView) -> String {
+    render(&view.cells, &view.info.spec.cells(), &view.chart_title())
+}
+
+fn render(cells: &[CellResult], planned: &[CellSpec], title: &str) -> String {
+    let g = Grid::planned(cells, planned);
+    let planned_at = |x: f64, y: u32| {
+        planned.iter().any(|c| c.max_new_tokens == y && if g.rate_mode { c.rate == Some(x) } else { f64::from(c.concurrency) == x })
+    };
     let (tile_w, tile_h, left, top) = (96.0, 40.0, 90.0, 56.0);
     let width = left + tile_w * g.xs.len().max(1) as f64 + 20.0;
     let legend_y = top + tile_h * g.ys.len().max(1) as f64 + 34.0;
-    let height = legend_y + 24.0 * ((Outcome::ALL.len() + 2) / 3) as f64 + 10.0;
+    let height = legend_y + 24.0 * Outcome::ALL.len().div_ceil(3) as f64 + 10.0;
     let width = width.max(3.0 * 170.0 + 20.0);
     let mut out = String::new();
     let _ = write!(
@@ -207,17 +281,37 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
         let _ = write!(out, r#"<text x="{}" y="{}" text-anchor="end">{y}</text>"#, left - 8.0, ty + tile_h / 2.0 + 4.0);
         for (i, x) in g.xs.iter().enumerate() {
             let tx = left + tile_w * i as f64;
-            let Some(c) = g.at(*x, *y) else { continue };
+            let Some(c) = g.at(*x, *y) else {
+                if planned_at(*x, *y) {
+                    let o = Outcome::NotRun;
+                    let _ = write!(
+                        out,
+                        r#"<g class="tile-not-run" data-outcome="{0}"><title>{1} × {y}: not run</title><rect class="outcome-{0}" x="{2}" y="{3}" width="{4}" height="{5}" rx="4" fill="{6}" stroke="{7}" stroke-dasharray="4 3"/><text x="{8}" y="{9}" text-anchor="middle" fill="{7}">not run</text></g>"#,
+                        o.as_str(),
+                        xml_escape(&g.x_label(*x)),
+                        tx + 2.0,
+                        ty + 2.0,
+                        tile_w - 4.0,
+                        tile_h - 4.0,
+                        o.colour(),
+                        o.text_colour(),
+                        tx + tile_w / 2.0,
+                        ty + tile_h / 2.0 + 4.0,
+                    );
+                }
+                continue;
+            };
             let o = Outcome::of(c);
-            let text_colour = if matches!(o, Outcome::MissesSlo | Outcome::Queueing) { "#111" } else { "#fff" };
+            let text_colour = o.text_colour();
             let _ = write!(
                 out,
-                r#"<g class="tile" data-cell="{}" data-outcome="{}"><title>{} × {y}: {} — {}</title><rect x="{}" y="{}" width="{}" height="{}" rx="4" fill="{}"/><text x="{}" y="{}" text-anchor="middle" fill="{text_colour}">{:.0} tok/s</text></g>"#,
+                r#"<g class="tile" data-cell="{}" data-outcome="{}"><title>{} × {y}: {} — {}</title><rect class="outcome-{}" x="{}" y="{}" width="{}" height="{}" rx="4" fill="{}"/><text x="{}" y="{}" text-anchor="middle" fill="{text_colour}">{:.0} tok/s</text></g>"#,
                 c.cell,
                 o.as_str(),
                 xml_escape(&g.x_label(*x)),
                 o.label(),
                 xml_escape(&cause(c)),
+                o.as_str(),
                 tx + 2.0,
                 ty + 2.0,
                 tile_w - 4.0,
@@ -233,7 +327,8 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
         let (lx, ly) = (10.0 + 170.0 * (k % 3) as f64, legend_y + 24.0 * (k / 3) as f64);
         let _ = write!(
             out,
-            r#"<rect x="{lx}" y="{}" width="14" height="14" rx="2" fill="{}"/><text x="{}" y="{ly}">{}</text>"#,
+            r##"<rect class="legend outcome-{}" x="{lx}" y="{}" width="14" height="14" rx="2" fill="{}" stroke="#9ca3af" stroke-width="0.5"/><text x="{}" y="{ly}">{}</text>"##,
+            o.as_str(),
             ly - 11.0,
             o.colour(),
             lx + 20.0,
@@ -261,7 +356,7 @@ pub fn table(cells: &[CellResult]) -> String {
         }
         out.push('\n');
     }
-    let legend: Vec<String> = Outcome::ALL.iter().map(|o| format!("{} {}", o.letter(), o.label())).collect();
+    let legend: Vec<String> = Outcome::ALL.iter().filter(|o| **o != Outcome::NotRun).map(|o| format!("{} {}", o.letter(), o.label())).collect();
     let _ = write!(out, "         {}", legend.join(" · "));
     out
 }
@@ -311,5 +406,34 @@ mod tests {
         assert!(lines[0].contains("c1") && lines[0].contains("c8"), "{table}");
         assert_eq!(lines[1].split_whitespace().collect::<Vec<_>>(), ["64", ".", "."]);
         assert_eq!(lines[2].split_whitespace().collect::<Vec<_>>(), ["512", "M"]);
+    }
+
+    #[test]
+    fn partial_and_unjudged_cells_are_never_green_and_cells_not_run_are_grey() {
+        let partial = CellResult { partial: true, e2e: crate::Dist { p95: Some(1986.0), ..Default::default() }, ..cell(0, 8, 64) };
+        assert_eq!(Outcome::of(&partial), Outcome::Partial);
+        assert!(cause(&partial).starts_with("cut short by the stop after 10 requests ended: not judged against the SLO; p95 e2e so far 1986 ms"), "{}", cause(&partial));
+        let unknown = CellResult { slo_pass: false, slo_missed: vec!["p95 end-to-end is not in the file".into()], slo: crate::Slo { e2e_ms: Some(3000.0), ..Default::default() }, ..cell(1, 16, 64) };
+        assert_eq!(Outcome::of(&unknown), Outcome::NotJudged);
+        assert!(cause(&unknown).contains("SLO not judged: p95 end-to-end is not in the file"));
+        let info: crate::RunInfo = serde_json::from_value(serde_json::json!({
+            "id": "r", "spec": {"workload": "chat", "concurrency": [8, 16, 32], "max_new_tokens": [64]}, "status": "stopped",
+            "started_unix_ms": 0, "message": null, "cells_total": 3, "requests_total": 0,
+            "target": {"url": "", "simulated": false, "server": "vllm", "models": []},
+        }))
+        .unwrap();
+        let mut view = RunView::new(info);
+        view.cells = vec![partial, CellResult { cell: 1, ..unknown }];
+        let svg = svg_of(&view);
+        assert!(svg.contains(r#"data-cell="0" data-outcome="partial""#) && svg.contains(r#"class="outcome-partial""#), "{svg}");
+        assert!(svg.contains(r#"data-cell="1" data-outcome="not_judged""#));
+        assert_eq!(svg.matches(r#"class="tile""#).count(), 2);
+        assert_eq!(svg.matches(r#"class="tile-not-run" data-outcome="not_run""#).count(), 1, "c32 was never run");
+        assert!(svg.contains("c32 × 64: not run"));
+        assert!(!svg.contains(r#"data-outcome="meets_slo""#));
+        assert_eq!(svg.matches(r#"class="legend outcome-"#).count(), Outcome::ALL.len());
+        assert!(table(&view.cells).lines().nth(1).unwrap().split_whitespace().eq(["64", "p", "?"]));
+        let names: Vec<&str> = Outcome::ALL.iter().map(|o| o.as_str()).collect();
+        assert_eq!(names, ["meets_slo", "misses_slo", "partial", "queueing", "preemptions", "errors", "context_length", "out_of_memory", "not_judged", "not_run"]);
     }
 }
