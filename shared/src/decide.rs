@@ -58,8 +58,9 @@ pub struct Verdict {
     /// No cell that had more in flight than the max stable concurrency failed: the true
     /// maximum may lie above it.
     pub open_ended: bool,
-    /// When open-ended because a higher concurrency was asked but never reached:
-    /// "c256 reached only 64 in flight".
+    /// When open-ended although the grid asked for more: why the cells above say nothing
+    /// ("c256 reached only 64 in flight", "c128 was cut short by the stop", "c128 could not be
+    /// judged").
     pub unreached: Option<String>,
     /// Why there is no answer, in words (None when there is one).
     pub why_none: Option<String>,
@@ -94,15 +95,22 @@ pub fn verdict(cells: &[CellResult]) -> Verdict {
     let open_ended = max_stable_concurrency.is_some_and(|m| {
         !cells.iter().any(|c| c.rate.is_none() && c.slo_state() == SloState::Fail && c.reached_concurrency() > m)
     });
-    let unreached = max_stable_concurrency.filter(|_| open_ended).and_then(|m| {
-        passing
-            .iter()
-            .filter(|c| c.rate.is_none() && c.concurrency > m && c.under_reached())
-            .max_by_key(|c| c.concurrency)
-            .map(|c| format!("c{} reached only {} in flight", c.concurrency, c.reached_concurrency()))
-    });
+    let unreached = max_stable_concurrency.filter(|_| open_ended).and_then(|m| above_the_claim(cells, m));
     let why_none = if best.is_none() { Some(why_none(cells)) } else { None };
     Verdict { best, max_stable_concurrency, at_max_stable, grid_ceiling, open_ended, unreached, why_none }
+}
+
+/// Why a grid that asked for more than `m` in flight says nothing above `m`: the highest cell
+/// asked for more but never had more in flight, or was cut short, or could not be judged.
+fn above_the_claim(cells: &[CellResult], m: u32) -> Option<String> {
+    let closed = || cells.iter().filter(|c| c.rate.is_none() && c.concurrency > m);
+    if let Some(c) = closed().filter(|c| c.reached_concurrency() <= m).max_by_key(|c| c.concurrency) {
+        return Some(format!("c{} reached only {} in flight", c.concurrency, c.reached_concurrency()));
+    }
+    if let Some(c) = closed().filter(|c| c.slo_state() == SloState::Partial).max_by_key(|c| c.concurrency) {
+        return Some(format!("c{} was cut short by the stop", c.concurrency));
+    }
+    closed().filter(|c| matches!(c.slo_state(), SloState::Unknown | SloState::NoRequests)).max_by_key(|c| c.concurrency).map(|c| format!("c{} could not be judged", c.concurrency))
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {
@@ -497,7 +505,14 @@ pub(crate) mod tests {
         assert_eq!(v.max_stable_words().as_deref(), Some("≥ 32 (the grid's highest)"));
         // A failing cell that had more in flight bounds it; one that had fewer does not.
         let v = verdict(&[cell(8, 128, 300.0, 900.0, true), CellResult { requests_ok: 6, peak_concurrency: 6, ..cell(64, 128, 100.0, 4000.0, false) }]);
-        assert_eq!(v.max_stable_words().as_deref(), Some("≥ 8 (the grid's highest)"), "c64 failed with only 6 in flight, below 8");
+        assert_eq!(v.max_stable_words().as_deref(), Some("≥ 8 (c64 reached only 6 in flight)"), "c64 failed with only 6 in flight, below 8");
+        // A failing cell that asked for more but reached no more says so too (an imported
+        // vllm bench serve file at c256 with 64 prompts).
+        let v = verdict(&[cell(64, 128, 9000.0, 2600.0, true), CellResult { requests_ok: 64, peak_concurrency: 0, ..cell(256, 128, 12000.0, 4500.0, false) }]);
+        assert_eq!(v.max_stable_words().as_deref(), Some("≥ 64 (c256 reached only 64 in flight)"));
+        // A cell cut short above the claim.
+        let v = verdict(&[cell(8, 128, 300.0, 900.0, true), CellResult { partial: true, ..cell(32, 128, 900.0, 2000.0, true) }]);
+        assert_eq!(v.max_stable_words().as_deref(), Some("≥ 8 (c32 was cut short by the stop)"));
     }
 
     #[test]
