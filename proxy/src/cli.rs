@@ -41,14 +41,21 @@ pub enum Command {
         sim: SimArgs,
     },
     /// Fill the notes (data/notes/report_template.md) from saved runs, with no server running:
-    /// best configuration, chat vs batch, GPU scaling, cost per token, recommendations.
+    /// best configuration, chat vs batch, GPU scaling, cost per token, recommendations; and
+    /// with --html, a self-contained HTML report to send.
     Report {
-        /// Run folders (each with its run.json), e.g. caplab-runs/20261129-101010-abcd
+        /// Run folders (each with its run.json, e.g. caplab-runs/20261129-101010-abcd), folders
+        /// of runs (a `caplab run --out` folder, the data folder) or result files from other tools
         #[arg(required = true)]
         runs: Vec<PathBuf>,
-        /// Where to write the markdown (default: print it)
+        /// Where to write the markdown (default: print it, unless --html is given)
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Also write one self-contained HTML report (capacity cards, charts, tables, latency
+        /// distributions, environment, workload; it loads nothing): of the run, or of the runs
+        /// compared when there are several
+        #[arg(long)]
+        html: Option<PathBuf>,
         /// A GPU's price, LABEL=USD_PER_HOUR (the runs' GPU label or a profile key; repeatable);
         /// defaults come from data/profiles/gpus.toml
         #[arg(long)]
@@ -56,6 +63,10 @@ pub enum Command {
         /// The GPU label of the result files given (vllm bench serve files do not say it)
         #[arg(long)]
         imported_gpu: Option<String>,
+        /// The model of result files that do not name it (vllm bench serve files name it in
+        /// model_id, GuideLLM reports in their backend)
+        #[arg(long)]
+        imported_model: Option<String>,
         /// The workload of the result files given: chat or batch
         #[arg(long, default_value = "chat")]
         imported_workload: String,
@@ -307,8 +318,9 @@ pub fn main(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Sim { listen, profile, sim } => run_sim(listen, profile, sim).await,
-            Command::Report { runs, out, price, imported_gpu, imported_workload } => {
-                report(&runs, out.as_deref(), &price, imported_gpu.as_deref(), &imported_workload)
+            Command::Report { runs, out, html, price, imported_gpu, imported_model, imported_workload } => {
+                let labels = ReportLabels { gpu: imported_gpu.as_deref(), model: imported_model.as_deref(), workload: &imported_workload };
+                report(&runs, out.as_deref(), html.as_deref(), &price, &labels)
             }
             Command::Run { experiment, target, out, gpu, model } => {
                 crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
@@ -461,44 +473,52 @@ async fn run_sim(listen: SocketAddr, profile: ProfileArgs, sim: SimArgs) -> anyh
     Ok(ExitCode::SUCCESS)
 }
 
-/// `caplab report`: the notes from run folders and imported result files.
-fn report(paths: &[PathBuf], out: Option<&std::path::Path>, prices: &[String], imported_gpu: Option<&str>, imported_workload: &str) -> anyhow::Result<ExitCode> {
-    let workload = match imported_workload {
+/// The labels `caplab report` gives result files that do not carry them.
+struct ReportLabels<'a> {
+    gpu: Option<&'a str>,
+    model: Option<&'a str>,
+    workload: &'a str,
+}
+
+/// `caplab report`: the notes, and with `html` the HTML report, from run folders, folders of
+/// runs and imported result files.
+fn report(paths: &[PathBuf], out: Option<&std::path::Path>, html: Option<&std::path::Path>, prices: &[String], labels: &ReportLabels) -> anyhow::Result<ExitCode> {
+    use crate::import::ImportError;
+    use crate::report::inputs::{self, InputError};
+    let workload = match labels.workload {
         "chat" => caplab_shared::Workload::Chat,
         "batch" => caplab_shared::Workload::Batch,
         other => anyhow::bail!("--imported-workload {other:?}: give chat or batch"),
     };
-    let mut views = Vec::new();
-    let mut files = Vec::new();
-    for path in paths {
-        if path.is_dir() {
-            let file = path.join("run.json");
-            let bytes = std::fs::read(&file).with_context(|| format!("{}: not a caplab run folder (no readable run.json)", path.display()))?;
-            let view: caplab_shared::RunView = serde_json::from_slice(&bytes).with_context(|| format!("{}: not a caplab run.json", file.display()))?;
-            views.push(view);
-            continue;
+    let found = inputs::read(paths, &inputs::ImportLabels { gpu: labels.gpu, model: labels.model, workload }).map_err(|e| match e {
+        InputError::Import(ImportError::Missing { field, message }) => {
+            anyhow::anyhow!("{message}: give {}", if field == "gpu" { "--imported-gpu LABEL" } else { "--imported-model NAME" })
         }
-        let name = path.display().to_string();
-        let bytes = std::fs::read(path).with_context(|| format!("{name}: cannot be read (give run folders or result files)"))?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("{name}: not JSON ({e})"))?;
-        files.push((path.file_name().map_or(name.clone(), |n| n.to_string_lossy().into_owned()), value));
-    }
-    let imported = crate::import::runs(&files, imported_gpu, workload)
-        .map_err(|e| anyhow::anyhow!(if e.starts_with("give the GPU") { format!("{e}: give --imported-gpu LABEL") } else { e }))?;
-    views.extend(imported);
+        e => anyhow::anyhow!(e),
+    })?;
     let mut price_map = std::collections::BTreeMap::new();
     for p in prices {
         let (label, usd) = p.rsplit_once('=').ok_or_else(|| anyhow::anyhow!("--price {p}: give LABEL=USD_PER_HOUR"))?;
         let usd: f64 = usd.trim().parse().map_err(|_| anyhow::anyhow!("--price {p}: {usd:?} is not a number of dollars per hour"))?;
         price_map.insert(label.trim().to_string(), usd);
     }
+    let views: Vec<caplab_shared::RunView> = found.iter().map(|f| f.view.clone()).collect();
     let notes = crate::report::notes(&views, &price_map);
-    match out {
-        Some(path) => {
+    match (out, html) {
+        (Some(path), _) => {
             std::fs::write(path, &notes).with_context(|| format!("cannot write {}", path.display()))?;
             eprintln!("notes written to {}", path.display());
         }
-        None => print!("{notes}"),
+        (None, None) => print!("{notes}"),
+        (None, Some(_)) => {}
+    }
+    if let Some(path) = html {
+        let page = match found.as_slice() {
+            [one] => crate::report::run_html(&one.view, one.folder.as_deref(), &price_map),
+            many => crate::report::comparison_html(&many.iter().map(|f| (f.view.clone(), f.folder.clone())).collect::<Vec<_>>(), &price_map),
+        };
+        std::fs::write(path, page).with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("HTML report ({} run{}) written to {}", found.len(), if found.len() == 1 { "" } else { "s" }, path.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,20 +3,39 @@
 //! file per load level; field names as vLLM 0.32's vllm/benchmarks/serve.py writes them) and
 //! GuideLLM's benchmark report (one file, a benchmark per load level; as GuideLLM 0.8.1 writes
 //! it with `--outputs json`). Anything else is refused with what was expected and what the
-//! file has.
+//! file has. An imported run says what its files hold: the model from the file (`model_id`,
+//! GuideLLM's backend model), the GPU given with the import (no tool's file names it); a label
+//! neither the files nor the import give is asked for (`ImportError::Missing`), never stored
+//! blank.
 
 use caplab_shared::stats::Dist;
 use caplab_shared::{CellResult, RunView, Slo, Workload};
 use serde_json::Value;
 
+/// Why files could not be imported.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// A file is not a result caplab can read (the message names it and says why).
+    #[error("{0}")]
+    File(String),
+    /// A label the files do not carry and the import did not give: `field` is `gpu` or `model`.
+    #[error("{message}")]
+    Missing { field: &'static str, message: String },
+}
+
 /// What a file turned out to be.
 pub enum Imported {
     /// A whole caplab run.
     Caplab(Box<RunView>),
-    /// One load level of `vllm bench serve`.
-    VllmBench(Box<CellResult>),
-    /// A GuideLLM report: one cell per benchmark (load level).
-    GuideLlm(Vec<CellResult>),
+    /// One load level of `vllm bench serve`, and the model its `model_id` names.
+    VllmBench { cell: Box<CellResult>, model: Option<String> },
+    /// A GuideLLM report: one cell per benchmark (load level), and the model its backend names.
+    GuideLlm { cells: Vec<CellResult>, model: Option<String> },
+}
+
+/// A label from a file: trimmed, None when absent or blank.
+fn label(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(String::from)
 }
 
 /// Reads one result file (already parsed as JSON). `name` is only for messages.
@@ -29,11 +48,14 @@ pub fn read(name: &str, v: &Value, workload: Workload) -> Result<Imported, Strin
         return Ok(Imported::Caplab(Box::new(view)));
     }
     if obj.contains_key("benchmarks") {
-        return guidellm(name, obj, workload).map(Imported::GuideLlm);
+        let model = obj.get("benchmarks").and_then(Value::as_array).and_then(|b| b.iter().find_map(|b| label(b.pointer("/config/backend/model"))));
+        let model = model.or_else(|| label(v.pointer("/config/spec/backend/model")));
+        return guidellm(name, obj, workload).map(|cells| Imported::GuideLlm { cells, model });
     }
     let has = |k: &str| obj.contains_key(k);
     if (has("backend") || has("endpoint_type")) && has("completed") && has("output_throughput") && has("duration") {
-        return vllm_bench(name, obj, workload).map(|c| Imported::VllmBench(Box::new(c)));
+        let model = label(obj.get("model_id"));
+        return vllm_bench(name, obj, workload).map(|c| Imported::VllmBench { cell: Box::new(c), model });
     }
     let mut keys: Vec<&str> = obj.keys().map(String::as_str).take(12).collect();
     keys.sort_unstable();
@@ -44,41 +66,78 @@ pub fn read(name: &str, v: &Value, workload: Workload) -> Result<Imported, Strin
 }
 
 /// Result files (name, parsed JSON) as runs: each caplab results.json its own run (labelled
-/// imported), every `vllm bench serve` file together as one run on `gpu` (one cell per file),
-/// each GuideLLM report a run on `gpu` (one cell per benchmark). `gpu` must be given when there
-/// are files that do not say their GPU.
-pub fn runs(files: &[(String, Value)], gpu: Option<&str>, workload: Workload) -> Result<Vec<RunView>, String> {
-    let gpu = gpu.map(str::trim).filter(|g| !g.is_empty());
+/// imported), every `vllm bench serve` file together as one run (one cell per file), each
+/// GuideLLM report a run (one cell per benchmark). The GPU comes from `gpu` (no tool's file but
+/// caplab's names it); the model from the files, else from `model`. A label that neither gives
+/// is refused with `ImportError::Missing`; so are `vllm bench serve` files naming different models.
+pub fn runs(files: &[(String, Value)], gpu: Option<&str>, model: Option<&str>, workload: Workload) -> Result<Vec<RunView>, ImportError> {
+    let given = |v: Option<&str>| v.map(str::trim).filter(|g| !g.is_empty()).map(String::from);
+    let (gpu, model) = (given(gpu), given(model));
     let mut views = Vec::new();
-    let (mut bench_cells, mut bench_files) = (Vec::new(), Vec::new());
+    let (mut bench_cells, mut bench_files, mut bench_models) = (Vec::new(), Vec::new(), Vec::new());
     for (name, value) in files {
-        match read(name, value, workload)? {
+        match read(name, value, workload).map_err(ImportError::File)? {
             Imported::Caplab(mut view) => {
                 if view.info.imported_from.is_none() {
                     view.info.imported_from = Some(format!("caplab results.json: {name} (run {} on another caplab)", view.info.id));
                 }
+                let what = format!("this caplab results.json ({name})");
+                if view.info.spec.gpu.trim().is_empty() {
+                    view.info.spec.gpu = need("gpu", gpu.clone(), &what, "it does not name its GPU")?;
+                }
+                if view.info.spec.model.trim().is_empty() {
+                    view.info.spec.model = need("model", model.clone(), &what, "it does not name its model")?;
+                }
                 views.push(*view);
             }
-            Imported::VllmBench(cell) => {
+            Imported::VllmBench { cell, model: m } => {
                 bench_cells.push(*cell);
                 bench_files.push(name.clone());
+                if let Some(m) = m {
+                    if !bench_models.contains(&m) {
+                        bench_models.push(m);
+                    }
+                }
             }
-            Imported::GuideLlm(cells) => {
-                let gpu = gpu.ok_or_else(|| format!("give the GPU this GuideLLM report was measured on: {name} does not say"))?;
-                views.push(run_of("GuideLLM", cells, gpu, workload, std::slice::from_ref(name)));
+            Imported::GuideLlm { cells, model: m } => {
+                let what = format!("this GuideLLM report ({name})");
+                let gpu = need("gpu", gpu.clone(), &what, "it does not say")?;
+                let model = match m {
+                    Some(m) => m,
+                    None => need("model", model.clone(), &what, "it names no model")?,
+                };
+                views.push(run_of("GuideLLM", cells, &gpu, &model, workload, std::slice::from_ref(name)));
             }
         }
     }
     if !bench_cells.is_empty() {
-        let gpu = gpu.ok_or_else(|| format!("give the GPU these vllm bench serve results were measured on: the files ({}) do not say", bench_files.join(", ")))?;
-        views.push(run_of("vllm bench serve", bench_cells, gpu, workload, &bench_files));
+        let what = format!("these vllm bench serve results ({})", bench_files.join(", "));
+        let gpu = need("gpu", gpu.clone(), &what, "the files do not say")?;
+        let model = match bench_models.as_slice() {
+            [] => need("model", model.clone(), &what, "the files have no model_id")?,
+            [one] => one.clone(),
+            many => return Err(ImportError::File(format!("{what} name different models ({}): import each model's files on their own", many.join(", ")))),
+        };
+        views.push(run_of("vllm bench serve", bench_cells, &gpu, &model, workload, &bench_files));
     }
     Ok(views)
 }
 
+/// A label the files lack, from the import, or the error that asks for it (`why`: what the
+/// files lack, in words).
+fn need(field: &'static str, given: Option<String>, what: &str, why: &str) -> Result<String, ImportError> {
+    given.ok_or_else(|| {
+        let ask = if field == "gpu" { "the GPU" } else { "the model" };
+        let verb = if field == "gpu" { "were measured on" } else { "were measured with" };
+        let verb = if what.starts_with("this") { verb.replacen("were", "was", 1) } else { verb.to_string() };
+        ImportError::Missing { field, message: format!("give {ask} {what} {verb}: {why}") }
+    })
+}
+
 /// Cells another tool measured on one GPU (`files`: where they come from) as one run, labelled
-/// imported from `tool`; its cells sorted by concurrency (or rate).
-fn run_of(tool: &str, mut cells: Vec<CellResult>, gpu: &str, workload: Workload, files: &[String]) -> RunView {
+/// imported from `tool`; its cells sorted by concurrency (or rate). The tool's file does not
+/// say which engine served it: the target is left unrecognised.
+fn run_of(tool: &str, mut cells: Vec<CellResult>, gpu: &str, model: &str, workload: Workload, files: &[String]) -> RunView {
     cells.sort_by(|a, b| a.rate.unwrap_or(f64::from(a.concurrency)).total_cmp(&b.rate.unwrap_or(f64::from(b.concurrency))));
     for (i, c) in cells.iter_mut().enumerate() {
         c.cell = i as u32;
@@ -92,14 +151,16 @@ fn run_of(tool: &str, mut cells: Vec<CellResult>, gpu: &str, workload: Workload,
             name: format!("imported {tool} results"),
             workload,
             gpu: gpu.to_string(),
+            model: model.to_string(),
             concurrency: cells.iter().map(|c| c.concurrency).collect(),
             max_new_tokens: lengths,
             ..Default::default()
         },
         target: caplab_shared::TargetInfo {
             name: "imported".into(),
-            server: caplab_shared::ServerKind::Vllm,
+            server: caplab_shared::ServerKind::OpenAiCompatible,
             evidence: vec![format!("imported from {tool} results: {}", files.join(", "))],
+            models: vec![model.to_string()],
             ..Default::default()
         },
         status: caplab_shared::RunStatus::Finished,
@@ -336,22 +397,23 @@ mod tests {
 
     #[test]
     fn a_vllm_bench_serve_result_becomes_a_cell() {
-        let Imported::VllmBench(c) = read("c16.json", &bench(16, 602.4, 2400.0), Workload::Chat).unwrap() else { panic!("a vllm bench file") };
+        let Imported::VllmBench { cell: c, model } = read("c16.json", &bench(16, 602.4, 2400.0), Workload::Chat).unwrap() else { panic!("a vllm bench file") };
+        assert_eq!(model.as_deref(), Some("Qwen/Qwen2.5-1.5B-Instruct"), "the model from model_id");
         assert_eq!((c.concurrency, c.max_new_tokens, c.requests_ok, c.requests_failed), (16, 128, 200, 0));
         assert_eq!(c.output_tok_s, 602.4);
         assert_eq!((c.e2e.p95, c.ttft.p95, c.ttft.p50), (Some(2400.0), Some(120.0), Some(70.0)));
         assert!(c.slo_pass, "2.4 s is within chat's 3 s: {:?}", c.slo_missed);
-        let Imported::VllmBench(slow) = read("c64.json", &bench(64, 1500.0, 4100.0), Workload::Chat).unwrap() else { panic!() };
+        let Imported::VllmBench { cell: slow, .. } = read("c64.json", &bench(64, 1500.0, 4100.0), Workload::Chat).unwrap() else { panic!() };
         assert!(!slow.slo_pass && slow.slo_missed[0].contains("e2e p95 4100 ms > 3000 ms"));
         // Without p95 the SLO cannot be checked, and the cell says how to get it.
         let mut no_p95 = bench(8, 300.0, 1000.0);
         no_p95.as_object_mut().unwrap().remove("p95_e2el_ms");
-        let Imported::VllmBench(c) = read("c8.json", &no_p95, Workload::Chat).unwrap() else { panic!() };
+        let Imported::VllmBench { cell: c, .. } = read("c8.json", &no_p95, Workload::Chat).unwrap() else { panic!() };
         assert!(!c.slo_pass && c.slo_missed[0].contains("--metric-percentiles"), "{:?}", c.slo_missed);
         // Per-request latencies (--save-detailed) give exact percentiles.
         let mut detailed = bench(8, 300.0, 1000.0);
         detailed["latencies"] = json!((1..=100).map(|i| f64::from(i) / 100.0).collect::<Vec<_>>());
-        let Imported::VllmBench(c) = read("d.json", &detailed, Workload::Chat).unwrap() else { panic!() };
+        let Imported::VllmBench { cell: c, .. } = read("d.json", &detailed, Workload::Chat).unwrap() else { panic!() };
         assert!((c.e2e.p95.unwrap() - 950.5).abs() < 1e-6, "{:?}", c.e2e.p95);
     }
 
@@ -359,7 +421,8 @@ mod tests {
     fn a_guidellm_report_becomes_one_cell_per_benchmark() {
         // Captured from GuideLLM 0.8.1 against caplab's simulator: concurrent@4, 20 requests of 64 tokens.
         let v: Value = serde_json::from_str(include_str!("../../tests/fixtures/guidellm_0.8.1_concurrent4.json")).unwrap();
-        let Imported::GuideLlm(cells) = read("gl.json", &v, Workload::Chat).unwrap() else { panic!("a GuideLLM report") };
+        let Imported::GuideLlm { cells, model } = read("gl.json", &v, Workload::Chat).unwrap() else { panic!("a GuideLLM report") };
+        assert_eq!(model.as_deref(), Some("sim-qwen2.5-1.5b"), "the model its backend names");
         assert_eq!(cells.len(), 1);
         let c = &cells[0];
         assert_eq!((c.concurrency, c.rate, c.max_new_tokens, c.requests_ok, c.requests_failed), (4, None, 64, 20, 0));
@@ -370,10 +433,11 @@ mod tests {
         assert!(c.itl.p99.is_some() && c.slo_pass, "{:?}", c.slo_missed);
         assert!(c.notes[0].contains("GuideLLM 0.8.1"), "{:?}", c.notes);
         // As a run: the GPU must be given, and the run says where it comes from.
-        assert!(runs(&[("gl.json".into(), v.clone())], None, Workload::Chat).err().unwrap().contains("give the GPU this GuideLLM report was measured on"));
-        let r = runs(&[("gl.json".into(), v)], Some("L4 pod"), Workload::Chat).unwrap();
+        let e = runs(&[("gl.json".into(), v.clone())], None, None, Workload::Chat).err().unwrap();
+        assert!(matches!(&e, ImportError::Missing { field: "gpu", message } if message == "give the GPU this GuideLLM report (gl.json) was measured on: it does not say"), "{e}");
+        let r = runs(&[("gl.json".into(), v)], Some("L4 pod"), None, Workload::Chat).unwrap();
         assert_eq!(r[0].info.imported_from.as_deref(), Some("GuideLLM: gl.json"));
-        assert_eq!(r[0].info.spec.gpu, "L4 pod");
+        assert_eq!((r[0].info.spec.gpu.as_str(), r[0].info.spec.model.as_str()), ("L4 pod", "sim-qwen2.5-1.5b"));
     }
 
     #[test]
@@ -388,7 +452,7 @@ mod tests {
             b
         };
         report["benchmarks"] = json!([with("synchronous", None, 60.0), with("throughput", None, 64.0), with("constant", Some(2.0), 61.0), with("constant", Some(4.0), 64.0)]);
-        let Imported::GuideLlm(cells) = read("sweep.json", &report, Workload::Chat).unwrap() else { panic!() };
+        let Imported::GuideLlm { cells, .. } = read("sweep.json", &report, Workload::Chat).unwrap() else { panic!() };
         assert_eq!(cells.iter().map(|c| c.rate).collect::<Vec<_>>(), [Some(2.0), Some(4.0)]);
         assert!(cells.iter().all(|c| c.max_new_tokens == 64), "one length for the report");
         assert!(cells[0].notes.iter().any(|n| n.contains("2 benchmark(s) of this GuideLLM sweep")), "{:?}", cells[0].notes);
@@ -407,5 +471,47 @@ mod tests {
         let mut bad = bench(8, 1.0, 1.0);
         bad["duration"] = json!(0);
         assert!(read("b.json", &bad, Workload::Chat).err().unwrap().contains("`duration` is not a positive number"));
+    }
+
+    #[test]
+    fn an_imported_run_takes_its_model_from_the_files_and_asks_for_what_they_lack() {
+        let files = |b: Vec<Value>| b.into_iter().enumerate().map(|(i, v)| (format!("c{i}.json"), v)).collect::<Vec<_>>();
+        let r = runs(&files(vec![bench(8, 300.0, 900.0), bench(16, 600.0, 1900.0)]), Some("A100 pod"), None, Workload::Chat).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].info.spec.model, "Qwen/Qwen2.5-1.5B-Instruct", "from model_id, never blank");
+        assert_eq!(r[0].info.target.server, caplab_shared::ServerKind::OpenAiCompatible, "the file names no engine");
+        // The model given with the import fills only what the files lack.
+        let r = runs(&files(vec![bench(8, 300.0, 900.0)]), Some("A100 pod"), Some("other"), Workload::Chat).unwrap();
+        assert_eq!(r[0].info.spec.model, "Qwen/Qwen2.5-1.5B-Instruct");
+        let mut anonymous = bench(8, 300.0, 900.0);
+        anonymous.as_object_mut().unwrap().remove("model_id");
+        let e = runs(&files(vec![anonymous.clone()]), Some("A100 pod"), None, Workload::Chat).err().unwrap();
+        match &e {
+            ImportError::Missing { field, message } => {
+                assert_eq!(*field, "model");
+                assert_eq!(message, "give the model these vllm bench serve results (c0.json) were measured with: the files have no model_id");
+            }
+            other => panic!("{other}"),
+        }
+        let r = runs(&files(vec![anonymous]), Some("A100 pod"), Some("  my-model "), Workload::Chat).unwrap();
+        assert_eq!(r[0].info.spec.model, "my-model");
+        let e = runs(&files(vec![bench(8, 300.0, 900.0)]), Some("  "), None, Workload::Chat).err().unwrap();
+        assert!(matches!(e, ImportError::Missing { field: "gpu", .. }), "a blank GPU is no GPU");
+        // Two models in one set of files.
+        let mut other = bench(16, 600.0, 1900.0);
+        other["model_id"] = json!("meta-llama/Llama-3.1-8B");
+        let e = runs(&files(vec![bench(8, 300.0, 900.0), other]), Some("pod"), None, Workload::Chat).err().unwrap();
+        assert!(matches!(&e, ImportError::File(m) if m.contains("name different models")), "{e}");
+        // A caplab results.json without a model or GPU is asked for them too.
+        let mut view = r[0].clone();
+        view.info.spec.model = String::new();
+        view.info.spec.gpu = String::new();
+        let json = serde_json::to_value(&view).unwrap();
+        let e = runs(&[("results.json".into(), json.clone())], None, None, Workload::Chat).err().unwrap();
+        assert!(matches!(e, ImportError::Missing { field: "gpu", .. }));
+        let e = runs(&[("results.json".into(), json.clone())], Some("pod"), None, Workload::Chat).err().unwrap();
+        assert!(matches!(e, ImportError::Missing { field: "model", .. }));
+        let ok = runs(&[("results.json".into(), json)], Some("pod"), Some("m"), Workload::Chat).unwrap();
+        assert_eq!((ok[0].info.spec.gpu.as_str(), ok[0].info.spec.model.as_str()), ("pod", "m"));
     }
 }

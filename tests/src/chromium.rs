@@ -25,6 +25,11 @@ pub fn free_port() -> u16 {
 
 /// A new headless Chromium session with its own profile and download folder.
 pub async fn browser() -> Browser {
+    browser_with(&[]).await
+}
+
+/// The same, with more Chromium flags (e.g. a dead proxy, to keep it off the network).
+pub async fn browser_with(extra_args: &[&str]) -> Browser {
     let driver_bin = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
     let port = free_port();
     let driver = tokio::process::Command::new(&driver_bin)
@@ -37,13 +42,16 @@ pub async fn browser() -> Browser {
     let downloads = temp_dir("downloads");
     let profile = temp_dir("chrome-profile");
     let mut caps = serde_json::Map::new();
+    let mut args: Vec<String> = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1400,1000"].map(String::from).to_vec();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args.extend(extra_args.iter().map(|a| a.to_string()));
     caps.insert(
         "goog:chromeOptions".into(),
         json!({
             "binary": std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                     "--disable-dev-shm-usage", "--window-size=1400,1000", format!("--user-data-dir={}", profile.display())],
+            "args": args,
             "prefs": {"download.default_directory": downloads.display().to_string(), "download.prompt_for_download": false}
         }),
     );

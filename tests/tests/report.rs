@@ -37,7 +37,11 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
         let n: f64 = cell.strip_prefix("B is ").and_then(|r| r.strip_suffix("× A")).unwrap_or_else(|| panic!("B is N× A: {line}")).parse().unwrap();
         assert!(n >= 1.0, "{line}");
     }
-    assert!(!md.contains("n/a") && !md.contains("Not measured"), "every value measured: {md}");
+    assert!(!md.contains("n/a"), "{md}");
+    // Both grids' highest cells (c8) met the SLO: neither GPU's limit is known, so no
+    // concurrency ratio is claimed (the notes once said 1.0x) and the notes say why.
+    assert!(md.lines().any(|l| l.starts_with("| Max stable concurrency | ≥ 8 (the grid's highest) | ≥ 8 (the grid's highest) | — |")), "{md}");
+    assert!(md.contains("## Not measured") && md.contains("neither maximum is known"), "{md}");
     assert!(md.contains("Cost per 1M output tokens (USD) | $"), "{md}");
     assert!(md.contains("SIMULATED"), "{md}");
 
@@ -105,6 +109,7 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     assert_eq!(imported.len(), 1);
     let a100_id = imported[0].id.clone();
     assert!(imported[0].imported_from.as_deref().unwrap().starts_with("vllm bench serve: bench_c8.json"), "{:?}", imported[0].imported_from);
+    assert_eq!(imported[0].spec.model, "Qwen/Qwen2.5-1.5B-Instruct", "the model from the files' model_id");
     let h = imported[0].headline.clone().expect("a headline");
     assert_eq!((h.max_stable.as_deref(), h.best.as_deref()), (Some("≥ 64 (c256 reached only 64 in flight)"), Some("c64 × 32")), "{h:?}");
     // A GuideLLM report (96 KB: larger than an experiment's body limit) is read too.
@@ -129,7 +134,21 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     let (field, msg) = refuse(json!({"workload": "chat", "files": [{"name": "summary.csv", "text": "cell,concurrency\n0,8\n"}]})).await;
     assert!(field == "files" && msg.contains("summary.csv: not a result file: not JSON") && msg.contains("import its results.json"), "{msg}");
     let (field, msg) = refuse(json!({"workload": "chat", "files": [{"name": "c8.json", "text": bench(8, 1.0, 1.0).to_string()}]})).await;
-    assert!(field == "gpu" && msg.contains("give the GPU these vllm bench serve results were measured on"), "{msg}");
+    assert!(field == "gpu" && msg.contains("give the GPU these vllm bench serve results (c8.json) were measured on: the files do not say"), "{msg}");
+    // A file without model_id: the model is asked for, never stored blank.
+    let mut anonymous = bench(8, 1.0, 1.0);
+    anonymous.as_object_mut().unwrap().remove("model_id");
+    let (field, msg) = refuse(json!({"gpu": "pod", "workload": "chat", "files": [{"name": "c8.json", "text": anonymous.to_string()}]})).await;
+    assert!(field == "model" && msg.contains("give the model these vllm bench serve results (c8.json) were measured with: the files have no model_id"), "{msg}");
+    let resp = c.post(caplab.api("import")).json(&json!({"gpu": "pod", "model": "my-model", "workload": "chat", "files": [{"name": "c8.json", "text": anonymous.to_string()}]})).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let named: Vec<caplab_shared::RunInfo> = resp.json().await.unwrap();
+    assert_eq!(named[0].spec.model, "my-model");
+    let cli_file = caplab.data_dir.join("anonymous.json");
+    std::fs::write(&cli_file, anonymous.to_string()).unwrap();
+    let refused = tokio::process::Command::new(caplab_bin()).arg("report").arg(&cli_file).args(["--imported-gpu", "pod"]).output().await.unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the files have no model_id: give --imported-model NAME"), "{}", String::from_utf8_lossy(&refused.stderr));
     let (field, msg) = refuse(json!({"workload": "chat", "files": [{"name": "x.json", "text": "{\"hello\": 1}"}]})).await;
     assert!(field == "files" && msg.contains("x.json: not a recognised result"), "{msg}");
 
@@ -189,5 +208,9 @@ async fn two_simulated_gpus_fill_the_notes_from_the_api_and_from_caplab_report()
     // A folder that is not a run is refused by name.
     let bad = tokio::process::Command::new(caplab_bin()).args(["report", "/nonexistent-run-dir"]).output().await.unwrap();
     assert!(!bad.status.success());
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent-run-dir: cannot be read (give run folders or result files)"));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("/nonexistent-run-dir: cannot be read (give run folders, folders of runs or result files)"));
+    // The data folder itself is a folder of runs: every run in it is read.
+    let all = tokio::process::Command::new(caplab_bin()).arg("report").arg(&caplab.data_dir).output().await.unwrap();
+    assert!(all.status.success(), "{}", String::from_utf8_lossy(&all.stderr));
+    assert!(String::from_utf8_lossy(&all.stdout).contains("| Max stable concurrency |"));
 }

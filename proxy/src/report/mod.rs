@@ -3,10 +3,15 @@
 //! send a client (`html`). Used by `caplab report` and `GET /api/report`, `/api/compare`,
 //! `/api/runs/{id}/report.html` and `/api/compare/report.html`.
 
+mod charts;
+pub mod html;
+pub mod inputs;
 mod notes;
+pub mod samples;
 mod template;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use caplab_shared::decide::{Comparison, GpuPrice};
 use caplab_shared::frontier::{self, Series};
@@ -64,6 +69,33 @@ pub fn comparison(runs: &[RunView], prices: &BTreeMap<String, f64>) -> Compariso
         frontier_svg: frontier::svg_series(&series, "Throughput vs p95 latency, runs compared"),
         prices: gpus.iter().map(|g| price_of(g, prices)).collect(),
     }
+}
+
+/// Now, in ms since the Unix epoch (the date a report is made).
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// One run's HTML report (`html::run`), its per-request samples read from `folder` when it has
+/// one (blocking: call off the async runtime), priced from `prices` or the GPU profiles.
+pub fn run_html(view: &RunView, folder: Option<&Path>, prices: &BTreeMap<String, f64>) -> String {
+    let samples = folder.and_then(samples::of_folder);
+    let report = html::RunReport { view, samples: samples.as_ref(), usd_per_hour: price_of(&view.info.spec.gpu, prices).usd_per_hour };
+    html::run(&report, now_ms())
+}
+
+/// Runs compared as one HTML report (`html::comparison`); each run's samples read from its
+/// folder (blocking, as `run_html`).
+pub fn comparison_html(runs: &[(RunView, Option<std::path::PathBuf>)], prices: &BTreeMap<String, f64>) -> String {
+    let views: Vec<RunView> = runs.iter().map(|(v, _)| v.clone()).collect();
+    let cmp = comparison(&views, prices);
+    let samples: Vec<Option<samples::Samples>> = runs.iter().map(|(_, f)| f.as_deref().and_then(samples::of_folder)).collect();
+    let reports: Vec<html::RunReport> = runs
+        .iter()
+        .zip(&samples)
+        .map(|((view, _), s)| html::RunReport { view, samples: s.as_ref(), usd_per_hour: price_of(&view.info.spec.gpu, prices).usd_per_hour })
+        .collect();
+    html::comparison(&reports, &cmp.html, &cmp.frontier_svg, now_ms())
 }
 
 /// A run's name in a comparison's legend: its name or id, workload, and how its numbers were got.

@@ -271,11 +271,9 @@ pub struct ReportQuery {
     prices: Option<String>,
 }
 
-/// The runs a report or comparison is about, read off the async runtime, and the prices given.
-async fn report_input(st: &Arc<AppState>, q: &ReportQuery) -> Result<(Vec<RunView>, std::collections::BTreeMap<String, f64>), ApiError> {
-    /// The notes compare two GPUs, a chat and a batch run each.
-    const MOST: usize = 8;
-    let prices: std::collections::BTreeMap<String, f64> = match q.prices.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+/// $/hour by GPU label from a `prices` query value (a JSON object), each a number ≥ 0.
+fn prices_of(text: Option<&str>) -> Result<std::collections::BTreeMap<String, f64>, ApiError> {
+    let prices: std::collections::BTreeMap<String, f64> = match text.map(str::trim).filter(|p| !p.is_empty()) {
         None => Default::default(),
         Some(text) => serde_json::from_str(text).map_err(|e| ApiError::field("prices", format!("give $/hour by GPU label as a JSON object such as {{\"A100\": 1.49}}: {e}")))?,
     };
@@ -283,6 +281,14 @@ async fn report_input(st: &Arc<AppState>, q: &ReportQuery) -> Result<(Vec<RunVie
         return Err(ApiError::field("prices", format!("the price of {gpu} must be a number of dollars per hour ≥ 0, not {usd}")));
     }
     let ids: Vec<String> = match q.runs.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
+    Ok(prices)
+}
+
+/// The runs a report or comparison is about, read off the async runtime, and the prices given.
+async fn report_input(st: &Arc<AppState>, q: &ReportQuery) -> Result<(Vec<RunView>, std::collections::BTreeMap<String, f64>), ApiError> {
+    /// The notes compare two GPUs, a chat and a batch run each.
+    const MOST: usize = 8;
+    let prices = prices_of(q.prices.as_deref())?;
         Some(list) => {
             let mut ids: Vec<String> = Vec::new();
             for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -387,6 +393,9 @@ pub struct ImportBody {
     #[serde(default)]
     gpu: Option<String>,
     /// chat or batch (files other than caplab's do not say).
+    /// The model they served, for files that do not name it (vllm bench serve writes `model_id`).
+    #[serde(default)]
+    model: Option<String>,
     workload: caplab_shared::Workload,
     files: Vec<ImportFile>,
 }
@@ -411,9 +420,9 @@ fn import_files(st: &AppState, body: &[u8]) -> Result<Vec<RunInfo>, ApiError> {
     if b.files.is_empty() {
         return Err(ApiError::field("files", "no file was given"));
     }
-    if let Some(gpu) = &b.gpu {
-        if gpu.chars().count() > 200 || gpu.chars().any(char::is_control) {
-            return Err(ApiError::field("gpu", "a GPU label is at most 200 characters, without control characters"));
+    for (field, value) in [("gpu", &b.gpu), ("model", &b.model)] {
+        if value.as_ref().is_some_and(|v| v.chars().count() > 200 || v.chars().any(char::is_control)) {
+            return Err(ApiError::field(field, format!("a {} label is at most 200 characters, without control characters", if field == "gpu" { "GPU" } else { "model" })));
         }
     }
     let mut files = Vec::new();
@@ -424,7 +433,10 @@ fn import_files(st: &AppState, body: &[u8]) -> Result<Vec<RunInfo>, ApiError> {
         })?;
         files.push((f.name.clone(), value));
     }
-    let views = crate::import::runs(&files, b.gpu.as_deref(), b.workload).map_err(|e| ApiError::field(if e.starts_with("give the GPU") { "gpu" } else { "files" }, e))?;
+    let views = crate::import::runs(&files, b.gpu.as_deref(), b.model.as_deref(), b.workload).map_err(|e| match e {
+        crate::import::ImportError::Missing { field, message } => ApiError::field(field, message),
+        crate::import::ImportError::File(message) => ApiError::field("files", message),
+    })?;
     let kept = st.limits().runs_kept;
     if st.lab.registry.len() + views.len() > kept {
         return Err(ApiError::Conflict(format!("this caplab keeps at most {kept} runs (--runs-kept): delete some before importing {} more", views.len())));
@@ -447,6 +459,45 @@ fn import_files(st: &AppState, body: &[u8]) -> Result<Vec<RunInfo>, ApiError> {
 }
 
 pub async fn no_such_api() -> ApiError {
+#[derive(Deserialize)]
+pub struct PricesQuery {
+    /// $/hour by GPU label (or profile key), as a JSON object: `{"rtx-pod": 0.3}`.
+    prices: Option<String>,
+}
+
+/// A run's HTML report (`crate::report::run_html`): one self-contained file to send, its charts
+/// inline, read from the run's files and drawn off the async runtime.
+pub async fn run_report_html(State(st): State<Arc<AppState>>, Path(id): Path<String>, Query(q): Query<PricesQuery>) -> Result<Response, ApiError> {
+    let prices = prices_of(q.prices.as_deref())?;
+    let lab = st.clone();
+    let (info, page) = tokio::task::spawn_blocking(move || {
+        let run = lab.lab.find(&id).map_err(ApiError::NotFound)?;
+        let view = run.view();
+        let page = crate::report::run_html(&view, run.folder().as_deref(), &prices);
+        Ok::<_, ApiError>((view.info, page))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))??;
+    Ok(download(format!("{}_report.html", file_stem(&info)), "text/html; charset=utf-8", page.into_bytes()))
+}
+
+/// Runs compared as one HTML report (`crate::report::comparison_html`), the runs and prices
+/// named as for `/api/compare`.
+pub async fn compare_report_html(State(st): State<Arc<AppState>>, Query(q): Query<ReportQuery>) -> Result<Response, ApiError> {
+    let (views, prices) = report_input(&st, &q).await?;
+    let lab = st.clone();
+    let page = tokio::task::spawn_blocking(move || {
+        let runs: Vec<(RunView, Option<std::path::PathBuf>)> = views.into_iter().map(|v| {
+            let folder = lab.lab.find(&v.info.id).ok().and_then(|r| r.folder());
+            (v, folder)
+        }).collect();
+        crate::report::comparison_html(&runs, &prices)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(download("caplab_comparison_report.html".into(), "text/html; charset=utf-8", page.into_bytes()))
+}
+
     ApiError::NotFound("no such API endpoint".into())
 }
 

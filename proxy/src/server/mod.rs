@@ -61,8 +61,10 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/runs/{id}/gpu.csv", &["GET"]),
     ("/api/runs/{id}/surface.svg", &["GET"]),
     ("/api/runs/{id}/frontier.svg", &["GET"]),
+    ("/api/runs/{id}/report.html", &["GET"]),
     ("/api/report", &["GET"]),
     ("/api/compare", &["GET"]),
+    ("/api/compare/report.html", &["GET"]),
     ("/api/import", &["POST"]),
     ("/api/{*rest}", &["GET", "POST"]),
 ];
@@ -91,8 +93,10 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/runs/{id}/gpu.csv" => get(|st, id| api::series_csv(st, id, "gpu.csv")),
         "/api/runs/{id}/surface.svg" => get(|st, id| api::chart_svg(st, id, "surface")),
         "/api/runs/{id}/frontier.svg" => get(|st, id| api::chart_svg(st, id, "frontier")),
+        "/api/runs/{id}/report.html" => get(api::run_report_html),
         "/api/report" => get(api::report),
         "/api/compare" => get(api::compare),
+        "/api/compare/report.html" => get(api::compare_report_html),
         "/api/import" => post(api::import),
         _ => get(api::no_such_api).post(api::no_such_api),
     }
