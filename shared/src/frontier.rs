@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use crate::decide::verdict;
 use crate::plot::{nice_max, short_label, ticks, xml_escape, Scale};
-use crate::result::CellResult;
+use crate::result::{CellResult, SloState};
 
 const W: f64 = 640.0;
 const H: f64 = 360.0;
@@ -79,8 +79,13 @@ pub fn svg_series(series: &[Series], title: &str) -> String {
                 c.cell,
                 c.output_tok_s,
                 c.e2e.p95.unwrap_or(0.0),
-                if c.slo_pass { ", meets the SLO" } else { ", misses the SLO" },
-                if c.slo_pass { colour } else { "#fff" },
+                match c.slo_state() {
+                    SloState::Pass => ", meets the SLO",
+                    SloState::Fail => ", misses the SLO",
+                    SloState::Partial => ", partial: cut short by a stop, not judged",
+                    SloState::NoRequests | SloState::Unknown => ", SLO not judged",
+                },
+                if c.slo_state() == SloState::Pass { colour } else { "#fff" },
                 px + 6.0,
                 py - 6.0
             );
@@ -134,6 +139,15 @@ mod tests {
     }
 
     #[test]
+    #[test]
+    fn a_partial_cell_is_drawn_hollow_and_never_said_to_meet_the_slo() {
+        let partial = CellResult { partial: true, ..cell(8, 128, 300.0, 1986.0, true) };
+        let s = svg(&[partial], "stopped");
+        assert!(s.contains("c8 × 128: 300 tok/s, p95 1986 ms, partial: cut short by a stop, not judged"), "{s}");
+        assert!(!s.contains("meets the SLO") && s.contains(r##"fill="#fff""##), "{s}");
+        assert!(!s.contains(r#"class="best""#), "no best configuration from a partial cell");
+    }
+
     fn overlaid_runs_get_a_line_each_their_own_best_and_their_slo_lines() {
         let a = vec![cell(1, 128, 40.0, 900.0, true), cell(8, 128, 300.0, 2500.0, true)];
         let mut b = vec![cell(1, 128, 90.0, 400.0, true), cell(8, 128, 700.0, 1200.0, true), cell(32, 128, 1900.0, 2600.0, true)];
