@@ -139,7 +139,6 @@ mod tests {
     }
 
     #[test]
-    #[test]
     fn a_partial_cell_is_drawn_hollow_and_never_said_to_meet_the_slo() {
         let partial = CellResult { partial: true, ..cell(8, 128, 300.0, 1986.0, true) };
         let s = svg(&[partial], "stopped");
@@ -148,6 +147,7 @@ mod tests {
         assert!(!s.contains(r#"class="best""#), "no best configuration from a partial cell");
     }
 
+    #[test]
     fn overlaid_runs_get_a_line_each_their_own_best_and_their_slo_lines() {
         let a = vec![cell(1, 128, 40.0, 900.0, true), cell(8, 128, 300.0, 2500.0, true)];
         let mut b = vec![cell(1, 128, 90.0, 400.0, true), cell(8, 128, 700.0, 1200.0, true), cell(32, 128, 1900.0, 2600.0, true)];

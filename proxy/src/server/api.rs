@@ -280,7 +280,6 @@ fn prices_of(text: Option<&str>) -> Result<std::collections::BTreeMap<String, f6
     if let Some((gpu, usd)) = prices.iter().find(|(_, v)| !v.is_finite() || **v < 0.0) {
         return Err(ApiError::field("prices", format!("the price of {gpu} must be a number of dollars per hour ≥ 0, not {usd}")));
     }
-    let ids: Vec<String> = match q.runs.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
     Ok(prices)
 }
 
@@ -289,6 +288,7 @@ async fn report_input(st: &Arc<AppState>, q: &ReportQuery) -> Result<(Vec<RunVie
     /// The notes compare two GPUs, a chat and a batch run each.
     const MOST: usize = 8;
     let prices = prices_of(q.prices.as_deref())?;
+    let ids: Vec<String> = match q.runs.as_deref().map(str::trim).filter(|r| !r.is_empty()) {
         Some(list) => {
             let mut ids: Vec<String> = Vec::new();
             for id in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
@@ -392,10 +392,10 @@ pub struct ImportBody {
     /// The GPU the files were measured on (files other than caplab's do not say).
     #[serde(default)]
     gpu: Option<String>,
-    /// chat or batch (files other than caplab's do not say).
     /// The model they served, for files that do not name it (vllm bench serve writes `model_id`).
     #[serde(default)]
     model: Option<String>,
+    /// chat or batch (files other than caplab's do not say).
     workload: caplab_shared::Workload,
     files: Vec<ImportFile>,
 }
@@ -458,7 +458,6 @@ fn import_files(st: &AppState, body: &[u8]) -> Result<Vec<RunInfo>, ApiError> {
     Ok(infos)
 }
 
-pub async fn no_such_api() -> ApiError {
 #[derive(Deserialize)]
 pub struct PricesQuery {
     /// $/hour by GPU label (or profile key), as a JSON object: `{"rtx-pod": 0.3}`.
@@ -498,6 +497,7 @@ pub async fn compare_report_html(State(st): State<Arc<AppState>>, Query(q): Quer
     Ok(download("caplab_comparison_report.html".into(), "text/html; charset=utf-8", page.into_bytes()))
 }
 
+pub async fn no_such_api() -> ApiError {
     ApiError::NotFound("no such API endpoint".into())
 }
 
