@@ -7,7 +7,7 @@ use caplab_shared::RunInfo;
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 
-use crate::{api, runs_list, Ctx};
+use crate::{api, Ctx};
 
 /// The files of a list, taken now: an input's list empties when the input is reset.
 fn files_of(list: &web_sys::FileList) -> Vec<web_sys::File> {
@@ -27,6 +27,7 @@ async fn read_files(list: Vec<web_sys::File>) -> Result<Vec<serde_json::Value>, 
 pub fn ImportCard() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     let gpu = RwSignal::new(String::new());
+    let model = RwSignal::new(String::new());
     let workload = RwSignal::new("chat".to_string());
     let message = RwSignal::new(None::<Result<String, String>>);
     let over = RwSignal::new(false);
@@ -50,13 +51,13 @@ pub fn ImportCard() -> impl IntoView {
                 Ok(f) => f,
                 Err(e) => return message.set(Some(Err(e))),
             };
-            let body = serde_json::json!({ "gpu": gpu.get_untracked(), "workload": workload.get_untracked(), "files": files });
+            let body = serde_json::json!({ "gpu": gpu.get_untracked(), "model": model.get_untracked(), "workload": workload.get_untracked(), "files": files });
             match api::post_json::<Vec<RunInfo>>("api/import", &body).await {
                 Ok(runs) => {
                     let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
                     message.set(Some(Ok(format!("imported as run{} {}", if ids.len() == 1 { "" } else { "s" }, ids.join(", ")))));
                     ctx.selected.update(|s| s.extend(ids));
-                    runs_list::refresh(ctx).await;
+                    ctx.refresh_runs().await;
                 }
                 Err(e) => message.set(Some(Err(e.error))),
             }
@@ -84,6 +85,7 @@ pub fn ImportCard() -> impl IntoView {
             <p class="muted small">"Runs from other pods or tools, to compare with this pod's: caplab's results.json, vllm bench serve result files (one per load level), a GuideLLM report (--outputs json). Their numbers are labelled imported."</p>
             <div class="row">
                 <label>"GPU they ran on " <input id="import-gpu" type="text" placeholder="e.g. A100 80GB pod" prop:value=gpu on:input=move |ev| gpu.set(event_target_value(&ev))/></label>
+                <label title="used when a file does not name its model (vllm bench serve files name it in model_id)">"model " <input id="import-model" type="text" placeholder="if the files do not say" prop:value=model on:input=move |ev| model.set(event_target_value(&ev))/></label>
                 <label>"workload "
                     <select id="import-workload" on:change=move |ev| workload.set(event_target_value(&ev))>
                         <option value="chat">"chat"</option>

@@ -11,33 +11,37 @@ mod download;
 mod form;
 mod import;
 mod live;
+mod present;
 mod run_panel;
 mod runs_list;
 mod share;
 mod surface;
 mod telemetry;
 
-use caplab_shared::{RunInfo, RunView, TargetInfo};
+use caplab_shared::api::{AllowedTarget, Defaults, WhoAmI};
+use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 
-/// A server the operator allowed (`GET /api/targets`).
-#[derive(serde::Deserialize, Clone, Debug, PartialEq)]
-pub struct AllowedTarget {
-    pub name: String,
-    pub url: String,
+/// Which face the page shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Face {
+    /// The operator's lab: the form, every chart, the runs, imports and comparisons.
+    Lab,
+    /// For clients: the answer first, large, nothing internal (the viewer link's default).
+    Presentation,
 }
 
 /// State shared by all components.
 #[derive(Clone, Copy)]
 pub struct Ctx {
-    /// The default target, as the server sees it.
+    /// The default target, as the server sees it (operator only).
     pub target: RwSignal<Option<TargetInfo>>,
     /// Why the target could not be read, if it could not.
     pub target_error: RwSignal<Option<String>>,
     /// The run being shown.
     pub current: RwSignal<Option<RunView>>,
-    /// All runs the server knows, newest first.
+    /// All runs the server lets this page see, newest first.
     pub runs: RwSignal<Vec<RunInfo>>,
     /// Bumped whenever another run is shown, which ends the previous run's socket loop.
     pub watch_gen: RwSignal<u64>,
@@ -45,22 +49,34 @@ pub struct Ctx {
     pub watching: RwSignal<Option<String>>,
     /// Whether the live socket is connected.
     pub connected: RwSignal<bool>,
-    /// Documents in the batch workload (a batch cell's default requests = documents × repeat).
-    pub documents: RwSignal<u32>,
+    /// What the form starts from (`GET /api/defaults`).
+    pub defaults: RwSignal<Defaults>,
     /// The servers this caplab may load (`GET /api/targets`), the default first.
     pub targets: RwSignal<Vec<AllowedTarget>>,
     /// Who this page is (operator or viewer); None until known.
-    pub me: RwSignal<Option<share::WhoAmI>>,
+    pub me: RwSignal<Option<WhoAmI>>,
     /// Runs ticked in the list, to be compared.
     pub selected: RwSignal<Vec<String>>,
     /// The runs being compared (empty: no comparison shown).
     pub compare: RwSignal<Vec<String>>,
+    /// A spec for the form to take ("Run again"); the form clears it once taken.
+    pub form_load: RwSignal<Option<ExperimentSpec>>,
+    pub face: RwSignal<Face>,
+    /// High-contrast dark colours (for projectors).
+    pub dark: RwSignal<bool>,
 }
 
 impl Ctx {
     /// Only the operator sees the controls that start, stop or change anything.
     pub fn is_operator(&self) -> bool {
-        self.me.with(|m| m.as_ref().is_some_and(share::WhoAmI::is_operator))
+        self.me.with(|m| m.as_ref().is_some_and(WhoAmI::is_operator))
+    }
+
+    /// Reads the run list again.
+    pub async fn refresh_runs(self) {
+        if let Ok(runs) = api::get_json::<Vec<RunInfo>>("api/runs").await {
+            self.runs.set(runs);
+        }
     }
 }
 
@@ -74,6 +90,12 @@ pub fn start() {
     leptos::mount::mount_to_body(App);
 }
 
+/// `#present` in the address (or a viewer link) opens the presentation face.
+fn face_in_address() -> Option<Face> {
+    let hash = web_sys::window()?.location().hash().ok()?;
+    hash.contains("present").then_some(Face::Presentation)
+}
+
 #[component]
 pub fn App() -> impl IntoView {
     let ctx = Ctx {
@@ -84,30 +106,37 @@ pub fn App() -> impl IntoView {
         watch_gen: RwSignal::new(0),
         watching: RwSignal::new(None),
         connected: RwSignal::new(false),
-        documents: RwSignal::new(5),
+        defaults: RwSignal::new(Defaults { documents: 5, ..Default::default() }),
         me: RwSignal::new(None),
         targets: RwSignal::new(Vec::new()),
         selected: RwSignal::new(Vec::new()),
         compare: RwSignal::new(Vec::new()),
+        form_load: RwSignal::new(None),
+        face: RwSignal::new(face_in_address().unwrap_or(Face::Lab)),
+        dark: RwSignal::new(false),
     };
     provide_context(ctx);
     leptos::task::spawn_local(async move {
-        if let Ok(me) = api::get_json::<share::WhoAmI>("api/whoami").await {
+        if let Ok(me) = api::get_json::<WhoAmI>("api/whoami").await {
+            // A viewer (a client) meets the presentation first.
+            if !me.is_operator() {
+                ctx.face.set(Face::Presentation);
+            }
             ctx.me.set(Some(me));
         }
         if let Ok(t) = api::get_json::<Vec<AllowedTarget>>("api/targets").await {
             ctx.targets.set(t);
         }
-        if let Ok(d) = api::get_json::<serde_json::Value>("api/defaults").await {
-            if let Some(n) = d["documents"].as_u64() {
-                ctx.documents.set(n as u32);
+        if let Ok(d) = api::get_json::<Defaults>("api/defaults").await {
+            ctx.defaults.set(d);
+        }
+        if ctx.is_operator() {
+            match api::get_json::<TargetInfo>("api/target").await {
+                Ok(t) => ctx.target.set(Some(t)),
+                Err(e) => ctx.target_error.set(Some(e)),
             }
         }
-        match api::get_json::<TargetInfo>("api/target").await {
-            Ok(t) => ctx.target.set(Some(t)),
-            Err(e) => ctx.target_error.set(Some(e)),
-        }
-        runs_list::refresh(ctx).await;
+        ctx.refresh_runs().await;
         // Show the run the address names (`#run=ID`, a shareable link), else the newest one.
         let linked = live::linked_run().filter(|id| ctx.runs.with_untracked(|r| r.iter().any(|i| &i.id == id)));
         let newest = ctx.runs.with_untracked(|r| r.first().map(|i| i.id.clone()));
@@ -122,67 +151,96 @@ pub fn App() -> impl IntoView {
         }
     });
     on_cleanup(move || hash_listener.remove());
+    let presenting = move || ctx.face.get() == Face::Presentation;
     view! {
+        <div class="app" class:dark=move || ctx.dark.get() class:presenting=presenting>
         <header>
             <h1>"caplab"</h1>
             <span class="tagline">"LLM-serving capacity lab"</span>
-            <TargetBadge/>
-        </header>
-        <main>
-            <section class="left">
-                <Show when=move || ctx.is_operator()
-                    fallback=move || view! { <div class="card" id="viewer-note"><p class="muted">"Read-only view: you can watch the runs and download their results."</p></div> }>
-                    <form::ExperimentForm/>
-                    <share::ShareCard/>
-                </Show>
-                <runs_list::RunsList/>
+            <RunBadge/>
+            <span class="face-switch">
                 <Show when=move || ctx.is_operator()>
-                    <import::ImportCard/>
+                    <button type="button" id="face-toggle" class="ghost" on:click=move |_| ctx.face.update(|f| *f = if *f == Face::Lab { Face::Presentation } else { Face::Lab })>
+                        {move || if presenting() { "Lab view" } else { "Presentation" }}
+                    </button>
                 </Show>
-            </section>
-            <section class="right">
-                <compare::ComparePanel/>
-                <run_panel::RunPanel/>
-            </section>
-        </main>
+                <button type="button" id="dark-toggle" class="ghost" title="high-contrast dark colours, for a projector" on:click=move |_| ctx.dark.update(|d| *d = !*d)>
+                    {move || if ctx.dark.get() { "Light" } else { "Dark" }}
+                </button>
+            </span>
+        </header>
+        <Show when=presenting fallback=move || view! {
+            <main>
+                <section class="left">
+                    <Show when=move || ctx.is_operator()
+                        fallback=move || view! { <div class="card" id="viewer-note"><p class="muted">"Read-only view: you can watch the runs and download their results."</p></div> }>
+                        <form::ExperimentForm/>
+                        <share::ShareCard/>
+                    </Show>
+                    <runs_list::RunsList/>
+                    <Show when=move || ctx.is_operator()>
+                        <import::ImportCard/>
+                    </Show>
+                </section>
+                <section class="right">
+                    <compare::ComparePanel/>
+                    <run_panel::RunPanel/>
+                </section>
+            </main>
+        }>
+            <present::Presentation/>
+        </Show>
+        </div>
     }
 }
 
-/// Says what the numbers come from (a simulated target is flagged loudly), which engine
-/// answered and why caplab thinks so, and what caplab cannot do with it.
+/// Says what the shown run's numbers come from: its target's engine and version, GPU and model,
+/// SIMULATED or IMPORTED loudly. With no run shown, the operator's default target.
 #[component]
-fn TargetBadge() -> impl IntoView {
+fn RunBadge() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
-    move || match (ctx.target.get(), ctx.target_error.get()) {
-        (Some(t), _) if t.simulated => view! {
-            <span class="badge simulated" id="target-badge" title="caplab's built-in simulator: every number it produces is simulated, not measured on a GPU">
-                "SIMULATED vLLM · " {t.models.first().cloned().unwrap_or_default()}
-            </span>
+    move || {
+        if let Some((info, _)) = with_view(ctx, |v| (v.info.clone(), ())) {
+            let t = &info.target;
+            let version = t.version.as_ref().filter(|_| !t.simulated).map(|v| format!(" {v}")).unwrap_or_default();
+            let (class, engine) = match (&info.imported_from, t.simulated) {
+                (Some(_), _) => ("badge imported", "IMPORTED".to_string()),
+                (None, true) => ("badge simulated", "SIMULATED vLLM".to_string()),
+                (None, false) => ("badge real", format!("{}{version}", t.server.label())),
+            };
+            // A simulated GPU's label names its model already: said once.
+            let model = if info.spec.gpu.contains(&info.spec.model) { String::new() } else { info.spec.model.clone() };
+            let text = [engine, info.spec.gpu.clone(), model].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" · ");
+            let title = match (&info.imported_from, t.simulated) {
+                (Some(from), _) => format!("measured by another tool, not caplab: {from}"),
+                (None, true) => "caplab's built-in simulator: every number of this run is simulated, not measured on a GPU".to_string(),
+                (None, false) => format!("recognised by: {}", t.evidence.join("; ")),
+            };
+            return view! { <span class=class id="target-badge" title=title>{text}</span> }.into_any();
         }
-        .into_any(),
-        (Some(t), _) => {
-            let version = t.version.as_ref().map(|v| format!(" {v}")).unwrap_or_default();
-            let models = if t.models.is_empty() { "models not listed".to_string() } else { t.models.join(", ") };
-            let why = format!("recognised by: {}", t.evidence.join("; "));
-            let missing = t.server.unavailable();
-            view! {
-                <span class="badge real" id="target-badge" title=why>
-                    {t.server.label()} {version} " · " {t.url.clone()} " · " {models}
-                </span>
-                {(!missing.is_empty()).then(|| view! {
-                    <span class="badge warn" id="target-limits" title=missing.join("\n")>
-                        {format!("unavailable with this server: {}", missing.iter().map(|m| m.split(':').next().unwrap_or(m)).collect::<Vec<_>>().join(", "))}
-                    </span>
-                })}
+        match (ctx.target.get(), ctx.target_error.get()) {
+            (Some(t), _) => {
+                let what = if t.simulated { "SIMULATED vLLM".to_string() } else { t.server.label().to_string() };
+                let model = t.models.first().cloned().unwrap_or_default();
+                view! { <span class=if t.simulated { "badge simulated" } else { "badge real" } id="target-badge" title="the default target: no run is shown yet">{format!("default target: {what} · {model}")}</span> }.into_any()
             }
-            .into_any()
+            (None, Some(e)) => view! { <span class="badge error">"target unreachable: " {e}</span> }.into_any(),
+            (None, None) => ().into_any(),
         }
-        (None, Some(e)) => view! { <span class="badge error">"target unreachable: " {e}</span> }.into_any(),
-        (None, None) => view! { <span class="badge">"reading target…"</span> }.into_any(),
     }
 }
 
 /// Formats an optional number with `digits` decimals, or a dash.
 pub fn fmt_opt(v: Option<f64>, digits: usize) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{v:.digits$}"))
+}
+
+/// A duration for people: "2 h 05 min", "4 min 10 s", "35 s".
+pub fn duration(seconds: f64) -> String {
+    let s = seconds.max(0.0).round() as u64;
+    match (s / 3600, (s % 3600) / 60, s % 60) {
+        (0, 0, sec) => format!("{sec} s"),
+        (0, min, sec) => format!("{min} min {sec:02} s"),
+        (h, min, _) => format!("{h} h {min:02} min"),
+    }
 }

@@ -7,7 +7,7 @@ use gloo_net::websocket::futures::WebSocket;
 use gloo_net::websocket::Message;
 use leptos::prelude::*;
 
-use crate::{api, runs_list, Ctx};
+use crate::{api, Ctx};
 
 /// The run named in the page address (`#run=ID`), if any.
 pub fn linked_run() -> Option<String> {
@@ -44,7 +44,7 @@ pub fn watch(ctx: Ctx, id: String) {
                     let status_changed = matches!(&msg, ServerMsg::Status { .. });
                     apply(ctx, msg);
                     if status_changed {
-                        runs_list::refresh(ctx).await;
+                        ctx.refresh_runs().await;
                     }
                     delay_ms = 500;
                 }

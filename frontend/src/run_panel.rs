@@ -12,18 +12,61 @@ pub fn RunPanel() -> impl IntoView {
     let ctx = expect_context::<Ctx>();
     view! {
         <Show when=move || ctx.current.with(|c| c.is_some())
-            fallback=|| view! { <div class="card empty"><p>"Compose an experiment and press Start, or pick an earlier run."</p></div> }>
+            fallback=|| view! { <FirstContact/> }>
             <RunHeader/>
-            <Charts/>
-            <crate::telemetry::TelemetryPanel/>
-            <crate::surface::SurfacePanel/>
-            <crate::surface::FrontierPanel/>
-            <ResultsTable/>
             <Summary/>
+            // An imported run has no timeline: only what its file holds is shown.
+            <Show when=move || !imported_run(ctx)>
+                <Charts/>
+                <crate::telemetry::TelemetryPanel/>
+            </Show>
+            <crate::surface::FrontierPanel/>
+            <crate::surface::SurfacePanel/>
+            <ResultsTable/>
         </Show>
     }
 }
 
+
+fn imported_run(ctx: Ctx) -> bool {
+    with_view(ctx, |v| v.info.imported_from.is_some()).unwrap_or(false)
+}
+
+/// What a newcomer meets before any run: what caplab answers, and one click to see it.
+#[component]
+fn FirstContact() -> impl IntoView {
+    let ctx = expect_context::<Ctx>();
+    let error = RwSignal::new(None::<String>);
+    let quick = move || ctx.defaults.with(|d| d.quick_start.clone());
+    let start = move |_| {
+        let Some(spec) = quick() else { return };
+        leptos::task::spawn_local(async move {
+            match api::post_json::<caplab_shared::RunInfo>("api/runs", &serde_json::to_value(&spec).unwrap_or_default()).await {
+                Ok(info) => {
+                    crate::live::watch(ctx, info.id);
+                    ctx.refresh_runs().await;
+                }
+                Err(e) => error.set(Some(e.fields.first().map_or(e.error.clone(), |f| format!("{}: {}", f.field, f.message)))),
+            }
+        });
+    };
+    view! {
+        <div class="card first-contact" id="first-contact">
+            <h2>"How much can this GPU carry?"</h2>
+            <p>"caplab loads an LLM server with concurrent chat users or a batch job, measures every request, and answers: the most users that stay within your latency SLO, the tokens/s there, where requests start to queue or fail, and what a million tokens cost."</p>
+            {move || quick().map(|spec| {
+                let target = spec.target.clone();
+                view! {
+                    <button type="button" id="quick-start" on:click=start disabled=move || !ctx.is_operator()>
+                        {format!("Run the notes' chat grid on {target} (simulated, about a minute)")}
+                    </button>
+                    <p class="muted small">{format!("c{} × {} tokens, SLO p95 end-to-end ≤ 3 s. Or compose your own experiment on the left.", spec.concurrency.iter().map(u32::to_string).collect::<Vec<_>>().join("/c"), spec.max_new_tokens[0])}</p>
+                }
+            })}
+            {move || error.get().map(|e| view! { <p class="form-error">{e}</p> })}
+        </div>
+    }
+}
 
 #[component]
 fn RunHeader() -> impl IntoView {
@@ -36,7 +79,7 @@ fn RunHeader() -> impl IntoView {
             let last = v.ticks.last();
             let done = last.map_or(0, |t| t.requests_done);
             let eta = match (v.info.status, last.and_then(|t| t.eta_s)) {
-                (RunStatus::Running, Some(e)) => format!(" · ETA {e:.0} s"),
+                (RunStatus::Running, Some(e)) => format!(" · ETA {}", crate::duration(e)),
                 _ => String::new(),
             };
             let cells = v.info.cells_total;
@@ -57,7 +100,13 @@ fn RunHeader() -> impl IntoView {
     let imported = move || with_view(ctx, |v| v.info.imported_from.clone()).flatten();
     let name = move || with_view(ctx, |v| v.info.spec.name.clone()).unwrap_or_default();
     let message = move || with_view(ctx, |v| v.info.message.clone()).flatten();
-    let stream_facts = move || with_view(ctx, stream_facts).flatten();
+    // What the streams showed about the engine: caplab's own measurement only.
+    let stream_facts = move || with_view(ctx, |v| if v.info.imported_from.is_some() { None } else { stream_facts(v) }).flatten();
+    let again = move |_| {
+        if let Some(spec) = with_view(ctx, |v| v.info.spec.clone()) {
+            ctx.form_load.set(Some(spec));
+        }
+    };
     let stop = move |_| {
         let id = id();
         leptos::task::spawn_local(async move {
@@ -81,16 +130,25 @@ fn RunHeader() -> impl IntoView {
                 </Show>
             </div>
             <p class="muted">{what}</p>
-            <div class="progress" title="requests finished / requests planned">
-                <div class="bar" id="progress-bar" style:width=move || format!("{:.1}%", progress() * 100.0)></div>
-                <span class="progress-text" id="progress-text">{move || format!("{:.0}% · ", progress() * 100.0)}{line}</span>
-            </div>
+            {move || imported().map(|from| view! { <p class="imported-banner" id="imported-banner">{format!("IMPORTED: these numbers were measured by another tool ({from}), not by caplab. Only what the file holds is shown: no timeline, no server or GPU telemetry.")}</p> })}
+            <Show when=move || imported().is_none()>
+                <div class="progress" title="requests finished / requests planned">
+                    <div class="bar" id="progress-bar" style:width=move || format!("{:.1}%", progress() * 100.0)></div>
+                    <span class="progress-text" id="progress-text">{move || format!("{:.0}% · ", progress() * 100.0)}{line}</span>
+                </div>
+            </Show>
             {move || message().map(|m| view! { <p class="muted">{m}</p> })}
             {move || stream_facts().map(|m| view! { <p class="muted small" id="stream-facts">{m}</p> })}
             <div class="downloads">
                 <a id="download-csv" class="button" href=move || format!("api/runs/{}/requests.csv", id()) download="">"Download CSV (one row per request)"</a>
                 <a id="download-summary" class="button" href=move || format!("api/runs/{}/summary.csv", id()) download="">"Summary CSV (one row per cell)"</a>
                 <a id="download-json" class="button" href=move || format!("api/runs/{}/results.json", id()) download="">"JSON"</a>
+                <Show when=move || status().is_terminal()>
+                    <a id="download-report" class="button" href=move || format!("api/runs/{}/report.html", id()) download="" title="one self-contained HTML file to send: capacity card, frontier, OOM surface, distributions, environment">"Report (HTML)"</a>
+                </Show>
+                <Show when=move || ctx.is_operator() && imported().is_none()>
+                    <button type="button" id="run-again" class="ghost" on:click=again title="copy this run's settings into the form">"Run again"</button>
+                </Show>
                 <Show when=move || status().is_terminal()>
                     <a id="download-archive" class="button" href=move || format!("api/runs/{}/archive.tar", id()) download="" title="every file of the run (requests, summary, telemetry, charts, run.json) in one tar archive">"Archive (.tar)"</a>
                 </Show>
@@ -234,7 +292,11 @@ fn ResultsTable() -> impl IntoView {
 
 fn result_row(label: String, r: &CellResult) -> impl IntoView {
     let pair = |a: Option<f64>, b: Option<f64>| format!("{} / {}", fmt_opt(a, 0), fmt_opt(b, 0));
-    let slo_text = if r.slo_pass { "pass".to_string() } else { format!("fail: {}", r.slo_missed.join("; ")) };
+    let (slo_class, slo_text) = match (r.partial, r.slo_pass) {
+        (true, _) => ("partial", "partial: cut short by the stop, not judged".to_string()),
+        (false, true) => ("pass", "pass".to_string()),
+        (false, false) => ("fail", format!("fail: {}", r.slo_missed.join("; "))),
+    };
     view! {
         <tr class="done">
             <td>{label} {r.partial.then(|| view! { <span class="partial" title="the run was stopped during this cell">" partial"</span> })}</td>
@@ -245,7 +307,7 @@ fn result_row(label: String, r: &CellResult) -> impl IntoView {
             <td class="num">{pair(r.e2e.p50, r.e2e.p95)}</td>
             <td class="num">{fmt_opt(r.tpot.p95, 1)}</td>
             <td class="num">{fmt_opt(r.queue.p95, 0)}</td>
-            <td class=if r.slo_pass { "pass" } else { "fail" } title=slo_text.clone()>{slo_text.clone()}</td>
+            <td class=slo_class title=slo_text.clone()>{slo_text.clone()}</td>
             <td class="num">{format!("{:.2}", r.goodput_rps)}</td>
         </tr>
     }
@@ -264,7 +326,7 @@ fn Summary() -> impl IntoView {
             let whole: Vec<&CellResult> = v.cells.iter().filter(|c| !c.partial).collect();
             let pool: Vec<&CellResult> = if whole.is_empty() { v.cells.iter().collect() } else { whole };
             let fastest = |cells: &mut dyn Iterator<Item = &&CellResult>| cells.max_by(|a, b| a.output_tok_s.total_cmp(&b.output_tok_s)).map(|c| (*c).clone());
-            let (cell, passing) = match fastest(&mut pool.iter().filter(|c| c.slo_pass)) {
+            let (cell, passing) = match fastest(&mut pool.iter().filter(|c| c.slo_pass && !c.partial)) {
                 Some(c) => (c, true),
                 None => (fastest(&mut pool.iter())?, false),
             };

@@ -7,12 +7,6 @@ use leptos::prelude::*;
 
 use crate::{api, fmt_opt, live, Ctx};
 
-pub async fn refresh(ctx: Ctx) {
-    if let Ok(runs) = api::get_json::<Vec<RunInfo>>("api/runs").await {
-        ctx.runs.set(runs);
-    }
-}
-
 /// `2026-11-29 10:01 UTC` for a Unix time in ms.
 fn when(unix_ms: u64) -> String {
     let iso = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64)).to_iso_string().as_string().unwrap_or_default();
@@ -46,13 +40,24 @@ fn provenance(run: &RunInfo) -> Option<(&'static str, String)> {
     }
 }
 
+/// The GPU label without the "(simulated)" its tag already says.
+fn gpu_shown(run: &RunInfo) -> String {
+    let g = run.spec.gpu.trim_end_matches(" (simulated)");
+    if g == "simulated" { String::new() } else { g.to_string() }
+}
+
+fn share(ctx: Ctx, run: &RunInfo, shared: bool, error: RwSignal<Option<String>>) {
+    let id = run.id.clone();
+    act(ctx, async move { api::post_json::<RunInfo>(&format!("api/runs/{id}/share"), &serde_json::json!({ "shared": shared })).await.map(|_| ()).map_err(|e| e.error) }, error);
+}
+
 fn act(ctx: Ctx, request: impl std::future::Future<Output = Result<(), String>> + 'static, error: RwSignal<Option<String>>) {
     leptos::task::spawn_local(async move {
         match request.await {
             Ok(()) => error.set(None),
             Err(e) => error.set(Some(e)),
         }
-        refresh(ctx).await;
+        ctx.refresh_runs().await;
     });
 }
 
@@ -96,8 +101,10 @@ pub fn RunsList() -> impl IntoView {
             <div class="row">
                 <h2>"Runs"</h2>
                 <Show when=move || ctx.runs.with(|r| !r.is_empty())>
+                    <Show when=move || ctx.is_operator()>
                     <a id="download-notes" class="button" href="api/report" download=""
                         title="The lab notes' tables filled from the latest chat and batch run of the two most recent GPUs: best configuration, chat vs batch, GPU scaling, cost per token">"Notes (markdown)"</a>
+                    </Show>
                     <button id="compare-selected" type="button" on:click=compare prop:disabled=move || ctx.selected.with(Vec::is_empty)
                         title="tick runs (a chat and a batch run, on one or two GPUs) and compare them: the notes' tables, overlaid frontiers, cost per token">
                         {move || format!("Compare ({})", ctx.selected.with(Vec::len))}
@@ -126,7 +133,7 @@ pub fn RunsList() -> impl IntoView {
                 <p class="muted">"No runs yet."</p>
             </Show>
             <ul>
-                <For each=visible key=|r| (r.id.clone(), r.status.as_str(), r.spec.name.clone(), r.headline.is_some()) let:run>
+                <For each=visible key=|r| (r.id.clone(), r.status.as_str(), r.spec.name.clone(), r.headline.is_some(), r.shared) let:run>
                     {
                         let id = run.id.clone();
                         let id_for_class = run.id.clone();
@@ -136,9 +143,12 @@ pub fn RunsList() -> impl IntoView {
                         let what = if run.imported_from.is_some() { format!("{} cells", run.cells_total) } else if cells.len() == 1 { cells[0].label() } else { format!("{} cells", cells.len()) };
                         let (for_rename, for_delete) = (run.clone(), run.clone());
                         let terminal = run.status.is_terminal();
-                        let target = if run.imported_from.is_some() { String::new() } else { format!(" · {} ({})", run.target.name, run.target.server.label()) };
+                        let target = if run.imported_from.is_some() || run.target.name.is_empty() { String::new() } else { format!(" · target {} ({})", run.target.name, run.target.server.label()) };
+                        let shared = run.shared;
+                        let for_share = run.clone();
+                        let title = format!("{} · {} · model {}{target}\n{}", run.id, when(run.started_unix_ms), run.spec.model, headline(&run));
                         view! {
-                            <li class:selected=move || shown() == Some(id_for_class.clone()) data-run=run.id.clone()
+                            <li class:selected=move || shown() == Some(id_for_class.clone()) data-run=run.id.clone() title=title
                                 on:click=move |_| live::watch(ctx, id.clone())>
                                 <input type="checkbox" class="pick" title="compare this run"
                                     prop:checked=move || ctx.selected.with(|s| s.contains(&id_checked))
@@ -147,14 +157,19 @@ pub fn RunsList() -> impl IntoView {
                                         let id = id_for_tick.clone();
                                         ctx.selected.update(|s| if let Some(i) = s.iter().position(|x| *x == id) { s.remove(i); } else { s.push(id); });
                                     }/>
-                                <span class="run-id">{run.id.clone()}</span>
-                                {(!run.spec.name.is_empty()).then(|| view! { <strong class="run-name">{run.spec.name.clone()}</strong> })}
-                                <span>{run.spec.workload.as_str()} " · " {what} " · " {run.spec.gpu.clone()}</span>
+                                <span class="run-name">{if run.spec.name.is_empty() { run.id.clone() } else { run.spec.name.clone() }}</span>
+                                <span class="run-what">{run.spec.workload.as_str()} " · " {what} {(!gpu_shown(&run).is_empty()).then(|| format!(" · {}", gpu_shown(&run)))}</span>
                                 <span class=format!("status {}", run.status.as_str())>{run.status.as_str()}</span>
                                 {provenance(&run).map(|(class, text)| view! { <span class=class>{text}</span> })}
-                                <span class="run-meta muted">{when(run.started_unix_ms)} " · model " {run.spec.model.clone()} {target}</span>
                                 <span class="headline">{headline(&run)}</span>
+                                <span class="run-meta muted">{when(run.started_unix_ms)}</span>
                                 <span class="run-actions" on:click=|ev| ev.stop_propagation()>
+                                    {(terminal && ctx.is_operator()).then(|| view! {
+                                        <label class="share-flag" title="let viewers (the read-only link) see this run">
+                                            <input type="checkbox" class="share" prop:checked=shared on:change=move |ev| share(ctx, &for_share, event_target_checked(&ev), error)/>
+                                            "shared"
+                                        </label>
+                                    })}
                                     {terminal.then(|| view! { <a class="archive" href=format!("api/runs/{}/archive.tar", run.id) download="" title="every file of this run in one tar archive">"archive"</a> })}
                                     {(terminal && ctx.is_operator()).then(|| view! {
                                         <button type="button" class="link rename" on:click=move |_| rename(ctx, &for_rename, error)>"rename"</button>

@@ -42,10 +42,46 @@ pub struct Defaults {
     /// A first run worth seeing, one click away: the notes' chat grid, sized to end in about a
     /// minute, on a simulated GPU (None when this caplab has no simulated target).
     pub quick_start: Option<ExperimentSpec>,
+    /// Typical on-demand $/hour of the GPUs caplab has profiles of (data/profiles/gpus.toml).
+    #[serde(default)]
+    pub gpu_prices: Vec<GpuPrice>,
+}
+
+/// A GPU profile's typical price.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct GpuPrice {
+    /// The profile's key ("a100-80gb") and name ("NVIDIA A100 80GB SXM").
+    pub key: String,
+    pub name: String,
+    pub usd_per_hour: f64,
+}
+
+impl Defaults {
+    /// The typical $/hour of the GPU a run's label names (its profile's name or key), if any.
+    pub fn price_for(&self, gpu_label: &str) -> Option<f64> {
+        let lower = gpu_label.to_ascii_lowercase();
+        self.gpu_prices.iter().find(|p| lower.contains(&p.name.to_ascii_lowercase()) || lower.contains(&p.key)).map(|p| p.usd_per_hour)
+    }
 }
 
 /// `POST /api/runs/{id}/share`: whether viewers may see a run.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShareRequest {
     pub shared: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gpu_label_finds_its_profile_price() {
+        let d = Defaults {
+            gpu_prices: vec![GpuPrice { key: "a100-80gb".into(), name: "NVIDIA A100 80GB SXM".into(), usd_per_hour: 1.49 }],
+            ..Default::default()
+        };
+        assert_eq!(d.price_for("NVIDIA A100 80GB SXM · Qwen2.5-1.5B (simulated)"), Some(1.49));
+        assert_eq!(d.price_for("my a100-80gb pod"), Some(1.49));
+        assert_eq!(d.price_for("rtx-pod"), None);
+    }
 }

@@ -99,8 +99,34 @@ fn trim(v: f64) -> String {
     if s == "-0" { "0".into() } else { s.into() }
 }
 
+/// WCAG 2 contrast ratio of two `#rrggbb` colours (1 to 21); None for another syntax.
+pub fn contrast_ratio(a: &str, b: &str) -> Option<f64> {
+    fn luminance(hex: &str) -> Option<f64> {
+        let h = hex.strip_prefix('#').filter(|h| h.len() == 6)?;
+        let channel = |i: usize| -> Option<f64> {
+            let c = f64::from(u8::from_str_radix(&h[i..i + 2], 16).ok()?) / 255.0;
+            Some(if c <= 0.039_28 { c / 12.92 } else { ((c + 0.055) / 1.055).powf(2.4) })
+        };
+        Some(0.2126 * channel(0)? + 0.7152 * channel(2)? + 0.0722 * channel(4)?)
+    }
+    let (la, lb) = (luminance(a)?, luminance(b)?);
+    Some((la.max(lb) + 0.05) / (la.min(lb) + 0.05))
+}
+
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn contrast_ratios_follow_wcag() {
+        assert!((contrast_ratio("#000000", "#ffffff").unwrap() - 21.0).abs() < 1e-9);
+        assert!((contrast_ratio("#777777", "#ffffff").unwrap() - 4.48).abs() < 0.01);
+        assert_eq!(contrast_ratio("red", "#ffffff"), None);
+        // The charts' series colours read on their white background (WCAG AA, 4.5:1).
+        for c in crate::frontier::COLOURS {
+            assert!(contrast_ratio(c, "#ffffff").unwrap() >= 4.5, "{c}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -60,26 +60,31 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
     let err = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(".field-error[data-field='concurrency']")).await.unwrap();
     assert!(err.text().await.unwrap().contains("between 1 and"), "{}", err.text().await.unwrap());
-    // Two bad fields: both are shown, each in words (not "expected u32").
+    // Four bad fields: each is shown beside its own field, at once, in words.
+    set_input(c, "f-warmup", "abc").await;
     set_input(c, "f-concurrency", "-5").await;
-    set_input(c, "f-timeout", "0").await;
+    // Emptied as a person does it (select, delete): the page sees an input event.
+    c.execute("const e = document.getElementById('f-max_new_tokens'); e.value = ''; e.dispatchEvent(new Event('input', {bubbles: true}));", vec![]).await.unwrap();
+    set_input(c, "f-timeout", "-1").await;
     c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
-    let err = c.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(".field-error[data-field='concurrency']")).await.unwrap();
-    poll("the concurrency error in words", Duration::from_secs(10), || {
-        let err = err.clone();
-        async move { err.text().await.ok().filter(|t| t.contains("whole number ≥ 0, not -5")) }
+    poll("four field errors", Duration::from_secs(10), || async move {
+        let mut fields = Vec::new();
+        for e in c.find_all(Locator::Css(".field-error")).await.ok()? {
+            fields.push(e.attr("data-field").await.ok()??);
+        }
+        fields.sort();
+        (fields == ["concurrency", "max_new_tokens", "timeout_s", "warmup"]).then_some(())
     })
     .await;
-    poll("both field errors", Duration::from_secs(10), || async move {
-        let n = c.find_all(Locator::Css(".field-error")).await.ok()?.len();
-        (n == 2).then_some(())
-    })
-    .await;
+    let err = c.find(Locator::Css(".field-error[data-field='concurrency']")).await.unwrap().text().await.unwrap();
+    assert!(err.contains("\"-5\" is not a whole number"), "{err}");
+    set_input(c, "f-warmup", "0").await;
+    set_input(c, "f-max_new_tokens", "256").await;
     set_input(c, "f-timeout", "300").await;
     // A concurrency above the cell's requests (batch: 5 documents × repeat 4 = 20) is flagged.
     set_input(c, "f-concurrency", "32").await;
     let warning = c.wait().at_most(Duration::from_secs(5)).for_element(Locator::Id("concurrency-warning")).await.unwrap();
-    assert!(warning.text().await.unwrap().contains("above the 20 requests per cell"), "{}", warning.text().await.unwrap());
+    assert!(warning.text().await.unwrap().contains("c32 gets 20"), "{}", warning.text().await.unwrap());
 
     // The real experiment: batch summarization at concurrency 16.
     set_input(c, "f-concurrency", "16").await;
@@ -155,21 +160,34 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let shown = c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#summary")).await;
     assert!(shown.is_ok(), "the finished run is shown again after a reload");
     assert_eq!(c.find(Locator::Id("run-id")).await.unwrap().text().await.unwrap(), run_id);
-    // The form shows that run's settings again, not its defaults.
+    // The form starts from the defaults, not from whatever run is shown…
+    let value = c.find(Locator::Id("f-max_new_tokens")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(value.as_deref(), Some("256"), "no field is taken silently from the shown run");
+    // …and "Run again" copies that run's settings on purpose.
+    c.find(Locator::Id("run-again")).await.unwrap().click().await.unwrap();
     for (id, want) in [("f-concurrency", "16"), ("f-max_new_tokens", "300"), ("f-gpu", "browser-test"), ("f-model", "sim-qwen2.5-1.5b")] {
         let value = c.find(Locator::Id(id)).await.unwrap().prop("value").await.unwrap();
-        assert_eq!(value.as_deref(), Some(want), "{id} after a reload");
+        assert_eq!(value.as_deref(), Some(want), "{id} after Run again");
     }
+    // The header names the shown run's engine, GPU and model.
+    let badge = c.find(Locator::Id("target-badge")).await.unwrap().text().await.unwrap();
+    assert!(badge.contains("SIMULATED") && badge.contains("browser-test") && badge.contains("sim-qwen2.5-1.5b"), "{badge}");
     // The read-only link the operator hands a client: the run is there, the controls are not.
     let link = c.find(Locator::Id("viewer-link")).await.unwrap().prop("value").await.unwrap().unwrap();
     assert!(link.contains("/?token="), "{link}");
     c.goto(&link).await.unwrap();
-    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("viewer-note")).await.expect("the viewer's page renders");
+    // A client meets the presentation: the answer first, the run's provenance said.
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("presentation")).await.expect("the viewer's page renders");
     c.goto(&format!("{}/#run={run_id}", caplab.url)).await.unwrap();
-    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Css("#summary")).await.expect("the viewer sees the run");
+    let card = poll("the viewer sees the run's capacity card", Duration::from_secs(20), || async {
+        c.find(Locator::Id("capacity-card")).await.ok()?.text().await.ok().filter(|t| t.contains("browser-test"))
+    })
+    .await;
+    assert!(card.contains("SIMULATED") && card.contains("tok/s"), "{card}");
+    assert!(!card.contains(&run_id), "no run id for a client: {card}");
     assert!(c.find(Locator::Id("experiment-form")).await.is_err(), "no form for a viewer");
     assert!(c.find(Locator::Id("viewer-link")).await.is_err(), "no viewer link for a viewer");
-    assert!(c.find(Locator::Id("download-csv")).await.is_ok(), "downloads stay");
+    assert!(c.find(Locator::Id("face-toggle")).await.is_err(), "a viewer stays on the presentation");
     let _ = c.clone().close().await;
 }
 
@@ -274,6 +292,7 @@ async fn runs_are_imported_compared_priced_and_filtered_in_the_page() {
     assert!(refused.contains("--max-import-bytes"), "{refused}");
     // Import: the GPU it ran on, then the file (a file input, as a drop would give it).
     set_input(c, "import-gpu", "A100 pod").await;
+    set_input(c, "import-model", "Qwen/Qwen2.5-1.5B-Instruct").await;
     c.find(Locator::Id("import-files")).await.unwrap().send_keys(&bench.display().to_string()).await.unwrap();
     let message = poll("the import", Duration::from_secs(20), || async {
         match text_of(c, "import-error").await {
@@ -299,7 +318,7 @@ async fn runs_are_imported_compared_priced_and_filtered_in_the_page() {
     assert_eq!(c.find_all(Locator::Css("#compare-frontier path")).await.unwrap().len(), 2, "one line per run");
     // Neither GPU label matches a profile: no price, so no cost, until one is typed in.
     let html = c.find(Locator::Id("compare-notes-html")).await.unwrap().text().await.unwrap();
-    assert!(html.contains("n/a: give caplab report --price"), "{html}");
+    assert!(html.contains("no price (it matches no GPU profile)"), "{html}");
     c.execute("const i = document.querySelector(\"input.price[data-gpu='A100 pod']\"); i.value = '2'; i.dispatchEvent(new Event('change'));", vec![]).await.unwrap();
     // $2/h at 1,800 tok/s: $0.309 per million output tokens.
     poll("the cost from the typed price", Duration::from_secs(20), || async {

@@ -222,3 +222,68 @@ async fn slow_header_clients_are_cut_off_and_connections_capped() {
         assert!(matches!(read, Ok(0) | Err(_)) || buf.starts_with(b"HTTP/1.1 408"), "{read:?}");
     }
 }
+
+/// A client on the viewer link sees what the operator shares, never an internal address, and
+/// is cut off (socket included) the moment the link is rotated.
+#[tokio::test]
+async fn viewers_see_only_shared_runs_and_a_rotation_closes_their_sockets() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let caplab = Caplab::start(caplab_tests::FAST_SIM).await.unwrap();
+    let c = client();
+    let me: serde_json::Value = c.get(caplab.api("whoami")).send().await.unwrap().json().await.unwrap();
+    let viewer_token = me["viewer_link"].as_str().unwrap().strip_prefix("/?token=").unwrap().to_string();
+    let mut h = reqwest::header::HeaderMap::new();
+    // The scheme's name in any case (RFC 9110).
+    h.insert(reqwest::header::AUTHORIZATION, format!("bearer {viewer_token}").parse().unwrap());
+    let viewer = reqwest::Client::builder().default_headers(h).build().unwrap();
+    let spec = json!({"workload": "chat", "target": "sim", "concurrency": [2], "max_new_tokens": [8], "requests": 4});
+    let older = start_run(&c, &caplab, spec.clone()).await.unwrap();
+    wait_for_end(&c, &caplab, &older, Duration::from_secs(60)).await.unwrap();
+    let newest = start_run(&c, &caplab, spec).await.unwrap();
+    wait_for_end(&c, &caplab, &newest, Duration::from_secs(60)).await.unwrap();
+
+    // The newest run is the one being shown: visible. The older one is not shared: not found.
+    let listed: Vec<caplab_shared::RunInfo> = viewer.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(), [newest.as_str()]);
+    assert!(listed[0].target.url.is_empty() && listed[0].spec.target.is_empty(), "no internal address: {:?}", listed[0].target);
+    for path in [format!("runs/{older}"), format!("runs/{older}/requests.csv"), format!("compare?runs={older}"), format!("runs/{older}/archive.tar")] {
+        assert_eq!(viewer.get(caplab.api(&path)).send().await.unwrap().status(), 404, "{path}");
+    }
+    assert_eq!(viewer.get(caplab.api("report")).send().await.unwrap().status(), 400, "a viewer names the runs");
+    assert_eq!(viewer.get(caplab.api("target?name=sim")).send().await.unwrap().status(), 403);
+    let targets: Vec<caplab_shared::api::AllowedTarget> = viewer.get(caplab.api("targets")).send().await.unwrap().json().await.unwrap();
+    assert!(!targets.is_empty() && targets.iter().all(|t| t.url.is_empty()), "{targets:?}");
+    let view: caplab_shared::RunView = viewer.get(caplab.api(&format!("runs/{newest}"))).send().await.unwrap().json().await.unwrap();
+    assert!(view.info.target.url.is_empty());
+    // Only the operator shares a run; then the viewer sees it too.
+    assert_eq!(viewer.post(caplab.api(&format!("runs/{older}/share"))).json(&json!({"shared": true})).send().await.unwrap().status(), 403);
+    let shared: caplab_shared::RunInfo = c.post(caplab.api(&format!("runs/{older}/share"))).json(&json!({"shared": true})).send().await.unwrap().json().await.unwrap();
+    assert!(shared.shared);
+    assert_eq!(viewer.get(caplab.api(&format!("runs/{older}"))).send().await.unwrap().status(), 200);
+    let listed: Vec<caplab_shared::RunInfo> = viewer.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed.len(), 2);
+
+    // A viewer's socket: its snapshot has no address; a rotation closes it, saying why.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("{}/api/runs/{newest}/ws", caplab.url.replacen("http", "ws", 1))).unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {viewer_token}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let Some(Ok(Message::Text(first))) = ws.next().await else { panic!("no snapshot") };
+    let snapshot: caplab_shared::ServerMsg = serde_json::from_str(&first).unwrap();
+    let caplab_shared::ServerMsg::Snapshot { view } = snapshot else { panic!("not a snapshot first") };
+    assert!(view.info.target.url.is_empty());
+    let rotated: caplab_shared::api::WhoAmI = c.post(caplab.api("viewer-link/rotate")).json(&json!({})).send().await.unwrap().json().await.unwrap();
+    assert!(rotated.is_operator() && rotated.viewer_link.is_some_and(|l| !l.contains(&viewer_token)), "the answer is whoami, with the new link");
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(msg) = ws.next().await {
+            if let Ok(Message::Close(frame)) = msg {
+                return frame.map(|f| f.reason.to_string());
+            }
+        }
+        None
+    })
+    .await
+    .expect("the socket is closed at once");
+    assert!(closed.is_some_and(|r| r.contains("rotated")), "the close frame says why");
+    assert_eq!(viewer.get(caplab.api("runs")).send().await.unwrap().status(), 401);
+}

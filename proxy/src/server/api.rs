@@ -7,7 +7,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use caplab_shared::api::{AllowedTarget, Defaults, ShareRequest, WhoAmI};
+use caplab_shared::api::{AllowedTarget, Defaults, GpuPrice, ShareRequest, WhoAmI};
 use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};
 use serde::Deserialize;
 
@@ -51,6 +51,7 @@ pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<Defaults> {
         chat_prompts: st.lab.engine.inputs.chat_prompts.len() as u32,
         default_target: st.lab.targets.default_target().name.clone(),
         quick_start: st.lab.targets.all().iter().find(|t| t.name.starts_with("sim-")).map(|t| quick_start(&t.name)),
+        gpu_prices: crate::sim::profile::gpus().into_iter().map(|g| GpuPrice { key: g.key, name: g.name, usd_per_hour: g.price_usd_h }).collect(),
     })
 }
 
