@@ -246,15 +246,17 @@ fn x_of(c: &CellResult, rate_mode: bool) -> f64 {
 /// The surface as a standalone SVG: a tile per finished cell (hover: its cause), a legend, and
 /// `title` on top. Cells not yet finished are blank (`svg_of` draws the run's whole grid).
 pub fn svg(cells: &[CellResult], title: &str) -> String {
-    render(cells, &[], title)
+    svg_grid(cells, &[], title)
 }
 
 /// A run's surface: its whole grid, a grey "not run" tile for every cell without a result.
 pub fn svg_of(view: &RunView) -> String {
-    render(&view.cells, &view.info.spec.cells(), &view.chart_title())
+    svg_grid(&view.cells, &view.info.spec.cells(), &view.chart_title())
 }
 
-fn render(cells: &[CellResult], planned: &[CellSpec], title: &str) -> String {
+/// The surface of `cells` over the grid `planned` (a grey "not run" tile for every planned cell
+/// without a result), titled `title`.
+pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> String {
     let g = Grid::planned(cells, planned);
     let planned_at = |x: f64, y: u32| {
         planned.iter().any(|c| c.max_new_tokens == y && if g.rate_mode { c.rate == Some(x) } else { f64::from(c.concurrency) == x })

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use caplab_shared::plot::{nice_max, short_label, ticks, xml_escape, Scale};
+use caplab_shared::plot::{nice_max, nice_step, short_label, ticks, xml_escape, Scale};
 use caplab_shared::stats::percentile_sorted;
 use caplab_shared::{CellResult, Dist};
 
@@ -52,33 +52,57 @@ pub fn distributions(title: &str, cell: &CellResult, samples: Option<&CellSample
     out
 }
 
+/// A latency for a label: whole ms with thousands separators from 100 ms, else one decimal.
+fn ms(v: f64) -> String {
+    if v.abs() >= 100.0 { super::n0(v) } else { format!("{v:.1}") }
+}
+
+/// The axis of values from `min` to `max`: from 0 unless the values sit far from it (then from
+/// a round value below `min`, so they are not squeezed into one bar), to a round value at or
+/// above `max`; with its ticks.
+fn axis(min: f64, max: f64) -> (f64, f64, Vec<f64>) {
+    let top = nice_max(max, 4);
+    if min < 0.25 * top || max <= min {
+        return (0.0, top, ticks(top, 4));
+    }
+    let step = nice_step(max - min, 4);
+    let lo = (min / step).floor() * step;
+    let hi = ((max / step).ceil() * step).max(lo + step);
+    let n = ((hi - lo) / step).round() as usize;
+    (lo, hi, (0..=n).map(|i| lo + step * i as f64).collect())
+}
+
 /// A histogram of `values` in a panel at the origin, outliers beyond 1.5 × p99 gathered in the
-/// last bar, with p50 and p95 lines.
+/// last bar, with p50 and p95 lines (their values in the panel's heading).
 fn histogram(out: &mut String, name: &str, values: &[f64]) {
     let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     v.sort_by(f64::total_cmp);
-    let (p50, p95, p99, max) = (percentile_sorted(&v, 50.0), percentile_sorted(&v, 95.0), percentile_sorted(&v, 99.0).unwrap_or(0.0), v.last().copied().unwrap_or(0.0));
+    let (p50, p95, p99) = (percentile_sorted(&v, 50.0), percentile_sorted(&v, 95.0), percentile_sorted(&v, 99.0).unwrap_or(0.0));
+    let (min, max) = (v.first().copied().unwrap_or(0.0), v.last().copied().unwrap_or(0.0));
     let clipped = max > p99 * 1.5 && p99 > 0.0;
-    let top = nice_max(if clipped { p99 * 1.5 } else { max }, 4);
+    let (lo, top, tick_values) = axis(min, if clipped { p99 * 1.5 } else { max });
+    let width = (top - lo).max(f64::EPSILON);
     let mut counts = [0u32; BINS];
     for x in &v {
-        let b = ((x / top) * BINS as f64).floor().max(0.0) as usize;
+        let b = (((x - lo) / width) * BINS as f64).floor().max(0.0) as usize;
         counts[b.min(BINS - 1)] += 1;
     }
     let (left, right, bottom) = (34.0, PANEL_W - 12.0, PANEL_H - 34.0);
     let peak = f64::from(counts.iter().copied().max().unwrap_or(1).max(1));
-    let xs = Scale::new((0.0, top), (left, right));
-    let ys = Scale::new((0.0, peak), (bottom, 18.0));
+    let xs = Scale::new((lo, top), (left, right));
+    let ys = Scale::new((0.0, peak), (bottom, 30.0));
     let _ = write!(out, r#"<text x="{left}" y="10" font-weight="bold">{}</text>"#, xml_escape(name));
+    let marks: Vec<String> = [("p50", p50), ("p95", p95)].iter().filter_map(|(l, p)| p.map(|p| format!("{l} {}", ms(p)))).collect();
+    let _ = write!(out, r#"<text x="{left}" y="23" fill="{MARK}" font-size="10">{}</text>"#, marks.join(" · "));
     let bw = (right - left) / BINS as f64;
     for (b, &n) in counts.iter().enumerate() {
         if n == 0 {
             continue;
         }
         let (x, y) = (left + bw * b as f64, ys.map(f64::from(n)));
-        let lo = top * b as f64 / BINS as f64;
-        let hi = top * (b + 1) as f64 / BINS as f64;
-        let range = if clipped && b == BINS - 1 { format!("≥ {}", short_label(lo)) } else { format!("{}–{}", short_label(lo), short_label(hi)) };
+        let from = lo + width * b as f64 / BINS as f64;
+        let to = lo + width * (b + 1) as f64 / BINS as f64;
+        let range = if clipped && b == BINS - 1 { format!("≥ {}", short_label(from)) } else { format!("{}–{}", short_label(from), short_label(to)) };
         let _ = write!(
             out,
             r#"<rect class="bar" x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{BAR}"><title>{range} ms: {n} request{}</title></rect>"#,
@@ -88,20 +112,14 @@ fn histogram(out: &mut String, name: &str, values: &[f64]) {
         );
     }
     let _ = write!(out, r##"<line x1="{left}" x2="{right}" y1="{bottom}" y2="{bottom}" stroke="#555"/>"##);
-    for t in ticks(top, 4) {
+    for t in tick_values {
         let _ = write!(out, r##"<text x="{:.1}" y="{}" text-anchor="middle" fill="#444">{}</text>"##, xs.map(t), bottom + 13.0, short_label(t));
     }
-    let _ = write!(out, r##"<text x="{left}" y="{}" fill="#444">n = {}{}</text>"##, bottom + 27.0, v.len(), if clipped { format!(", {} beyond the axis in the last bar", v.iter().filter(|x| **x >= top).count()) } else { String::new() });
-    for (label, p, dy) in [("p50", p50, 0.0), ("p95", p95, 11.0)] {
-        let Some(p) = p else { continue };
-        let px = xs.map(p.min(top));
-        let _ = write!(
-            out,
-            r#"<line class="mark" x1="{px:.1}" x2="{px:.1}" y1="18" y2="{bottom}" stroke="{MARK}" stroke-dasharray="3 2"/><text x="{:.1}" y="{}" fill="{MARK}" font-size="10">{label} {}</text>"#,
-            (px + 3.0).min(right - 40.0),
-            24.0 + dy,
-            short_label(p)
-        );
+    let beyond = if clipped { format!(", {} beyond the axis in the last bar", v.iter().filter(|x| **x >= top).count()) } else { String::new() };
+    let _ = write!(out, r##"<text x="{left}" y="{}" fill="#444">n = {}{beyond}</text>"##, bottom + 27.0, v.len());
+    for p in [p50, p95].into_iter().flatten() {
+        let px = xs.map(p.clamp(lo, top));
+        let _ = write!(out, r#"<line class="mark" x1="{px:.1}" x2="{px:.1}" y1="28" y2="{bottom}" stroke="{MARK}" stroke-dasharray="3 2"/>"#);
     }
 }
 
@@ -145,7 +163,7 @@ mod tests {
         assert!(svg.starts_with(r#"<svg class="dist" data-cell="3""#) && svg.contains("c16 × &lt;256&gt;"));
         assert_eq!(svg.matches(r#"class="panel""#).count(), 3);
         assert!(svg.contains(r#"data-metric="itl""#) && svg.contains("ITL, mean per request (ms)"));
-        assert!(svg.contains("p95 95.05"), "{svg}");
+        assert!(svg.contains("p50 50.5 · p95 95.0"), "{svg}");
         assert!(svg.contains("1 beyond the axis in the last bar"), "the 100 s outlier is gathered, not stretching the axis: {svg}");
         let bars: u32 = svg.matches("<title>").count() as u32;
         assert!(bars >= 3, "{svg}");
@@ -154,5 +172,14 @@ mod tests {
         assert_eq!(svg.matches(r#"class="panel""#).count(), 3);
         assert!(svg.contains("p95 2.4k") && svg.contains("percentiles from the file") && svg.contains("not in the file"), "{svg}");
         assert!(!svg.contains("http"), "inline: no namespace URL, no link");
+    }
+
+    #[test]
+    fn values_far_from_zero_get_an_axis_of_their_own() {
+        assert_eq!((axis(10.0, 93.0).0, axis(10.0, 93.0).1), (0.0, 100.0), "near zero: from 0");
+        let (lo, hi, ticks) = axis(1590.0, 1620.0);
+        assert_eq!((lo, hi), (1590.0, 1620.0), "{ticks:?}");
+        assert!(ticks.len() >= 3 && ticks.windows(2).all(|w| w[1] > w[0]));
+        assert_eq!(axis(5.0, 5.0).0, 0.0, "one value: from 0");
     }
 }

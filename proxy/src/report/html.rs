@@ -82,10 +82,10 @@ fn banners(view: &RunView) -> String {
     let p = Provenance::of(&view.info);
     match &p {
         Provenance::Simulated => {
-            let _ = write!(out, r#"<div class="banner simulated">SIMULATED — {}</div>"#, esc(&p.words()));
+            let _ = write!(out, r#"<div class="banner simulated">{}</div>"#, esc(&p.words()));
         }
         Provenance::Imported { simulated, .. } => {
-            let _ = write!(out, r#"<div class="banner imported">IMPORTED — {}</div>"#, esc(&p.words()));
+            let _ = write!(out, r#"<div class="banner imported">{}</div>"#, esc(&p.words()));
             if *simulated {
                 let _ = write!(out, r#"<div class="banner simulated">SIMULATED — the run imported was measured against caplab's simulator: its numbers are a model's, not a GPU's</div>"#);
             }
@@ -154,6 +154,12 @@ fn card(c: &Capacity) -> String {
     }
     out.push_str("</section>");
     out
+}
+
+/// A chart's title inside the report, which says the rest: "chat · OOM surface (SIMULATED)".
+fn short_title(view: &RunView, chart: &str) -> String {
+    let sim = if view.info.target.simulated { " (SIMULATED)" } else { "" };
+    format!("{} · {chart}{sim}", view.info.spec.workload.as_str())
 }
 
 /// "c16 × 256" or "4 rps × 256".
@@ -289,9 +295,9 @@ fn run_section(r: &RunReport, frontier: bool) -> String {
     let c = capacity(view, r.usd_per_hour);
     let mut out = String::new();
     if frontier {
-        let _ = write!(out, r#"<h2>Throughput vs latency</h2><p class="muted">Each cell at its output tokens/s and p95 end-to-end latency; a line per max_new_tokens in order of load; filled points meet the SLO (dashed line); the ring is the best configuration.</p><figure class="chart frontier">{}</figure>"#, inline(&caplab_shared::frontier::svg(&view.cells, &view.chart_title())));
+        let _ = write!(out, r#"<h2>Throughput vs latency</h2><p class="muted">Each cell at its output tokens/s and p95 end-to-end latency; a line per max_new_tokens in order of load; filled points meet the SLO (dashed line); the ring is the best configuration.</p><figure class="chart frontier">{}</figure>"#, inline(&caplab_shared::frontier::svg(&view.cells, &short_title(view, "throughput vs p95 latency"))));
     }
-    let _ = write!(out, r#"<h2>OOM surface</h2><p class="muted">One tile per cell of the grid; the worst that happened in it sets its colour (grey: not run; blue: cut short by a stop).</p><figure class="chart surface">{}</figure>"#, inline(&surface::svg_of(view)));
+    let _ = write!(out, r#"<h2>OOM surface</h2><p class="muted">One tile per cell of the grid; the worst that happened in it sets its colour (grey: not run; blue: cut short by a stop).</p><figure class="chart surface">{}</figure>"#, inline(&surface::svg_grid(&view.cells, &view.info.spec.cells(), &short_title(view, "OOM surface"))));
     let _ = write!(out, "<h2>Cells</h2>{}", cells_table(view));
     out.push_str(r#"<h2>Latency distributions</h2><p class="muted">Per cell, the successful measured requests: time to first token, inter-token latency (each request's mean) and end-to-end latency, with p50 and p95 marked.</p>"#);
     if view.cells.is_empty() {
