@@ -199,7 +199,12 @@ fn Charts() -> impl IntoView {
     });
     let in_flight = Signal::derive(move || vec![Series { name: "in flight", class: "c1", points: series(|t| Some(f64::from(t.in_flight))) }]);
     let errors = Signal::derive(move || vec![Series { name: "failed requests", class: "c5", points: series(|t| Some(t.errors as f64)) }]);
+    // A cell of long requests: nothing ends for a while, yet tokens stream; say so.
+    let waiting = move || with_view(ctx, |v| v.waiting_for_an_end(3.0).map(|s| (s, v.ticks.last().map_or(0, |t| t.in_flight)))).flatten();
     view! {
+        {move || waiting().map(|(s, n)| view! {
+            <p class="waiting-note" id="waiting-note">{format!("No request has ended for {} · {n} in flight, still streaming: latency percentiles appear as requests end; output tokens/s counts tokens as they arrive.", crate::duration(s))}</p>
+        })}
         <div class="charts">
             <LineChart id="chart-tokens" title="Output tokens/s" unit="tok/s" series=tokens
                 help="Output tokens per second over the last second, sampled every 250 ms: streamed text events counted live, corrected to the server's usage when each request ends"/>

@@ -15,7 +15,8 @@ pub fn SurfacePanel() -> impl IntoView {
     let selected = RwSignal::new(None::<u32>);
     let svg = move || {
         ctx.current.with(|c| {
-            c.as_ref().map(|v| caplab_shared::surface::svg(&v.cells, &v.chart_title()))
+            // An ended run's grid whole, its cells not run in grey; a live one's next cells blank.
+            c.as_ref().map(|v| if v.info.status.is_terminal() { caplab_shared::surface::svg_of(v) } else { caplab_shared::surface::svg(&v.cells, &v.chart_title()) })
         })
     };
     let id = move || ctx.current.with(|c| c.as_ref().map(|v| v.info.id.clone())).unwrap_or_default();

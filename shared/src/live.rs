@@ -105,17 +105,13 @@ pub struct RunInfo {
     #[serde(default)]
     pub imported_from: Option<String>,
     /// Whether viewers (the read-only link) may see this run once it has ended; the operator
-    /// sets it. A run still going on is always visible to them (`visible_to_viewers`).
+    /// sets it. A run still going on, and the newest run, are always visible to them
+    /// (the server's `Registry::visible_to_viewers`).
     #[serde(default)]
     pub shared: bool,
 }
 
 impl RunInfo {
-    /// Whether a viewer may see the run: a live one always, an ended one when shared.
-    pub fn visible_to_viewers(&self) -> bool {
-        self.shared || !self.status.is_terminal()
-    }
-
     /// The run as a viewer sees it: the target's internal address and the evidence naming it
     /// left out.
     pub fn for_viewer(&self) -> RunInfo {
@@ -233,6 +229,20 @@ impl RunView {
         format!("{} · {} · {} · run {}{simulated}", info.spec.workload.as_str(), info.spec.gpu, info.spec.model, info.id)
     }
 
+    /// While the run goes on: for how long (s) no request has ended, when that is at least
+    /// `threshold_s` and requests are in flight (a cell of long requests shows it is alive).
+    pub fn waiting_for_an_end(&self, threshold_s: f64) -> Option<f64> {
+        if self.info.status.is_terminal() {
+            return None;
+        }
+        let last = self.ticks.last().filter(|t| t.in_flight > 0)?;
+        // `requests_done` counts the whole run: the first tick with today's count saw the last end.
+        let first_same = self.ticks.iter().rposition(|t| t.requests_done != last.requests_done).map_or(0, |i| i + 1);
+        let since = self.ticks[first_same].t_s;
+        let waited = last.t_s - since;
+        (waited >= threshold_s).then_some(waited)
+    }
+
     /// Fraction of the run's requests finished, 0..=1.
     pub fn progress(&self) -> f64 {
         if self.info.status == RunStatus::Finished {
@@ -283,6 +293,23 @@ mod tests {
         let mut viewer = RunView::new(info());
         viewer.apply(&ServerMsg::Snapshot { view: Box::new(v.clone()) });
         assert_eq!(viewer, v);
+    }
+
+    #[test]
+    fn a_run_waiting_for_long_requests_says_for_how_long() {
+        let mut v = RunView::new(info());
+        let tick = |t_s: f64, done: u64, in_flight: u32| ServerMsg::Tick { tick: LiveTick { t_s, requests_done: done, in_flight, ..Default::default() } };
+        for m in [tick(0.0, 0, 4), tick(1.0, 2, 4), tick(2.0, 2, 4), tick(9.0, 2, 4)] {
+            v.apply(&m);
+        }
+        assert_eq!(v.waiting_for_an_end(5.0), Some(8.0), "no request has ended since the tick at 1 s");
+        assert_eq!(v.waiting_for_an_end(10.0), None);
+        v.apply(&tick(10.0, 3, 4));
+        assert_eq!(v.waiting_for_an_end(0.5), None, "one just ended");
+        v.apply(&tick(11.0, 3, 4));
+        assert_eq!(v.waiting_for_an_end(0.5), Some(1.0));
+        v.apply(&tick(20.0, 4, 0));
+        assert_eq!(v.waiting_for_an_end(0.5), None, "nothing in flight: nothing to wait for");
     }
 
     #[test]

@@ -99,6 +99,27 @@ fn trim(v: f64) -> String {
     if s == "-0" { "0".into() } else { s.into() }
 }
 
+/// The value a line shows at `x`: its last point at or before `x` that has one (None before
+/// the first, or where the line is broken).
+pub fn value_at(points: &[(f64, Option<f64>)], x: f64) -> Option<(f64, f64)> {
+    let i = points.partition_point(|p| p.0 <= x);
+    let (t, v) = *points.get(i.checked_sub(1)?)?;
+    v.map(|v| (t, v))
+}
+
+/// Where a run moved to another cell: (time, the new cell) for each change in `(t, cell)`.
+pub fn cell_starts(ticks: impl IntoIterator<Item = (f64, u32)>) -> Vec<(f64, u32)> {
+    let mut out: Vec<(f64, u32)> = Vec::new();
+    let mut last = None;
+    for (t, cell) in ticks {
+        if last.is_some_and(|c| c != cell) {
+            out.push((t, cell));
+        }
+        last = Some(cell);
+    }
+    out
+}
+
 /// WCAG 2 contrast ratio of two `#rrggbb` colours (1 to 21); None for another syntax.
 pub fn contrast_ratio(a: &str, b: &str) -> Option<f64> {
     fn luminance(hex: &str) -> Option<f64> {
@@ -115,6 +136,17 @@ pub fn contrast_ratio(a: &str, b: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_line_is_read_at_its_last_point_and_cells_start_where_they_change() {
+        let pts = [(0.0, Some(1.0)), (1.0, None), (2.0, Some(3.0))];
+        assert_eq!(value_at(&pts, -1.0), None);
+        assert_eq!(value_at(&pts, 0.5), Some((0.0, 1.0)));
+        assert_eq!(value_at(&pts, 1.5), None, "a break shows no value");
+        assert_eq!(value_at(&pts, 9.0), Some((2.0, 3.0)));
+        assert_eq!(cell_starts([(0.0, 0), (0.25, 0), (0.5, 1), (0.75, 1), (1.0, 3)]), [(0.5, 1), (1.0, 3)]);
+        assert!(cell_starts([(0.0, 2)]).is_empty());
+    }
 
     #[test]
     fn contrast_ratios_follow_wcag() {

@@ -179,3 +179,62 @@ async fn a_viewer_without_shared_runs_sees_a_plain_empty_presentation() {
     assert!(card.contains("SIMULATED"), "{card}");
     let _ = c.clone().close().await;
 }
+
+/// The live charts read as people expect: tooltips with values, legend keys that hide a line,
+/// axis titles with units, cell boundaries marked, a note while long requests stream without
+/// ending; after a stop, the partial cell is not "pass" and the cells not run are grey.
+#[tokio::test]
+async fn live_charts_explain_themselves() {
+    // ~40 ms a token: a 128-token request takes about 5 s, so nothing ends for a while.
+    let caplab = Caplab::start(&["--sim-itl-ms", "40"]).await.unwrap();
+    let api = client();
+    let id = start_run(&api, &caplab, json!({"workload": "chat", "target": "sim", "concurrency": [2, 4, 8], "max_new_tokens": [128], "requests": 4})).await.unwrap();
+    let b = browser().await;
+    let c = &b.client;
+    c.set_window_size(1400, 1000).await.unwrap();
+    c.goto(&format!("{}/?token={TEST_TOKEN}", caplab.url)).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("run-id")).await.unwrap();
+    c.goto(&format!("{}/#run={id}", caplab.url)).await.unwrap();
+    let note = poll("the waiting note", Duration::from_secs(20), || async { text_of(c, "waiting-note").await }).await;
+    assert!(note.contains("No request has ended") && note.contains("in flight"), "{note}");
+    // Axis titles with units.
+    let titles: Vec<String> = {
+        let mut t = Vec::new();
+        for e in c.find_all(Locator::Css("#chart-latency .axis-title")).await.unwrap() {
+            t.push(e.text().await.unwrap());
+        }
+        t
+    };
+    assert!(titles.iter().any(|t| t.contains("time since the run started (s)")) && titles.iter().any(|t| t == "ms"), "{titles:?}");
+    // The second cell starts: its boundary is marked and labelled on every live chart.
+    let mark = poll("a cell boundary", Duration::from_secs(40), || async { c.find(Locator::Css("#chart-tokens .cell-label")).await.ok()?.text().await.ok() }).await;
+    assert_eq!(mark, "c4 × 128");
+    // A tooltip with each line's value under the pointer.
+    c.execute("const s = document.querySelector('#chart-tokens svg'); const r = s.getBoundingClientRect(); s.dispatchEvent(new MouseEvent('mousemove', {clientX: r.left + r.width * 0.8, clientY: r.top + r.height / 2, bubbles: true}));", vec![]).await.unwrap();
+    let tip = poll("the tooltip", Duration::from_secs(5), || async { c.find(Locator::Css("#chart-tokens .chart-tip")).await.ok()?.text().await.ok() }).await;
+    assert!(tip.contains("output tok/s") && tip.contains(" s"), "{tip}");
+    // A click on a legend key hides that line, another shows it again.
+    let lines = |c: &Client| {
+        let c = c.clone();
+        async move { c.find_all(Locator::Css("#chart-latency path.line")).await.unwrap().len() }
+    };
+    assert_eq!(lines(c).await, 4);
+    c.find(Locator::Css("#chart-latency .legend button.key")).await.unwrap().click().await.unwrap();
+    poll("a hidden line", Duration::from_secs(5), || async { (lines(c).await == 3).then_some(()) }).await;
+    c.find(Locator::Css("#chart-latency .legend button.key")).await.unwrap().click().await.unwrap();
+    poll("the line back", Duration::from_secs(5), || async { (lines(c).await == 4).then_some(()) }).await;
+    // Stopped in the second cell: it is partial, never "pass", and c8 was not run.
+    c.find(Locator::Id("stop")).await.unwrap().click().await.unwrap();
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+    assert!(view.cells.iter().any(|c| c.partial), "a cell was cut short");
+    let table = poll("the stopped table", Duration::from_secs(20), || async {
+        text_of(c, "run-status").await.filter(|s| s == "stopped")?;
+        c.find(Locator::Css("#surface .tile-not-run")).await.ok()?;
+        text_of(c, "results-table").await
+    })
+    .await;
+    assert!(table.contains("partial: cut short by the stop, not judged"), "{table}");
+    let outcome = c.find(Locator::Css("#surface .tile-not-run")).await.unwrap().attr("data-outcome").await.unwrap();
+    assert_eq!(outcome.as_deref(), Some("not_run"));
+    let _ = c.clone().close().await;
+}

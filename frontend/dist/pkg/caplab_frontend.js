@@ -208,6 +208,10 @@ function __wbg_get_imports() {
         __wbg_click_c6eff13daacf9806: function(arg0) {
             arg0.click();
         },
+        __wbg_clientX_7207eed549b03753: function(arg0) {
+            const ret = arg0.clientX;
+            return ret;
+        },
         __wbg_cloneNode_36b90700fd8dbbb0: function() { return handleError(function (arg0) {
             const ret = arg0.cloneNode();
             return ret;
@@ -268,6 +272,10 @@ function __wbg_get_imports() {
             const ret = arg0.createTextNode(getStringFromWasm0(arg1, arg2));
             return ret;
         },
+        __wbg_currentTarget_ed5964b1e5e730f0: function(arg0) {
+            const ret = arg0.currentTarget;
+            return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
+        },
         __wbg_dataTransfer_3f478a3e477952f6: function(arg0) {
             const ret = arg0.dataTransfer;
             return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
@@ -317,6 +325,10 @@ function __wbg_get_imports() {
             var len1 = WASM_VECTOR_LEN;
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
             getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
+        },
+        __wbg_getBoundingClientRect_329ca748ec918b0c: function(arg0) {
+            const ret = arg0.getBoundingClientRect();
+            return ret;
         },
         __wbg_get_2080c49015e35254: function() { return handleError(function (arg0, arg1) {
             const ret = Reflect.get(arg0, arg1);
@@ -430,6 +442,10 @@ function __wbg_get_imports() {
                 result = false;
             }
             const ret = result;
+            return ret;
+        },
+        __wbg_left_9df47701ff317a35: function(arg0) {
+            const ret = arg0.left;
             return ret;
         },
         __wbg_length_186163212ffe79c3: function(arg0) {
@@ -778,49 +794,53 @@ function __wbg_get_imports() {
             const ret = arg0.wasClean;
             return ret;
         },
+        __wbg_width_d3c8d417d821d2fd: function(arg0) {
+            const ret = arg0.width;
+            return ret;
+        },
         __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 1706, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h23780ff2261950bf);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 1787, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h4cbcc2a0fea142a5);
             return ret;
         },
         __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 1812, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 1893, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h5cddc56ae7f8e60e);
             return ret;
         },
         __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 1773, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("CloseEvent")], shim_idx: 1854, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e);
             return ret;
         },
         __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 1706, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h23780ff2261950bf_15);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 1787, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h4cbcc2a0fea142a5_15);
             return ret;
         },
         __wbindgen_generic_0000000000000005: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 1773, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140_16);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 1854, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e_16);
             return ret;
         },
         __wbindgen_generic_0000000000000006: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 1773, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140_17);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("MessageEvent")], shim_idx: 1854, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e_17);
             return ret;
         },
         __wbindgen_generic_0000000000000007: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 1642, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 1723, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
             const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__hc710e7f00091b03e);
             return ret;
         },
         __wbindgen_generic_0000000000000008: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 1707, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h36beb80a9035b478);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 1788, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__hda0d041885fe108f);
             return ret;
         },
         __wbindgen_generic_0000000000000009: function(arg0, arg1) {
-            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 1774, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h5ab6cd57a7597f16);
+            // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 1855, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+            const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h3f1a54656a07d473);
             return ret;
         },
         __wbindgen_generic_000000000000000a: function(arg0) {
@@ -852,32 +872,32 @@ function wasm_bindgen__convert__closures_____invoke__hc710e7f00091b03e(arg0, arg
     wasm.wasm_bindgen__convert__closures_____invoke__hc710e7f00091b03e(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h36beb80a9035b478(arg0, arg1) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h36beb80a9035b478(arg0, arg1);
+function wasm_bindgen__convert__closures_____invoke__hda0d041885fe108f(arg0, arg1) {
+    wasm.wasm_bindgen__convert__closures_____invoke__hda0d041885fe108f(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h5ab6cd57a7597f16(arg0, arg1) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h5ab6cd57a7597f16(arg0, arg1);
+function wasm_bindgen__convert__closures_____invoke__h3f1a54656a07d473(arg0, arg1) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h3f1a54656a07d473(arg0, arg1);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h23780ff2261950bf(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h23780ff2261950bf(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h4cbcc2a0fea142a5(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h4cbcc2a0fea142a5(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__h23780ff2261950bf_15(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__h23780ff2261950bf_15(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h4cbcc2a0fea142a5_15(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h4cbcc2a0fea142a5_15(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140_16(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140_16(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e_16(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e_16(arg0, arg1, arg2);
 }
 
-function wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140_17(arg0, arg1, arg2) {
-    wasm.wasm_bindgen__convert__closures_____invoke__ha2349055a3f55140_17(arg0, arg1, arg2);
+function wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e_17(arg0, arg1, arg2) {
+    wasm.wasm_bindgen__convert__closures_____invoke__h7f677f42af399a3e_17(arg0, arg1, arg2);
 }
 
 function wasm_bindgen__convert__closures_____invoke__h5cddc56ae7f8e60e(arg0, arg1, arg2) {
