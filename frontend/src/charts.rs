@@ -182,11 +182,17 @@ pub fn LineChart(
                 <text class="axis-title" transform=format!("translate(12 {}) rotate(-90)", (TOP + H - BOTTOM) / 2.0) text-anchor="middle">{unit}</text>
                 {move || {
                     let x = geometry.with(|g| g.x);
+                    // Every boundary drawn; a label only where it does not run into the last one.
+                    let mut last_label = f64::NEG_INFINITY;
                     marks.with(|m| m.iter().map(|(t, label)| {
                         let px = x.map(*t);
+                        let labelled = px - last_label >= 6.0 * label.len() as f64;
+                        if labelled {
+                            last_label = px;
+                        }
                         view! {
-                            <line class="cell-mark" x1=px x2=px y1=TOP y2=H - BOTTOM/>
-                            <text class="cell-label" x=px + 2.0 y=TOP + 8.0>{label.clone()}</text>
+                            <line class="cell-mark" x1=px x2=px y1=TOP y2=H - BOTTOM><title>{format!("{label} starts")}</title></line>
+                            {labelled.then(|| view! { <text class="cell-label" x=px + 2.0 y=TOP + 8.0>{label.clone()}</text> })}
                         }
                     }).collect_view())
                 }}

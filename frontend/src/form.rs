@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use caplab_shared::form::{self, FormMode, Input, FIELDS};
-use caplab_shared::{ExperimentSpec, FieldError, LengthControl, RunInfo, TargetInfo, Workload};
+use caplab_shared::{ExperimentSpec, FieldError, InputsRef, LengthControl, RunInfo, TargetInfo, Workload};
 use leptos::prelude::*;
 
 use crate::{api, live, Ctx};
@@ -64,6 +64,8 @@ pub fn ExperimentForm() -> impl IntoView {
     let errors = RwSignal::new(Vec::<FieldError>::new());
     let general_error = RwSignal::new(None::<String>);
     let busy = RwSignal::new(false);
+    // What the inputs field holds: the user's file as caplab read it (None: the built-in ones).
+    let inputs_info = RwSignal::new(None::<InputsRef>);
     let set = move |key: &'static str, value: String| texts.update(|t| {
         t.insert(key, value);
     });
@@ -73,12 +75,14 @@ pub fn ExperimentForm() -> impl IntoView {
         let spec = ctx.defaults.with(|d| d.spec.clone());
         if ctx.form_load.with_untracked(Option::is_none) {
             load(texts, &spec, &ctx.targets.get_untracked());
+            inputs_info.set(spec.inputs.clone());
         }
     });
     // "Run again" hands a run's spec over.
     Effect::new(move |_| {
         if let Some(spec) = ctx.form_load.get() {
             load(texts, &spec, &ctx.targets.get_untracked());
+            inputs_info.set(spec.inputs.clone());
             errors.set(vec![]);
             ctx.form_load.set(None);
         }
@@ -153,6 +157,7 @@ pub fn ExperimentForm() -> impl IntoView {
     };
     let reset = move |_| {
         load(texts, &ctx.defaults.with_untracked(|d| d.spec.clone()), &[]);
+        inputs_info.set(None);
         errors.set(vec![]);
         general_error.set(None);
     };
@@ -168,6 +173,11 @@ pub fn ExperimentForm() -> impl IntoView {
                     let w = event_target_value(&ev);
                     // Chat was tuned for ~128 output tokens, batch for 256+ (the notes).
                     set("max_new_tokens", if w == "chat" { "128".into() } else { "256".into() });
+                    // Documents are not prompts: inputs for the other workload are let go.
+                    if inputs_info.with_untracked(|i| i.as_ref().is_some_and(|r| r.workload.map(|x| x.as_str()) != Some(w.as_str()))) {
+                        inputs_info.set(None);
+                        set("inputs", String::new());
+                    }
                     set(key, w);
                 } prop:value=move || text(texts, key)>
                     {[Workload::Chat, Workload::Batch].map(|w| view! { <option value=w.as_str()>{w.as_str()}</option> }).collect_view()}
@@ -204,6 +214,72 @@ pub fn ExperimentForm() -> impl IntoView {
                 </datalist>
             }
             .into_any(),
+            Input::Inputs => {
+                let upload = move |list: Vec<web_sys::File>| {
+                    let Some(file) = list.into_iter().next() else { return };
+                    let workload = text_untracked(texts, "workload");
+                    leptos::task::spawn_local(async move {
+                        let fail = |e: String| errors.update(|all| {
+                            all.retain(|x| x.field != "inputs");
+                            all.push(FieldError::new("inputs", e));
+                        });
+                        // Said before sending: past the server's limit the upload would get a bare 413.
+                        if let Ok(limits) = api::get_json::<serde_json::Value>("api/limits").await {
+                            if let Some(max) = limits["max_import_bytes"].as_f64().filter(|max| file.size() > *max) {
+                                return fail(format!("{} is {:.1} MiB, more than this caplab takes ({:.0} MiB, its --max-import-bytes)", file.name(), file.size() / 1_048_576.0, max / 1_048_576.0));
+                            }
+                        }
+                        let Ok(text) = wasm_bindgen_futures::JsFuture::from(file.text()).await else { return fail(format!("{}: cannot be read", file.name())) };
+                        let body = serde_json::json!({ "name": file.name(), "workload": workload, "text": text.as_string().unwrap_or_default() });
+                        match api::post_json::<InputsRef>("api/inputs", &body).await {
+                            Ok(r) => {
+                                errors.update(|all| all.retain(|x| x.field != "inputs"));
+                                set("inputs", r.id.clone());
+                                inputs_info.set(Some(r));
+                            }
+                            Err(e) => fail(e.fields.first().map_or(e.error.clone(), |f| f.message.clone())),
+                        }
+                    });
+                };
+                let on_pick = move |ev: web_sys::Event| {
+                    use wasm_bindgen::JsCast;
+                    let input = ev.target().and_then(|t| t.dyn_into::<web_sys::HtmlInputElement>().ok());
+                    if let Some(list) = input.as_ref().and_then(web_sys::HtmlInputElement::files) {
+                        upload((0..list.length()).filter_map(|i| list.get(i)).collect());
+                    }
+                    if let Some(input) = input {
+                        input.set_value("");
+                    }
+                };
+                let on_drop = move |ev: web_sys::DragEvent| {
+                    ev.prevent_default();
+                    if let Some(list) = ev.data_transfer().and_then(|d| d.files()) {
+                        upload((0..list.length()).filter_map(|i| list.get(i)).collect());
+                    }
+                };
+                let described = move || {
+                    let builtin = if text(texts, "workload") == "chat" {
+                        format!("built-in: {} chat prompts (data/chat_prompts.txt)", ctx.defaults.with(|d| d.chat_prompts))
+                    } else {
+                        format!("built-in: the notes' {} documents (data/docs_sample.txt)", ctx.defaults.with(|d| d.documents))
+                    };
+                    match (text(texts, "inputs").is_empty(), inputs_info.get()) {
+                        (true, _) => builtin,
+                        (false, Some(r)) => format!("{} · {} {} ({})", r.name, r.items, if r.workload == Some(Workload::Chat) { "chat requests" } else { "documents" }, r.format),
+                        (false, None) => format!("inputs {}", text(texts, "inputs")),
+                    }
+                };
+                view! {
+                    <div class="inputs-field dropzone" on:dragover=move |ev: web_sys::DragEvent| ev.prevent_default() on:drop=on_drop>
+                        <span id="f-inputs-shown">{described}</span>
+                        <input id=id type="file" accept=".txt,.md,.json,.jsonl,text/plain,application/json" on:change=on_pick/>
+                        <Show when=move || !text(texts, "inputs").is_empty()>
+                            <button type="button" class="link" id="f-inputs-clear" on:click=move |_| { set("inputs", String::new()); inputs_info.set(None); }>"use the built-in ones"</button>
+                        </Show>
+                    </div>
+                }
+                .into_any()
+            }
             Input::Text => view! {
                 <input id=id type="text" placeholder=move || placeholder(key)
                     prop:value=move || text(texts, key) on:input=move |ev| set(key, event_target_value(&ev))/>

@@ -244,3 +244,16 @@ pub fn duration(seconds: f64) -> String {
         (h, min, _) => format!("{h} h {min:02} min"),
     }
 }
+
+/// Thousands with separators: 14648.2 → "14,648".
+pub fn thousands(v: f64) -> String {
+    let s = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    if v < 0.0 && out != "0" { format!("-{out}") } else { out }
+}

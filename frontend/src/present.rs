@@ -7,20 +7,7 @@ use caplab_shared::decide::{capacity, Capacity, Provenance};
 use caplab_shared::{RunInfo, RunStatus, RunView};
 use leptos::prelude::*;
 
-use crate::{fmt_opt, live, with_view, Ctx};
-
-/// Thousands with separators: 14648.2 → "14,648".
-fn n0(v: f64) -> String {
-    let s = format!("{:.0}", v.abs());
-    let mut out = String::new();
-    for (i, ch) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    if v < 0.0 { format!("-{out}") } else { out }
-}
+use crate::{fmt_opt, live, thousands as n0, with_view, Ctx};
 
 fn when(unix_ms: u64) -> String {
     let iso = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64)).to_iso_string().as_string().unwrap_or_default();

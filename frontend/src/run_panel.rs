@@ -340,6 +340,18 @@ fn Summary() -> impl IntoView {
         })
         .flatten()
     };
+    // The run's answer in words, the same card the presentation and the report show.
+    let answer = move || {
+        with_view(ctx, |v| {
+            let price = ctx.defaults.with(|d| d.price_for(&v.info.spec.gpu));
+            let c = caplab_shared::decide::capacity(v, price);
+            let stable = c.max_stable.map(|m| format!("max stable concurrency {m} within {}", c.slo));
+            let cost = c.usd_per_million_tokens.map(|d| format!("${d:.3} per million output tokens"));
+            let parts: Vec<String> = [stable, cost, c.why_none].into_iter().flatten().collect();
+            (!parts.is_empty()).then(|| parts.join(" · "))
+        })
+        .flatten()
+    };
     move || {
         best().map(|(c, label, passing, n, simulated)| {
             let heading = match (n, passing) {
@@ -359,13 +371,14 @@ fn Summary() -> impl IntoView {
             view! {
                 <div class="card summary" id="summary">
                     <h2>{heading} {simulated.then_some(" (SIMULATED)")}</h2>
+                    {answer().map(|a| view! { <p class="answer-line" id="answer-line">{a}</p> })}
                     <div class="stats">
-                        <Stat label="output tok/s" value=format!("{:.1}", c.output_tok_s) help="completion tokens from usage / measurement window"/>
+                        <Stat label="output tok/s" value=crate::thousands(c.output_tok_s) help="completion tokens from usage / measurement window"/>
                         <Stat label="requests/s" value=format!("{:.2}", c.requests_per_s) help="successful requests / measurement window"/>
                         <Stat label="TTFT p50" value=format!("{} ms", fmt_opt(c.ttft.p50, 0)) help="time to first token, from the scheduled send time"/>
                         <Stat label="TTFT p95" value=format!("{} ms", fmt_opt(c.ttft.p95, 0)) help="95th percentile time to first token"/>
-                        <Stat label="E2E p50" value=format!("{} ms", fmt_opt(c.e2e.p50, 0)) help="end-to-end latency, from the scheduled send time"/>
-                        <Stat label="E2E p95" value=format!("{} ms", fmt_opt(c.e2e.p95, 0)) help="95th percentile end-to-end latency"/>
+                        <Stat label="E2E p50" value=format!("{} ms", c.e2e.p50.map_or("–".into(), crate::thousands)) help="end-to-end latency, from the scheduled send time"/>
+                        <Stat label="E2E p95" value=format!("{} ms", c.e2e.p95.map_or("–".into(), crate::thousands)) help="95th percentile end-to-end latency"/>
                         <Stat label="failed" value=c.requests_failed.to_string() help="failed measured requests (any error class), excluded from all latency and throughput numbers"/>
                     </div>
                     {(!errors.is_empty()).then(|| view! { <p class="muted">"failed by class: " {errors}</p> })}

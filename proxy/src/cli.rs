@@ -88,6 +88,14 @@ pub enum Command {
         /// does not list its models, e.g. `transformers serve` with a local model)
         #[arg(long)]
         model: Option<String>,
+        /// Batch: your own documents instead of the built-in ones: a `[DOC]`-delimited file (as
+        /// the notes' --docs-file), JSONL with a "text" field, or a folder of .txt/.md files
+        #[arg(long, conflicts_with = "prompts")]
+        docs: Option<PathBuf>,
+        /// Chat: your own prompts: one per line, JSONL of OpenAI "messages", or ShareGPT JSON
+        /// (each record's first human turn)
+        #[arg(long)]
+        prompts: Option<PathBuf>,
     },
 }
 
@@ -322,8 +330,8 @@ pub fn main(cli: Cli) -> ExitCode {
                 let labels = ReportLabels { gpu: imported_gpu.as_deref(), model: imported_model.as_deref(), workload: &imported_workload };
                 report(&runs, out.as_deref(), html.as_deref(), &price, &labels)
             }
-            Command::Run { experiment, target, out, gpu, model } => {
-                crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model }, &out).await
+            Command::Run { experiment, target, out, gpu, model, docs, prompts } => {
+                crate::headless::run(&experiment, crate::headless::Overrides { target, gpu, model, docs, prompts }, &out).await
             }
         }
     });
@@ -412,7 +420,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let links = |token: Option<&str>| token.map(|t| format!("?token={t}")).unwrap_or_default();
     let operator_link = links(access.operator_token());
     let viewer_link = if access.open() { None } else { Some(links(Some(&access.viewer_token()))) };
-    let mut state = AppState::new(Lab::new(registry, Engine::new(), targets.clone(), Some(run_limits)), access);
+    let mut state = AppState::new(Lab::new(registry, Engine::with_inputs_in(data_dir.join("inputs")), targets.clone(), Some(run_limits)), access);
     state.ws_ping = std::time::Duration::from_secs_f64(ws_ping_s);
     let state = Arc::new(state);
     println!("caplab dashboard: http://{}/{operator_link}", shown(addr));

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use caplab_shared::{FieldError, RunStatus, ServerMsg};
+use caplab_shared::{ExperimentSpec, FieldError, InputsRef, RunStatus, ServerMsg, Workload};
 
 use crate::engine::Engine;
 use crate::lab::{Lab, Refusal};
@@ -19,6 +19,36 @@ pub struct Overrides {
     pub target: Option<String>,
     pub gpu: Option<String>,
     pub model: Option<String>,
+    /// `--docs FILE` (batch) and `--prompts FILE` (chat): the user's own inputs.
+    pub docs: Option<std::path::PathBuf>,
+    pub prompts: Option<std::path::PathBuf>,
+}
+
+/// The user's inputs for `spec`: `--docs`/`--prompts`, else the file the experiment names
+/// (`[inputs] file = …`, relative to the experiment file); read, checked and kept in `engine`.
+fn read_inputs(spec: &mut ExperimentSpec, experiment: &Path, overrides: &Overrides, engine: &Engine) -> anyhow::Result<()> {
+    let (flag, other) = match spec.workload {
+        Workload::Batch => (&overrides.docs, overrides.prompts.as_ref().map(|_| "--prompts is for chat runs; this one is batch: give --docs")),
+        Workload::Chat => (&overrides.prompts, overrides.docs.as_ref().map(|_| "--docs is for batch runs; this one is chat: give --prompts")),
+    };
+    if let Some(why) = other {
+        bail!("{why}");
+    }
+    let path = match (flag, spec.inputs.as_ref().map(|r| r.file.as_str()).filter(|f| !f.is_empty())) {
+        (Some(p), _) => p.clone(),
+        (None, Some(f)) => experiment.parent().unwrap_or(Path::new(".")).join(f),
+        (None, None) => return Ok(()),
+    };
+    let name = path.display().to_string();
+    let parsed = if path.is_dir() {
+        crate::workload::sources::folder(&path)?
+    } else {
+        let bytes = std::fs::read(&path).with_context(|| format!("{name}: cannot be read"))?;
+        crate::workload::sources::parse(&name, &bytes, spec.workload)?
+    };
+    let kept = engine.store.put(&name, spec.workload, parsed)?;
+    spec.inputs = Some(InputsRef { file: name, ..kept });
+    Ok(())
 }
 
 pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Result<ExitCode> {
@@ -26,6 +56,7 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     let invalid = || format!("{} is not a valid experiment", file.display());
     let value: serde_json::Value = toml::from_str(&text).with_context(invalid)?;
     let mut spec = spec_from_value(value).map_err(|errors| anyhow::anyhow!("{}:\n  {}", invalid(), listed(&errors)))?;
+    let overrides_inputs = Overrides { docs: overrides.docs.clone(), prompts: overrides.prompts.clone(), ..Default::default() };
     if let Some(t) = overrides.target {
         spec.target = t;
     }
@@ -44,7 +75,9 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     spec.target = target.url.clone();
     // Saves into `out` without reading the runs already there; no limits but the machine's.
     let targets = Targets::new(&[], &target.url, |_| None).map_err(anyhow::Error::msg)?;
-    let lab = Lab::new(Registry::writing_to(out.to_path_buf()), Engine::new(), targets, None);
+    let engine = Engine::new();
+    read_inputs(&mut spec, file, &overrides_inputs, &engine)?;
+    let lab = Lab::new(Registry::writing_to(out.to_path_buf()), engine, targets, None);
     let run = match lab.admit(spec, &target).await {
         Ok(run) => run,
         Err(Refusal::Invalid(errors)) => bail!("{} (with --target, --gpu and --model applied):\n  {}", invalid(), listed(&errors)),

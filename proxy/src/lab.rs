@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use caplab_shared::{ExperimentSpec, FieldError, LoadMode, RunInfo, RunStatus, ServerMsg, TargetInfo};
+use caplab_shared::{ExperimentSpec, FieldError, InputsRef, LoadMode, RunInfo, RunStatus, ServerMsg, TargetInfo};
 use reqwest::header::HeaderValue;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -66,8 +66,9 @@ impl Lab {
     /// target, prepares the spec, and registers the run (`queued` when its target is busy).
     pub async fn admit(&self, mut spec: ExperimentSpec, target: &Target) -> Result<Arc<Run>, Refusal> {
         let mut errors = spec.validate();
+        errors.extend(self.resolve_inputs(&mut spec));
         errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
-        errors.extend(caplab_shared::search::probe_error(&spec, self.engine.inputs.documents.len()));
+        errors.extend(caplab_shared::search::probe_error(&spec, self.engine.inputs_for(&spec).documents.len()));
         if let Some(limits) = &self.limits {
             // An open loop without a cap is held to this caplab's limit on requests in flight.
             if spec.mode == LoadMode::Rate && spec.max_in_flight == 0 {
@@ -104,6 +105,20 @@ impl Lab {
             run.publish(ServerMsg::Status { status: RunStatus::Queued, message: Some(message) });
         }
         Ok(run)
+    }
+
+    /// Fills in the user's inputs the spec names (by id) from this caplab's store, or says why
+    /// they cannot be used: unknown here, or meant for the other workload.
+    fn resolve_inputs(&self, spec: &mut ExperimentSpec) -> Vec<FieldError> {
+        let Some(given) = spec.inputs.take() else { return vec![] };
+        let Some((kept, _)) = self.engine.store.get(&given.id) else {
+            return vec![FieldError::new("inputs", format!("no inputs with id {:?} on this caplab: upload the file first (POST /api/inputs, or the form's file field)", given.id))];
+        };
+        if let Some(w) = kept.workload.filter(|w| *w != spec.workload) {
+            return vec![FieldError::new("inputs", format!("{} holds {} inputs ({}); this is a {} run", kept.name, w.as_str(), kept.format, spec.workload.as_str()))];
+        }
+        spec.inputs = Some(InputsRef { file: given.file, ..kept });
+        vec![]
     }
 
     /// A new run's identity: its id, and the requests it will send (the one place they are counted).

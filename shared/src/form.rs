@@ -77,6 +77,8 @@ pub enum Input {
     Target,
     /// Free text with the target's models suggested.
     Model,
+    /// The user's own documents or prompts: a file uploaded, kept as its id.
+    Inputs,
 }
 
 /// When a field applies.
@@ -198,6 +200,19 @@ pub const FIELDS: &[FormField] = &[
         get: |s| s.model.clone(),
         set: |s, t| {
             s.model = t.trim().into();
+            Ok(())
+        },
+    },
+    FormField {
+        key: "inputs",
+        label: "Documents / prompts",
+        hint: "your own inputs instead of the built-in ones. Batch: a [DOC]-delimited file (the notes' --docs-file) or JSONL with a \"text\" field; chat: one prompt per line, JSONL of OpenAI \"messages\", or ShareGPT JSON (first human turn)",
+        input: Input::Inputs,
+        shown: Shown::Always,
+        get: |s| s.inputs.as_ref().map(|r| r.id.clone()).unwrap_or_default(),
+        set: |s, t| {
+            let id = t.trim();
+            s.inputs = (!id.is_empty()).then(|| crate::spec::InputsRef { id: id.into(), ..Default::default() });
             Ok(())
         },
     },

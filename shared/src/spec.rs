@@ -30,6 +30,28 @@ impl Workload {
     }
 }
 
+/// The user's own documents (batch) or prompts (chat), used instead of the built-in ones. Given
+/// by `id` (an upload to this caplab, `POST /api/inputs`) or, in `caplab run`'s files, by `file`
+/// (a path, relative to the experiment file); caplab fills in the rest when it admits the run,
+/// so a run's spec says what it sent: name, format, count and content hash.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct InputsRef {
+    /// The first 16 hex digits of the content's SHA-256: the same inputs have the same id.
+    pub id: String,
+    /// `caplab run` only: the file or folder to read.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub file: String,
+    /// The file's name as given.
+    pub name: String,
+    /// How it was read, e.g. "[DOC] documents", "JSONL messages", "ShareGPT".
+    pub format: String,
+    /// Documents or prompts it holds.
+    pub items: u32,
+    /// Which workload they are for.
+    pub workload: Option<Workload>,
+}
+
 /// How requests are issued.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -147,6 +169,8 @@ pub struct ExperimentSpec {
     /// at least 20 requests and, in a closed loop, at least 2 × its concurrency (raised by
     /// `cell_requests`). Cells it did not need are left out.
     pub search: bool,
+    /// The user's own documents or prompts (None: the built-in ones, `data/`).
+    pub inputs: Option<InputsRef>,
 }
 
 impl Default for ExperimentSpec {
@@ -174,6 +198,7 @@ impl Default for ExperimentSpec {
             max_error_rate: 1.0,
             error_window: 50,
             search: false,
+            inputs: None,
         }
     }
 }

@@ -238,3 +238,39 @@ async fn live_charts_explain_themselves() {
     assert_eq!(outcome.as_deref(), Some("not_run"));
     let _ = c.clone().close().await;
 }
+
+/// The notes' batch grid on the user's own `[DOC]` file, uploaded in the page.
+#[tokio::test]
+async fn the_notes_batch_grid_runs_on_documents_uploaded_in_the_page() {
+    let caplab = Caplab::start(FAST_SIM).await.unwrap();
+    let api = client();
+    let docs = temp_dir("page-docs").join("my_docs.txt");
+    std::fs::write(&docs, "[DOC]\nFirst: how the scheduler batches.\n[DOC]\nSecond: what fills the KV cache.\n[DOC]\nThird: why p95 rises with load.\n").unwrap();
+    let b = browser().await;
+    let c = &b.client;
+    c.goto(&format!("{}/?token={TEST_TOKEN}", caplab.url)).await.unwrap();
+    c.wait().at_most(Duration::from_secs(20)).for_element(Locator::Id("f-inputs")).await.unwrap();
+    choose(c, "f-workload", "batch").await;
+    let builtin = text_of(c, "f-inputs-shown").await.unwrap();
+    assert!(builtin.contains("built-in") && builtin.contains("5 documents"), "{builtin}");
+    c.find(Locator::Id("f-inputs")).await.unwrap().send_keys(&docs.display().to_string()).await.unwrap();
+    let shown = poll("the upload", Duration::from_secs(20), || async { text_of(c, "f-inputs-shown").await.filter(|t| t.contains("my_docs.txt")) }).await;
+    assert!(shown.contains("3 documents") && shown.contains("[DOC] documents"), "{shown}");
+    set_input(c, "f-concurrency", "8, 16, 32").await;
+    set_input(c, "f-max_new_tokens", "256, 512").await;
+    set_input(c, "f-repeat", "4").await;
+    c.find(Locator::Id("start")).await.unwrap().click().await.unwrap();
+    let id = poll("the run", Duration::from_secs(20), || async { text_of(c, "run-id").await }).await;
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(view.cells.len(), 6, "the notes' grid: 3 concurrencies × 2 lengths");
+    assert!(view.cells.iter().all(|c| c.requests_ok == 12), "3 documents × repeat 4 in every cell");
+    assert_eq!(view.info.spec.inputs.as_ref().map(|i| i.name.as_str()), Some("my_docs.txt"));
+    // A wrong file for the workload is refused beside the field, nothing sent.
+    choose(c, "f-workload", "chat").await;
+    let share = temp_dir("page-docs").join("share.json");
+    std::fs::write(&share, "[{\"conversations\": [{\"from\": \"gpt\", \"value\": \"x\"}]}]").unwrap();
+    c.find(Locator::Id("f-inputs")).await.unwrap().send_keys(&share.display().to_string()).await.unwrap();
+    let err = poll("the refusal", Duration::from_secs(20), || async { c.find(Locator::Css(".field-error[data-field='inputs']")).await.ok()?.text().await.ok() }).await;
+    assert!(err.contains("share.json: record 1: no human turn"), "{err}");
+    let _ = c.clone().close().await;
+}

@@ -19,6 +19,7 @@ use tokio::time::Instant;
 use crate::runs::Run;
 use crate::telemetry::Telemetry;
 use caplab_shared::search::Search;
+use crate::workload::store::InputStore;
 use crate::workload::{request_set, Inputs, RequestSet};
 use aggregate::Aggregator;
 pub use request::LiveCounters;
@@ -26,11 +27,14 @@ pub use request::LiveCounters;
 /// How often live ticks are published (the dashboard redraws on each).
 pub const TICK: Duration = Duration::from_millis(250);
 
-/// What every run shares: one pooled HTTP client and the workload inputs.
+/// What every run shares: one pooled HTTP client, the built-in inputs and the user's.
 #[derive(Clone)]
 pub struct Engine {
     pub client: reqwest::Client,
+    /// The built-in documents and prompts.
     pub inputs: Arc<Inputs>,
+    /// The user's own (uploaded, or read from a file by `caplab run`), by id.
+    pub store: Arc<InputStore>,
 }
 
 impl Default for Engine {
@@ -48,17 +52,28 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Engine { client, inputs: Arc::new(Inputs::default()) }
+        Engine { client, inputs: Arc::new(Inputs::default()), store: Arc::new(InputStore::new(None)) }
+    }
+
+    /// An engine keeping the user's inputs in `dir` (the data folder's `inputs/`).
+    pub fn with_inputs_in(dir: std::path::PathBuf) -> Self {
+        Engine { store: Arc::new(InputStore::new(Some(dir))), ..Self::new() }
+    }
+
+    /// The inputs a spec sends: the user's set it names, else the built-in ones. A named set
+    /// this caplab does not have is refused at admission (`lab.rs`), before this is asked.
+    pub fn inputs_for(&self, spec: &ExperimentSpec) -> Arc<Inputs> {
+        spec.inputs.as_ref().and_then(|r| self.store.get(&r.id)).map_or_else(|| self.inputs.clone(), |(_, inputs)| inputs)
     }
 
     /// Measured requests of one cell of this spec.
     pub fn cell_requests(&self, spec: &ExperimentSpec, cell: &CellSpec) -> u32 {
-        spec.cell_requests(cell, self.inputs.documents.len())
+        spec.cell_requests(cell, self.inputs_for(spec).documents.len())
     }
 
     /// Every request a run of this spec sends, warm-ups included.
     pub fn total_requests(&self, spec: &ExperimentSpec) -> u64 {
-        spec.total_requests(self.inputs.documents.len())
+        spec.total_requests(self.inputs_for(spec).documents.len())
     }
 
     /// Runs every cell of `run`'s spec, publishing as it goes, and sets the final status.
@@ -143,7 +158,7 @@ impl Engine {
         agg: &mut Aggregator<'_>,
     ) -> CellResult {
         let (target, spec) = (&info.target, &info.spec);
-        let set: RequestSet = request_set(&self.inputs, spec.workload, &spec.model, cell.max_new_tokens, target.server, spec.ignore_eos);
+        let set: RequestSet = request_set(&self.inputs_for(spec), spec.workload, &spec.model, cell.max_new_tokens, target.server, spec.ignore_eos);
         let url = format!("{}{}", target.url, set.path);
         let ctx = Arc::new(schedule::CellCtx {
             client: self.client.clone(),

@@ -243,7 +243,8 @@ fn workload(view: &RunView) -> String {
         let per: Vec<String> = view.cells.iter().map(|c| format!("{}: {}", cell_label(c), c.requests_ok + c.requests_failed)).collect();
         (format!("as in the imported file(s): {}", per.join(", ")), "as the other tool sent them (the file does not record them)".to_string())
     } else {
-        let docs = inputs.documents.len();
+        // The user's own inputs, when the run had them: their count is in the spec.
+        let docs = spec.inputs.as_ref().filter(|_| spec.workload == Workload::Batch).map_or(inputs.documents.len(), |r| r.items as usize);
         let mut per: Vec<(u32, Vec<String>)> = Vec::new();
         for c in spec.cells() {
             let n = spec.cell_requests(&c, docs);
@@ -256,9 +257,11 @@ fn workload(view: &RunView) -> String {
             [(n, _)] => format!("{n} measured per cell, after {} warm-up", spec.warmup),
             many => format!("{} (measured per cell), after {} warm-up each", many.iter().map(|(n, cells)| format!("{n} for {}", cells.join(", "))).collect::<Vec<_>>().join("; "), spec.warmup),
         };
-        let prompts = match spec.workload {
-            Workload::Chat => format!("caplab's {} built-in chat prompts (data/chat_prompts.txt), in turn", inputs.chat_prompts.len()),
-            Workload::Batch => format!("the notes' summarization prompt over caplab's {} built-in documents (data/docs_sample.txt), {} passes", docs, spec.repeat),
+        let prompts = match (spec.workload, &spec.inputs) {
+            (Workload::Chat, Some(r)) => format!("the user's {} chat requests from {} ({}, content id {}), in turn", r.items, r.name, r.format, r.id),
+            (Workload::Batch, Some(r)) => format!("the notes' summarization prompt over the user's {} documents from {} ({}, content id {}), {} passes", r.items, r.name, r.format, r.id, spec.repeat),
+            (Workload::Chat, None) => format!("caplab's {} built-in chat prompts (data/chat_prompts.txt), in turn", inputs.chats.len()),
+            (Workload::Batch, None) => format!("the notes' summarization prompt over caplab's {} built-in documents (data/docs_sample.txt), {} passes", docs, spec.repeat),
         };
         (requests, prompts)
     };

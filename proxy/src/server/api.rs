@@ -48,7 +48,7 @@ pub async fn defaults(State(st): State<Arc<AppState>>) -> Json<Defaults> {
     Json(Defaults {
         spec: ExperimentSpec::default(),
         documents: st.lab.engine.inputs.documents.len() as u32,
-        chat_prompts: st.lab.engine.inputs.chat_prompts.len() as u32,
+        chat_prompts: st.lab.engine.inputs.chats.len() as u32,
         default_target: st.lab.targets.default_target().name.clone(),
         quick_start: st.lab.targets.all().iter().find(|t| t.name.starts_with("sim-")).map(|t| quick_start(&t.name)),
         gpu_prices: crate::sim::profile::gpus().into_iter().map(|g| GpuPrice { key: g.key, name: g.name, usd_per_hour: g.price_usd_h }).collect(),
@@ -360,6 +360,31 @@ pub async fn rename_run(State(st): State<Arc<AppState>>, Path(id): Path<String>,
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map(Json)
         .map_err(ApiError::from)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputsUpload {
+    /// The file's name, as the user's machine has it.
+    name: String,
+    /// Which workload the file is for: documents (batch) or prompts (chat).
+    workload: caplab_shared::Workload,
+    /// The file's text.
+    text: String,
+}
+
+/// The user's own documents or prompts (operator): read, checked and kept by content hash; a
+/// spec then names them by the id in the answer (`"inputs": {"id": …}`).
+pub async fn upload_inputs(State(st): State<Arc<AppState>>, body: Bytes) -> Result<Json<caplab_shared::InputsRef>, ApiError> {
+    let up: InputsUpload = serde_json::from_slice(&body).map_err(|e| ApiError::BadJson(format!("give {{\"name\": FILE NAME, \"workload\": \"chat\" or \"batch\", \"text\": FILE TEXT}}: {e}")))?;
+    let engine = st.lab.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let parsed = crate::workload::sources::parse(&up.name, up.text.as_bytes(), up.workload).map_err(|e| ApiError::field("inputs", e.to_string()))?;
+        engine.store.put(&up.name, up.workload, parsed).map_err(|e| ApiError::Internal(format!("could not keep {}: {e}", up.name)))
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map(Json)
 }
 
 /// Lets viewers see a finished run, or no longer (operator only).

@@ -66,6 +66,7 @@ pub const API_ROUTES: &[(&str, &[&str])] = &[
     ("/api/compare", &["GET"]),
     ("/api/compare/report.html", &["GET"]),
     ("/api/import", &["POST"]),
+    ("/api/inputs", &["POST"]),
     ("/api/{*rest}", &["GET", "POST"]),
 ];
 
@@ -98,6 +99,7 @@ fn handlers(path: &str) -> MethodRouter<Arc<AppState>> {
         "/api/compare" => get(api::compare),
         "/api/compare/report.html" => get(api::compare_report_html),
         "/api/import" => post(api::import),
+        "/api/inputs" => post(api::upload_inputs),
         _ => get(api::no_such_api).post(api::no_such_api),
     }
 }
@@ -107,7 +109,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     // (`/api/import`) may be larger.
     let (body, import) = (state.limits().max_body_bytes, state.limits().max_import_bytes);
     let api = API_ROUTES.iter().fold(Router::new(), |router, (path, _)| {
-        router.route(path, handlers(path).layer(axum::extract::DefaultBodyLimit::max(if *path == "/api/import" { import } else { body })))
+        router.route(path, handlers(path).layer(axum::extract::DefaultBodyLimit::max(if matches!(*path, "/api/import" | "/api/inputs") { import } else { body })))
     });
     // Every route and every file of the dashboard pass the gate first.
     api.fallback(assets::serve)

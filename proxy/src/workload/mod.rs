@@ -1,13 +1,17 @@
-//! The workloads' inputs (embedded from `data/`, so the binary alone suffices) and
-//! the request bodies built from them.
+//! The workloads' inputs — built in (embedded from `data/`, so the binary alone suffices) or the
+//! user's own (`sources`: read from their files; `store`: kept by content hash) — and the request
+//! bodies built from them.
+
+pub mod sources;
+pub mod store;
 
 use bytes::Bytes;
 use caplab_shared::{LengthControl, ServerKind, Workload};
 use serde_json::json;
 
-const DOCS: &str = include_str!("../../data/docs_sample.txt");
-const SUMMARIZE_TEMPLATE: &str = include_str!("../../data/summarize_prompt.txt");
-const CHAT_PROMPTS: &str = include_str!("../../data/chat_prompts.txt");
+const DOCS: &str = include_str!("../../../data/docs_sample.txt");
+const SUMMARIZE_TEMPLATE: &str = include_str!("../../../data/summarize_prompt.txt");
+const CHAT_PROMPTS: &str = include_str!("../../../data/chat_prompts.txt");
 
 /// Splits a `[DOC]`-delimited file into its documents (trimmed, empty ones dropped).
 pub fn parse_documents(text: &str) -> Vec<String> {
@@ -24,16 +28,30 @@ pub fn summarize_prompt(doc: &str) -> String {
     SUMMARIZE_TEMPLATE.replace("{doc}", doc)
 }
 
-/// The built-in inputs of each workload.
-#[derive(Clone, Debug)]
+/// One chat message, as OpenAI's API takes it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn user(content: String) -> Message {
+        Message { role: "user".into(), content }
+    }
+}
+
+/// A workload's inputs: documents for batch, each chat request's messages for chat.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Inputs {
     pub documents: Vec<String>,
-    pub chat_prompts: Vec<String>,
+    pub chats: Vec<Vec<Message>>,
 }
 
 impl Default for Inputs {
+    /// The built-in ones: the notes' five `[DOC]` documents and the chat prompts in `data/`.
     fn default() -> Self {
-        Inputs { documents: parse_documents(DOCS), chat_prompts: parse_prompts(CHAT_PROMPTS) }
+        Inputs { documents: parse_documents(DOCS), chats: parse_prompts(CHAT_PROMPTS).into_iter().map(|p| vec![Message::user(p)]).collect() }
     }
 }
 
@@ -75,11 +93,7 @@ pub fn request_set(inputs: &Inputs, workload: Workload, model: &str, max_tokens:
         },
         Workload::Chat => RequestSet {
             path: "/v1/chat/completions",
-            bodies: inputs
-                .chat_prompts
-                .iter()
-                .map(|p| body(json!({ "messages": [{ "role": "user", "content": p }] }), server.chat_max_tokens_field()))
-                .collect(),
+            bodies: inputs.chats.iter().map(|m| body(json!({ "messages": m }), server.chat_max_tokens_field())).collect(),
         },
     }
 }
@@ -93,8 +107,8 @@ mod tests {
         let inputs = Inputs::default();
         assert_eq!(inputs.documents.len(), 5);
         assert!(inputs.documents[0].starts_with("Large language models for finance"));
-        assert!(inputs.chat_prompts.len() >= 8);
-        assert!(inputs.chat_prompts.iter().all(|p| !p.starts_with('#')));
+        assert!(inputs.chats.len() >= 8);
+        assert!(inputs.chats.iter().all(|m| m.len() == 1 && m[0].role == "user" && !m[0].content.starts_with('#')));
     }
 
     #[test]

@@ -1,0 +1,119 @@
+//! A user's own workload: documents and prompts uploaded over the API (as the page does) or
+//! named on `caplab run`'s command line, run against the simulator, with every bad file
+//! refused naming what is wrong, before anything is sent.
+
+use std::time::Duration;
+
+use caplab_tests::{caplab_bin, client, start_run, temp_dir, wait_for_end, Caplab, FAST_SIM};
+use serde_json::json;
+
+/// The distinct prompt token counts the server reported, from a run's requests.csv.
+fn prompt_tokens(csv_text: &str) -> Vec<u32> {
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let col = rdr.headers().unwrap().iter().position(|h| h == "prompt_tokens").unwrap();
+    let mut seen: Vec<u32> = rdr.records().filter_map(|r| r.ok()?.get(col)?.parse().ok()).collect();
+    seen.sort_unstable();
+    seen.dedup();
+    seen
+}
+
+#[tokio::test]
+async fn uploaded_documents_and_prompts_are_what_the_run_sends() {
+    let dir = temp_dir("inputs");
+    let caplab = Caplab::start_in(dir.clone(), FAST_SIM).await.unwrap();
+    let api = client();
+    let upload = |name: &str, workload: &str, text: String| {
+        let (api, url, name, workload) = (api.clone(), caplab.api("inputs"), name.to_string(), workload.to_string());
+        async move { api.post(url).json(&json!({"name": name, "workload": workload, "text": text})).send().await.unwrap() }
+    };
+
+    // The notes' [DOC] file: a short document and a long one.
+    let long = "The scheduler batches requests. ".repeat(80);
+    let docs = upload("my_docs.txt", "batch", format!("[DOC]\nA short note.\n[DOC]\n{long}\n")).await;
+    assert_eq!(docs.status(), 200);
+    let docs: caplab_shared::InputsRef = docs.json().await.unwrap();
+    assert_eq!((docs.items, docs.format.as_str(), docs.id.len()), (2, "[DOC] documents", 16));
+    let id = start_run(&api, &caplab, json!({"workload": "batch", "target": "sim", "concurrency": [2], "max_new_tokens": [16], "repeat": 2, "inputs": {"id": docs.id}})).await.unwrap();
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.cells[0].requests_ok, 4, "2 documents × repeat 2");
+    let kept = view.info.spec.inputs.clone().expect("the run says which inputs it sent");
+    assert_eq!((kept.name.as_str(), kept.items, kept.id.as_str()), ("my_docs.txt", 2, docs.id.as_str()));
+    let csv_text = api.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let counts = prompt_tokens(&csv_text);
+    assert_eq!(counts.len(), 2, "two documents, two prompt lengths: {counts:?}");
+    assert!(counts[1] > counts[0] + 300, "the long document's prompt is the long one: {counts:?}");
+
+    // Chat from ShareGPT (first human turn) and from JSONL messages.
+    let share = json!([{"conversations": [{"from": "human", "value": "What limits batch size on a GPU?"}, {"from": "gpt", "value": "Memory."}]},
+                       {"conversations": [{"from": "system", "value": "be brief"}, {"from": "human", "value": "Explain the KV cache in one paragraph, please."}]}]);
+    let share: caplab_shared::InputsRef = upload("sharegpt.json", "chat", share.to_string()).await.json().await.unwrap();
+    assert_eq!((share.items, share.format.as_str()), (2, "ShareGPT"));
+    let lines = "{\"messages\": [{\"role\": \"system\", \"content\": \"You are terse.\"}, {\"role\": \"user\", \"content\": \"hi\"}]}\n{\"messages\": [{\"role\": \"user\", \"content\": \"and again\"}]}\n";
+    let jsonl: caplab_shared::InputsRef = upload("chats.jsonl", "chat", lines.to_string()).await.json().await.unwrap();
+    assert_eq!((jsonl.items, jsonl.format.as_str()), (2, "JSONL messages"));
+    for r in [&share, &jsonl] {
+        let id = start_run(&api, &caplab, json!({"workload": "chat", "target": "sim", "concurrency": [2], "max_new_tokens": [8], "requests": 4, "inputs": {"id": r.id}})).await.unwrap();
+        let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!((view.cells[0].requests_ok, view.cells[0].requests_failed), (4, 0), "{}", r.name);
+        assert_eq!(view.info.spec.inputs.as_ref().map(|i| i.format.clone()), Some(r.format.clone()));
+    }
+
+    // Bad files and bad references: refused with what is wrong, nothing started.
+    let refused = |status: reqwest::StatusCode, body: serde_json::Value| (status.as_u16(), body["fields"][0]["message"].as_str().unwrap_or_default().to_string());
+    for (name, workload, text, want) in [
+        ("empty.txt", "batch", "  \n".to_string(), "empty.txt: empty"),
+        ("bad.jsonl", "batch", "{\"text\": \"a\"}\n{oops\n".to_string(), "bad.jsonl: line 2: not JSON"),
+        ("share.json", "chat", json!([{"conversations": [{"from": "gpt", "value": "x"}]}]).to_string(), "share.json: record 1: no human turn"),
+        ("bin.txt", "chat", "a\u{0}b".to_string(), "bin.txt: a binary file"),
+    ] {
+        let r = upload(name, workload, text).await;
+        let (status, message) = refused(r.status(), r.json().await.unwrap());
+        assert_eq!(status, 422, "{name}");
+        assert!(message.starts_with(want), "{name}: {message}");
+    }
+    let before = api.get(caplab.api("runs")).send().await.unwrap().json::<Vec<serde_json::Value>>().await.unwrap().len();
+    for (spec, want) in [
+        (json!({"workload": "chat", "target": "sim", "inputs": {"id": docs.id}}), "my_docs.txt holds batch inputs"),
+        (json!({"workload": "batch", "target": "sim", "inputs": {"id": "0123456789abcdef"}}), "no inputs with id"),
+    ] {
+        let r = api.post(caplab.api("runs")).json(&spec).send().await.unwrap();
+        let (status, message) = refused(r.status(), r.json().await.unwrap());
+        assert_eq!(status, 422);
+        assert!(message.contains(want), "{message}");
+    }
+    let after = api.get(caplab.api("runs")).send().await.unwrap().json::<Vec<serde_json::Value>>().await.unwrap().len();
+    assert_eq!(before, after, "nothing half-started");
+    // A restart keeps the uploads: the same id still runs.
+    caplab.kill().await;
+    let again = Caplab::start_in(dir, FAST_SIM).await.unwrap();
+    let id = start_run(&api, &again, json!({"workload": "chat", "target": "sim", "concurrency": [1], "max_new_tokens": [4], "requests": 2, "inputs": {"id": share.id}})).await.unwrap();
+    assert_eq!(wait_for_end(&api, &again, &id, Duration::from_secs(60)).await.unwrap().cells[0].requests_ok, 2);
+}
+
+#[tokio::test]
+async fn caplab_run_takes_docs_and_prompts_from_the_command_line() {
+    let dir = temp_dir("cli-inputs");
+    std::fs::write(dir.join("docs.txt"), "[DOC]\nFirst document.\n[DOC]\nSecond document.\n[DOC]\nThird document.\n").unwrap();
+    std::fs::write(dir.join("prompts.txt"), "hello\nhow are you\n").unwrap();
+    std::fs::write(dir.join("batch.toml"), "workload = \"batch\"\nconcurrency = [2]\nmax_new_tokens = [8]\nrepeat = 1\n").unwrap();
+    std::fs::write(dir.join("chat.toml"), "workload = \"chat\"\nconcurrency = [1]\nmax_new_tokens = [8]\nrequests = 2\n[inputs]\nfile = \"prompts.txt\"\n").unwrap();
+    let run = |args: Vec<String>| async move {
+        let out = tokio::process::Command::new(caplab_bin()).args(&args).output().await.unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    };
+    let d = |f: &str| dir.join(f).display().to_string();
+    let (ok, text) = run(vec!["run".into(), d("batch.toml"), "--docs".into(), d("docs.txt"), "--out".into(), d("out")]).await;
+    assert!(ok, "{text}");
+    assert!(text.contains("3 requests"), "3 documents × repeat 1: {text}");
+    // The file named in the experiment, relative to it.
+    let (ok, text) = run(vec!["run".into(), d("chat.toml"), "--out".into(), d("out")]).await;
+    assert!(ok, "{text}");
+    // The wrong flag for the workload, and a bad file: refused before anything is sent.
+    let (ok, text) = run(vec!["run".into(), d("chat.toml"), "--docs".into(), d("docs.txt"), "--out".into(), d("out")]).await;
+    assert!(!ok && text.contains("--docs is for batch runs"), "{text}");
+    std::fs::write(dir.join("empty.txt"), "").unwrap();
+    let (ok, text) = run(vec!["run".into(), d("batch.toml"), "--docs".into(), d("empty.txt"), "--out".into(), d("out")]).await;
+    assert!(!ok && text.contains("empty.txt: empty"), "{text}");
+    let runs = std::fs::read_dir(dir.join("out")).unwrap().count();
+    assert_eq!(runs, 2, "only the two good runs left folders");
+}
