@@ -20,6 +20,22 @@ pub fn raise() -> u64 {
     })
 }
 
+/// Descriptors this process has open now (Linux: `/proc/self/fd`), if it can tell.
+pub fn open_now() -> Option<usize> {
+    std::fs::read_dir("/proc/self/fd").ok().map(|d| d.count().saturating_sub(1))
+}
+
+/// Whether an error's words say the process is out of descriptors (EMFILE, or ENFILE for the machine).
+pub fn is_shortage(words: &str) -> bool {
+    words.contains("Too many open files") || words.contains("os error 24") || words.contains("os error 23")
+}
+
+/// caplab's own shortage in numbers, for a message: never the target's fault.
+pub fn shortage() -> String {
+    let open = open_now().map_or_else(|| "?".to_string(), |n| n.to_string());
+    format!("caplab itself ran out of open files ({open} open, its limit is {}): not the target's fault; lower the concurrency, close viewers, or raise ulimit -n before starting caplab", raise())
+}
+
 /// Why `spec` cannot run within `limit` open files, if it cannot: its largest concurrency (or
 /// in-flight cap) needs one connection per request in flight.
 pub fn check(spec: &ExperimentSpec, limit: u64) -> Option<FieldError> {

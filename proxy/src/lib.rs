@@ -15,6 +15,7 @@ pub mod lab;
 pub mod limits;
 pub mod report;
 pub mod runs;
+pub mod secrets;
 pub mod server;
 pub mod sim;
 pub mod spec_input;

@@ -92,7 +92,7 @@ impl Target {
         let basic = (!parsed.username().is_empty()).then(|| {
             let user = urlencoding_decode(parsed.username());
             let pass = parsed.password().map(urlencoding_decode).unwrap_or_default();
-            format!("Basic {}", base64(&format!("{user}:{pass}")))
+            format!("Basic {}", crate::secrets::base64(&format!("{user}:{pass}")))
         });
         let _ = parsed.set_username("");
         let _ = parsed.set_password(None);
@@ -112,24 +112,6 @@ impl Target {
 
 fn urlencoding_decode(s: &str) -> String {
     url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned()).unwrap_or_default()
-}
-
-/// Standard base64 with padding (for Basic auth).
-fn base64(s: &str) -> String {
-    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let bytes = s.as_bytes();
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = (u32::from(chunk[0]) << 16) | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8) | u32::from(*chunk.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ABC[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -157,6 +139,8 @@ mod tests {
         assert!(Targets::new(&["x=ftp://h".into()], "http://127.0.0.1:1", no_env).unwrap_err().contains("http://"));
     }
 
+    use crate::secrets::base64;
+
     #[test]
     fn credentials_leave_the_url_for_a_header() {
         let t = Target::from_url("a", "http://user:p%40ss@10.0.0.2:8000/", None).unwrap();
@@ -168,8 +152,5 @@ mod tests {
         .unwrap();
         assert_eq!(t.default_target().auth.as_ref().unwrap().to_str().unwrap(), "Bearer sk-test");
         assert!(t.default_target().auth.as_ref().unwrap().is_sensitive());
-        assert_eq!(base64("Man"), "TWFu");
-        assert_eq!(base64("Ma"), "TWE=");
-        assert_eq!(base64("M"), "TQ==");
     }
 }

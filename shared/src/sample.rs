@@ -34,10 +34,15 @@ pub enum ErrorClass {
     /// The server ran out of memory (a 5xx or stream error saying "out of memory", as PyTorch's
     /// CUDA allocator words it): the edge of the OOM surface.
     OutOfMemory,
+    /// The target answered with a redirect (3xx). caplab follows none: a redirect could lead
+    /// its load to an address the operator did not allow (the Location is logged for the operator).
+    Redirect,
+    /// The target refused caplab's credentials (401 or 403): a wrong or missing API key.
+    Unauthorized,
 }
 
 impl ErrorClass {
-    pub const ALL: [ErrorClass; 12] = [
+    pub const ALL: [ErrorClass; 14] = [
         ErrorClass::Connect,
         ErrorClass::Timeout,
         ErrorClass::ContextLength,
@@ -50,6 +55,8 @@ impl ErrorClass {
         ErrorClass::RateLimited,
         ErrorClass::Client,
         ErrorClass::OutOfMemory,
+        ErrorClass::Redirect,
+        ErrorClass::Unauthorized,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +73,8 @@ impl ErrorClass {
             ErrorClass::RateLimited => "rate_limited",
             ErrorClass::Client => "client",
             ErrorClass::OutOfMemory => "out_of_memory",
+            ErrorClass::Redirect => "redirect",
+            ErrorClass::Unauthorized => "unauthorized",
         }
     }
 }

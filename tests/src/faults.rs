@@ -219,3 +219,83 @@ async fn generate(State(s): State<Arc<FaultServer>>, headers: axum::http::Header
         .body(Body::from_stream(stream))
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
+
+/// A server that only counts the requests it gets (any method, any path) and answers each with
+/// an OpenAI models list: where a redirect would lead.
+pub async fn counter() -> (String, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = Router::new().fallback(move || {
+        let seen = seen.clone();
+        async move {
+            seen.fetch_add(1, Ordering::SeqCst);
+            Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":"elsewhere"}]}))
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, count)
+}
+
+/// A target that redirects to `to` (the same path there): `POST /v1/completions` with 302,
+/// everything else with 307 (which keeps the method and body). `/v1/models` is answered
+/// directly unless `models_too`, so a run can start. Returns its URL and how many requests it got.
+pub async fn redirector(to: &str, models_too: bool) -> (String, Arc<AtomicUsize>) {
+    let count = Arc::new(AtomicUsize::new(0));
+    let (seen, to) = (count.clone(), to.to_string());
+    let app = Router::new().fallback(move |method: axum::http::Method, uri: axum::http::Uri| {
+        let (seen, to) = (seen.clone(), to.clone());
+        async move {
+            seen.fetch_add(1, Ordering::SeqCst);
+            let path = uri.path();
+            if path == "/v1/models" && !models_too {
+                return Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":"redirecting"}]})).into_response();
+            }
+            let status = if method == axum::http::Method::POST && path == "/v1/completions" { StatusCode::FOUND } else { StatusCode::TEMPORARY_REDIRECT };
+            (status, [(header::LOCATION, format!("{to}{path}"))]).into_response()
+        }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, count)
+}
+
+/// A target that refuses every generation request and `/metrics` with 401, echoing the
+/// `Authorization` it was sent (and its Basic credentials decoded) in the body, as a careless
+/// server does; `/v1/models` and `/version` echo it too. Returns its URL.
+pub async fn echo_auth() -> String {
+    fn echoed(headers: &axum::http::HeaderMap) -> String {
+        let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).unwrap_or("(none)").to_string();
+        let decoded = auth.strip_prefix("Basic ").and_then(|b| decode_base64(b.trim())).unwrap_or_default();
+        format!("invalid credentials: {auth} (decoded: {decoded})")
+    }
+    let app = Router::new()
+        .route(
+            "/v1/models",
+            get(|h: axum::http::HeaderMap| async move { Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":echoed(&h)}]})) }),
+        )
+        .route("/version", get(|h: axum::http::HeaderMap| async move { Json(json!({"version": echoed(&h)})) }))
+        .fallback(|h: axum::http::HeaderMap| async move {
+            let message = echoed(&h);
+            (StatusCode::UNAUTHORIZED, [("x-echo", message.clone())], Json(json!({"error": {"message": message, "code": 401}}))).into_response()
+        });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+fn decode_base64(s: &str) -> Option<String> {
+    const ABC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digits: Vec<u32> = s.trim_end_matches('=').bytes().map(|c| ABC.iter().position(|&a| a == c).map(|p| p as u32)).collect::<Option<_>>()?;
+    let mut out = Vec::new();
+    for chunk in digits.chunks(4) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, d)| n | (d << (18 - 6 * i)));
+        for i in 0..chunk.len().saturating_sub(1) {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    String::from_utf8(out).ok()
+}

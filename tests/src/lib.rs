@@ -39,6 +39,8 @@ pub struct Caplab {
     /// The operator token from the printed URL (None with --no-auth).
     pub token: Option<String>,
     pub data_dir: PathBuf,
+    /// Everything the process wrote on stdout and stderr so far (stderr is also passed on).
+    pub output: std::sync::Arc<std::sync::Mutex<String>>,
     child: Child,
     /// Remove `data_dir` on drop (true when `start` made it).
     owns_dir: bool,
@@ -86,13 +88,40 @@ impl Caplab {
     }
 
     pub async fn start_in(data_dir: PathBuf, extra: &[&str]) -> anyhow::Result<Caplab> {
+        Self::launch(data_dir, extra, &[], None).await
+    }
+
+    /// `start` with environment variables set for the process (e.g. `CAPLAB_API_KEY_<NAME>`).
+    pub async fn start_with_env(extra: &[&str], env: &[(&str, &str)]) -> anyhow::Result<Caplab> {
+        let mut caplab = Self::launch(temp_dir("serve"), extra, env, None).await?;
+        caplab.owns_dir = true;
+        Ok(caplab)
+    }
+
+    /// `start` under an open-file limit (`prlimit --nofile=N:N`): its soft and hard limit.
+    pub async fn start_with_nofile(extra: &[&str], nofile: u64) -> anyhow::Result<Caplab> {
+        let mut caplab = Self::launch(temp_dir("serve"), extra, &[], Some(nofile)).await?;
+        caplab.owns_dir = true;
+        Ok(caplab)
+    }
+
+    async fn launch(data_dir: PathBuf, extra: &[&str], env: &[(&str, &str)], nofile: Option<u64>) -> anyhow::Result<Caplab> {
         let bin = caplab_bin();
         if !bin.exists() {
             bail!("{} is missing: run `cargo build -p caplab` first", bin.display());
         }
         let own_auth = extra.iter().any(|a| *a == "--token" || *a == "--no-auth");
         let own_listen = extra.contains(&"--listen");
-        let mut child = Command::new(&bin)
+        let mut command = match nofile {
+            Some(n) => {
+                let mut c = Command::new("prlimit");
+                c.arg(format!("--nofile={n}:{n}")).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let mut child = command
+            .envs(env.iter().copied())
             .arg("serve")
             .args(if own_listen { vec![] } else { vec!["--listen", "127.0.0.1:0"] })
             .arg("--data-dir")
@@ -100,14 +129,32 @@ impl Caplab {
             .args(if own_auth { vec![] } else { vec!["--token", TEST_TOKEN] })
             .args(extra)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("cannot start {}", bin.display()))?;
+        let output = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().context("no stderr")?;
+        let kept = output.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{line}");
+                let mut out = kept.lock().unwrap_or_else(|p| p.into_inner());
+                out.push_str(&line);
+                out.push('\n');
+            }
+        });
         let stdout = child.stdout.take().context("no stdout")?;
         let mut lines = BufReader::new(stdout).lines();
+        let keep = |line: &str, output: &std::sync::Mutex<String>| {
+            let mut out = output.lock().unwrap_or_else(|p| p.into_inner());
+            out.push_str(line);
+            out.push('\n');
+        };
         let printed = tokio::time::timeout(Duration::from_secs(20), async {
             while let Some(line) = lines.next_line().await? {
+                keep(&line, &output);
                 if let Some(rest) = line.strip_prefix("caplab dashboard: ") {
                     return Ok::<_, anyhow::Error>(rest.trim().to_string());
                 }
@@ -117,12 +164,22 @@ impl Caplab {
         .await
         .context("caplab did not print its URL within 20 s")??;
         // Keep draining stdout so the child never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let kept = output.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep(&line, &kept);
+            }
+        });
         let (url, token) = match printed.split_once("/?token=") {
             Some((url, token)) => (url.to_string(), Some(token.to_string())),
             None => (printed.trim_end_matches('/').to_string(), None),
         };
-        Ok(Caplab { url, token, data_dir, child, owns_dir: false })
+        Ok(Caplab { url, token, data_dir, output, child, owns_dir: false })
+    }
+
+    /// What the process has written on stdout and stderr so far.
+    pub fn output(&self) -> String {
+        self.output.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn api(&self, path: &str) -> String {

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 async fn measure(body: &'static [u8], usage_required: bool) -> RequestSample {
     let url = format!("{}/v1/chat/completions", replay(body).await);
     let (live, cancel, client) = (LiveCounters::default(), CancellationToken::new(), reqwest::Client::new());
-    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(10), live: &live, cancel: &cancel, usage_required, auth: None };
+    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(10), live: &live, cancel: &cancel, usage_required, auth: None, redactor: &caplab::secrets::Redactor::default() };
     execute(&call, bytes::Bytes::from_static(b"{}"), tokio::time::Instant::now()).await
 }
 

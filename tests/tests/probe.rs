@@ -67,7 +67,7 @@ async fn the_first_request_never_reuses_a_probe_connection() {
     assert!(info.models.is_empty(), "its /v1/models failed");
     let (live, cancel) = (LiveCounters::default(), CancellationToken::new());
     let post_url = format!("{url}/v1/completions");
-    let call = Call { client: &client, url: &post_url, timeout: Duration::from_secs(5), live: &live, cancel: &cancel, usage_required: true, auth: None };
+    let call = Call { client: &client, url: &post_url, timeout: Duration::from_secs(5), live: &live, cancel: &cancel, usage_required: true, auth: None, redactor: &caplab::secrets::Redactor::default() };
     let sample = execute(&call, bytes::Bytes::from_static(b"{}"), tokio::time::Instant::now()).await;
     assert_eq!(sample.error, None, "{:?}", sample.error_message);
     let seen = seen.lock().unwrap().clone();

@@ -177,7 +177,7 @@ async fn real_vllm_errors_become_distinct_classes() {
     let cancel = CancellationToken::new();
     let url = format!("{}/v1/completions", vllm_url());
     let client = reqwest::Client::new();
-    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel, usage_required: true, auth: None };
+    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel, usage_required: true, auth: None, redactor: &caplab::secrets::Redactor::default() };
     let send = |body: serde_json::Value| execute(&call, serde_json::to_vec(&body).unwrap().into(), tokio::time::Instant::now());
     let unknown = send(json!({"model": "no-such-model", "prompt": "hi", "max_tokens": 4, "stream": true})).await;
     assert_eq!(unknown.error, Some(ErrorClass::UnknownModel), "{:?}", unknown.error_message);

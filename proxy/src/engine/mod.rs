@@ -45,7 +45,11 @@ impl Default for Engine {
 
 impl Engine {
     pub fn new() -> Self {
+        // No redirects, for the load, the probe and /metrics alike: a target answering 3xx
+        // could otherwise send caplab's requests (bodies and credentials included) to an
+        // address the operator never allowed. A 3xx is the `redirect` error class.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)
             .pool_max_idle_per_host(usize::MAX)
             .pool_idle_timeout(Duration::from_secs(90))
@@ -168,6 +172,7 @@ impl Engine {
             live: live.clone(),
             cancel: run.cancel.clone(),
             usage_required: target.server.sends_usage(),
+            redactor: crate::secrets::Redactor::for_auth(auth.as_ref()),
             auth,
             cell: cell.index,
             warmup: spec.warmup,

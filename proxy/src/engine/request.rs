@@ -10,6 +10,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::sse::{error_message, parse_chunk, SseParser, Usage};
+use crate::fd_limit;
+use crate::secrets::Redactor;
 use crate::target::root_cause;
 
 /// Counters every in-flight request updates; read by the aggregator on its tick.
@@ -23,6 +25,8 @@ pub struct LiveCounters {
     pub breaker: Option<std::sync::Mutex<super::breaker::ErrorBreaker>>,
     /// Why the run stopped itself, once it did (the first reason is kept).
     stop_reason: std::sync::Mutex<Option<String>>,
+    /// A redirect's Location has been logged for the operator (once a run).
+    redirect_logged: std::sync::atomic::AtomicBool,
 }
 
 impl LiveCounters {
@@ -36,7 +40,7 @@ impl LiveCounters {
         if error == Some(ErrorClass::Cancelled) {
             return false;
         }
-        let tripped = breaker.lock().unwrap_or_else(|p| p.into_inner()).record(error.is_some());
+        let tripped = breaker.lock().unwrap_or_else(|p| p.into_inner()).record(error);
         tripped.map(|reason| self.stop_because(reason)).is_some()
     }
 
@@ -47,6 +51,14 @@ impl LiveCounters {
 
     pub fn stop_reason(&self) -> Option<String> {
         self.stop_reason.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Tells the operator (caplab's log, never a file or a view) where the target redirected
+    /// a request to: once a run.
+    fn log_redirect(&self, url: &str, status: u16, location: &str) {
+        if !self.redirect_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!("{url} answered {status} redirecting to {location:?}; caplab follows no redirects: give the final URL with --target");
+        }
     }
 }
 
@@ -65,6 +77,8 @@ pub struct Call<'a> {
     pub usage_required: bool,
     /// `Authorization` for the target (its API key or URL credentials), if it needs one.
     pub auth: Option<&'a reqwest::header::HeaderValue>,
+    /// Takes those credentials out of anything the target sends back.
+    pub redactor: &'a Redactor,
 }
 
 struct InFlight<'a>(&'a AtomicU32);
@@ -89,7 +103,7 @@ pub async fn execute(call: &Call<'_>, body: Bytes, scheduled: Instant) -> Reques
         }
         r = stream(call, body, &mut m) => r,
     };
-    m.finish(outcome, call.live)
+    m.finish(outcome, call.live, call.redactor)
 }
 
 /// Per-request measurement state.
@@ -121,14 +135,15 @@ impl Measure {
         live.output_tokens.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn finish(mut self, outcome: Result<(), (ErrorClass, String)>, live: &LiveCounters) -> RequestSample {
+    fn finish(mut self, outcome: Result<(), (ErrorClass, String)>, live: &LiveCounters, redactor: &Redactor) -> RequestSample {
         let end = Instant::now();
         // The live token estimate counted events; replace them by the server's count.
         let counted = self.usage.map_or(0, |u| i64::from(u.completion_tokens));
         live.output_tokens.fetch_add(counted - i64::from(self.events), Ordering::Relaxed);
         let (error, error_message) = match outcome {
             Ok(()) => (None, None),
-            Err((class, msg)) => (Some(class), Some(msg)),
+            // The target's words may echo the credentials it was sent: never kept.
+            Err((class, msg)) => (Some(class), Some(redactor.redact(&msg))),
         };
         let ttft_ms = self.first.map(|f| ms(f - self.scheduled));
         let e2e_ms = ms(end - self.scheduled);
@@ -177,11 +192,20 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
         .map_err(|e| {
             let cause = root_cause(&e);
             // Out of file descriptors is caplab's own shortage, never the target's fault.
-            let own = cause.contains("Too many open files") || cause.contains("os error 24");
-            (if own { ErrorClass::Client } else { ErrorClass::Connect }, cause)
+            if fd_limit::is_shortage(&cause) {
+                (ErrorClass::Client, format!("{}: {cause}", fd_limit::shortage()))
+            } else {
+                (ErrorClass::Connect, cause)
+            }
         })?;
     let status = resp.status();
     m.status = Some(status.as_u16());
+    if status.is_redirection() {
+        // Where it points is the operator's to see (the log), not a file's a viewer downloads.
+        let location = resp.headers().get(reqwest::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        call.live.log_redirect(call.url, status.as_u16(), &call.redactor.redact(&location));
+        return Err((ErrorClass::Redirect, redirect_message(status.as_u16())));
+    }
     if !status.is_success() {
         let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
         let (class, mut message) = classify_status(status.as_u16(), &read_error_body(resp).await);
@@ -300,11 +324,18 @@ pub fn says_out_of_memory(lower: &str) -> bool {
     lower.contains("out of memory") || lower.contains("outofmemory") || lower.split(|c: char| !c.is_ascii_alphanumeric()).any(|w| w == "oom")
 }
 
+/// What a request that was redirected records (its Location goes to the log only).
+pub fn redirect_message(status: u16) -> String {
+    format!("HTTP {status}: the target redirected this request and caplab follows no redirects (they could take the load to an address the operator did not allow); where it pointed is in caplab's log: give the final URL with --target")
+}
+
 /// Maps an error status and the server's message to a class.
 pub fn classify_status(status: u16, message: &str) -> (ErrorClass, String) {
     let lower = message.to_ascii_lowercase();
     let class = match status {
         429 => ErrorClass::RateLimited,
+        300..=399 => ErrorClass::Redirect,
+        401 | 403 => ErrorClass::Unauthorized,
         404 if lower.contains("model") => ErrorClass::UnknownModel,
         // A server pinned to one model refuses any other name, often with 400
         // (`transformers serve`: "Server is pinned to 'PATH'; requested 'other'.").
@@ -359,6 +390,8 @@ mod tests {
         assert_eq!(c(500, "room for improvement"), ErrorClass::Server, "a word containing 'oom' is not an OOM");
         assert_eq!(classify_status(503, "").1, "HTTP 503: (empty body)");
         assert_eq!(c(429, "Too Many Requests"), ErrorClass::RateLimited, "not a bad request");
+        assert_eq!((c(401, "invalid credentials"), c(403, "Forbidden")), (ErrorClass::Unauthorized, ErrorClass::Unauthorized));
+        assert_eq!(c(307, ""), ErrorClass::Redirect);
         let page = "<!DOCTYPE html>\n<html><head><title>example.com | 524: A timeout occurred</title></head><body>…</body></html>";
         assert_eq!(html_title(page).as_deref(), Some("example.com | 524: A timeout occurred"));
         assert_eq!(html_title("{\"error\":1}"), None);

@@ -25,6 +25,8 @@ pub struct CellCtx {
     pub cancel: CancellationToken,
     pub usage_required: bool,
     pub auth: Option<reqwest::header::HeaderValue>,
+    /// Takes `auth`'s secrets out of what the target sends back.
+    pub redactor: crate::secrets::Redactor,
     pub cell: u32,
     pub warmup: u32,
     /// Requests in the cell, warm-ups included.
@@ -34,7 +36,7 @@ pub struct CellCtx {
 
 impl CellCtx {
     async fn one(&self, i: u32, scheduled: Instant) -> RequestSample {
-        let call = Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required, auth: self.auth.as_ref() };
+        let call = Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required, auth: self.auth.as_ref(), redactor: &self.redactor };
         let mut s = execute(&call, self.set.body(i), scheduled).await;
         if self.live.record_outcome(s.error) {
             self.cancel.cancel();

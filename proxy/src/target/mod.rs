@@ -9,6 +9,8 @@ use caplab_shared::TargetInfo;
 use reqwest::header::HeaderValue;
 use futures_util::StreamExt;
 
+use crate::secrets::Redactor;
+
 pub use recognise::{recognise, Answer, Signals};
 
 /// The `owned_by` the built-in simulator reports, so any caplab can tell it is simulated.
@@ -23,6 +25,11 @@ const PROBE_BODY_LIMIT: usize = 512 * 1024;
 pub enum ProbeError {
     #[error("cannot reach {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    /// Shown to the operator only (admission and `GET /api/target` are theirs).
+    #[error("{url}/v1/models answered {status} redirecting to {location:?}: caplab follows no redirects (they could take its load to an address the operator did not allow); give the final URL with --target")]
+    Redirected { url: String, status: u16, location: String },
+    #[error("{0}")]
+    OwnShortage(String),
 }
 
 /// Asks the target's `/v1/models`, `/health`, `/metrics`, `/version`, `/info`, `/api/version`
@@ -31,11 +38,16 @@ pub enum ProbeError {
 /// `transformers serve` with a local model) just leaves the model list empty.
 pub async fn probe(client: &reqwest::Client, url: &str, auth: Option<&HeaderValue>) -> Result<TargetInfo, ProbeError> {
     let base = url.trim_end_matches('/').trim_end_matches("/v1").to_string();
-    let ask = |path: &'static str| fetch(client, format!("{base}{path}"), auth);
+    let redactor = Redactor::for_auth(auth);
+    let ask = |path: &'static str| fetch(client, format!("{base}{path}"), auth, &redactor);
     let (models, health, metrics, version, info, api_version, props) =
         tokio::join!(ask("/v1/models"), ask("/health"), ask("/metrics"), ask("/version"), ask("/info"), ask("/api/version"), ask("/props"));
     let models = match models {
+        Ok(a) if (300..400).contains(&a.status) => {
+            return Err(ProbeError::Redirected { url: base, status: a.status, location: a.body });
+        }
         Ok(a) => a,
+        Err(e) if crate::fd_limit::is_shortage(&e) => return Err(ProbeError::OwnShortage(format!("{}: {e}", crate::fd_limit::shortage()))),
         Err(e) => {
             let others = [&health, &metrics, &version, &info, &api_version, &props];
             match others.into_iter().find_map(|r| r.as_ref().ok()) {
@@ -57,11 +69,13 @@ pub async fn probe(client: &reqwest::Client, url: &str, auth: Option<&HeaderValu
     Ok(recognise(&signals))
 }
 
-/// One GET: its status, `server` header and (bounded) body; Err only when no answer came.
+/// One GET: its status, `server` header and (bounded) body, each with the credentials' secrets
+/// taken out (a target may echo them); for a redirect (which is not followed) the body holds
+/// its Location. Err only when no answer came.
 /// `Connection: close`, so no probe connection is left in the pool for the run: a server may
 /// close it after an error (transformers serve does after its 500 on `/v1/models`), and the
 /// run's first request would then be sent into a reset connection.
-async fn fetch(client: &reqwest::Client, url: String, auth: Option<&HeaderValue>) -> Result<Answer, String> {
+async fn fetch(client: &reqwest::Client, url: String, auth: Option<&HeaderValue>, redactor: &Redactor) -> Result<Answer, String> {
     let mut req = client.get(&url);
     if let Some(a) = auth {
         req = req.header(reqwest::header::AUTHORIZATION, a.clone());
@@ -71,9 +85,13 @@ async fn fetch(client: &reqwest::Client, url: String, auth: Option<&HeaderValue>
         .timeout(PROBE_TIMEOUT)
         .send()
         .await
-        .map_err(|e| root_cause(&e))?;
+        .map_err(|e| redactor.redact(&root_cause(&e)))?;
     let status = resp.status().as_u16();
-    let server = resp.headers().get(reqwest::header::SERVER).and_then(|v| v.to_str().ok()).map(String::from);
+    let server = resp.headers().get(reqwest::header::SERVER).and_then(|v| v.to_str().ok()).map(|s| redactor.redact(s));
+    if resp.status().is_redirection() {
+        let location = resp.headers().get(reqwest::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        return Ok(Answer { status, server, body: redactor.redact(&location) });
+    }
     let mut body = Vec::new();
     let mut stream = resp.bytes_stream();
     while let Some(Ok(piece)) = stream.next().await {
@@ -82,7 +100,7 @@ async fn fetch(client: &reqwest::Client, url: String, auth: Option<&HeaderValue>
             break;
         }
     }
-    Ok(Answer { status, server, body: String::from_utf8_lossy(&body).into_owned() })
+    Ok(Answer { status, server, body: redactor.redact(&String::from_utf8_lossy(&body)) })
 }
 
 /// The innermost error message, which says what actually went wrong (e.g. "Connection refused").

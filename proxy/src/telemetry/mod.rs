@@ -236,6 +236,9 @@ impl Scraper {
         }
         let mut resp = req.send().await.map_err(|e| format!("GET {} failed: {e}", self.url))?;
         let status = resp.status();
+        if status.is_redirection() {
+            return Err(format!("GET {} answered {status}, a redirect, and caplab follows none: there is no server-side panel", self.url));
+        }
         if !status.is_success() {
             return Err(format!("GET {} answered {status}: this server publishes no Prometheus metrics, so there is no server-side panel", self.url));
         }
