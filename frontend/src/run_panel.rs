@@ -92,7 +92,10 @@ fn RunHeader() -> impl IntoView {
         with_view(ctx, |v| {
             let s = &v.info.spec;
             let t = &v.info.target;
-            format!("{} · {} · {} · {} · target {} ({})", s.workload.as_str(), s.mode.as_str(), s.model, s.gpu, t.url, t.server.label())
+            // A simulated GPU's label names its model already: said once.
+            let model = if s.gpu.contains(&s.model) { String::new() } else { format!(" · {}", s.model) };
+            let target = if t.url.is_empty() { String::new() } else { format!(" · target {} ({})", t.url, t.server.label()) };
+            format!("{} · {}{model} · {}{target}", s.workload.as_str(), s.mode.as_str(), s.gpu)
         })
         .unwrap_or_default()
     };
@@ -266,6 +269,7 @@ fn ResultsTable() -> impl IntoView {
                 <thead><tr>
                     <th title="closed loop: concurrency × max_new_tokens; open loop: offered rate × max_new_tokens">"cell"</th>
                     <th title="measured requests that succeeded / failed (requests cut short by a stop are not counted)">"ok / failed"</th>
+                    <th title="the most requests in flight at once, as measured: a cell with fewer requests than workers never reaches its concurrency">"peak in flight"</th>
                     <th title="completion tokens (from the server's usage) / measurement window">"output tok/s"</th>
                     <th title="successful requests / measurement window">"req/s"</th>
                     <th title="time to first token, p50 / p95, from the scheduled send time">"TTFT p50 / p95 (ms)"</th>
@@ -278,7 +282,7 @@ fn ResultsTable() -> impl IntoView {
                 <tbody>
                     {move || rows().into_iter().map(|(label, state, r)| match r {
                         Some(r) => result_row(label, &r).into_any(),
-                        None => view! { <tr class="pending"><td>{label}</td><td colspan="9">{state}</td></tr> }.into_any(),
+                        None => view! { <tr class="pending"><td>{label}</td><td colspan="10">{state}</td></tr> }.into_any(),
                     }).collect_view()}
                 </tbody>
             </table>
@@ -306,6 +310,7 @@ fn result_row(label: String, r: &CellResult) -> impl IntoView {
         <tr class="done">
             <td>{label} {r.partial.then(|| view! { <span class="partial" title="the run was stopped during this cell">" partial"</span> })}</td>
             <td>{format!("{} / {}", r.requests_ok, r.requests_failed)}</td>
+            <td class="num" class:under=r.rate.is_none() && r.peak_concurrency < r.concurrency title=if r.rate.is_none() && r.peak_concurrency < r.concurrency { format!("c{} reached only {} in flight", r.concurrency, r.peak_concurrency) } else { String::new() }>{r.peak_concurrency}</td>
             <td class="num">{format!("{:.1}", r.output_tok_s)}</td>
             <td class="num">{format!("{:.2}", r.requests_per_s)}</td>
             <td class="num">{pair(r.ttft.p50, r.ttft.p95)}</td>

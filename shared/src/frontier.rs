@@ -45,7 +45,7 @@ pub fn svg_series(series: &[Series], title: &str) -> String {
     let y = Scale::new((0.0, y_top), (H - BOTTOM, TOP));
     let mut out = String::new();
     let _ = write!(out, r#"<svg xmlns="http://www.w3.org/2000/svg" class="frontier" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="12">"#);
-    let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, xml_escape(title));
+    out.push_str(&crate::plot::title_text(10.0, 20.0, title, W - 20.0));
     for v in ticks(y_top, 5) {
         let py = y.map(v);
         let _ = write!(out, r##"<line x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#e5e7eb"/><text x="{}" y="{:.1}" text-anchor="end" fill="#555">{}</text>"##, W - right, LEFT - 6.0, py + 4.0, short_label(v));

@@ -226,7 +226,9 @@ impl RunView {
     pub fn chart_title(&self) -> String {
         let info = &self.info;
         let simulated = if info.target.simulated { " — SIMULATED" } else { "" };
-        format!("{} · {} · {} · run {}{simulated}", info.spec.workload.as_str(), info.spec.gpu, info.spec.model, info.id)
+        // A simulated GPU's label names its model already: said once.
+        let model = if info.spec.gpu.contains(&info.spec.model) { String::new() } else { format!(" · {}", info.spec.model) };
+        format!("{} · {}{model} · run {}{simulated}", info.spec.workload.as_str(), info.spec.gpu, info.id)
     }
 
     /// While the run goes on: for how long (s) no request has ended, when that is at least

@@ -120,6 +120,17 @@ pub fn cell_starts(ticks: impl IntoIterator<Item = (f64, u32)>) -> Vec<(f64, u32
     out
 }
 
+/// A chart's bold title at (x, y), never wider than `max_width`: a long one is set smaller, and
+/// squeezed to fit past that (so an SVG never clips its own title).
+pub fn title_text(x: f64, y: f64, title: &str, max_width: f64) -> String {
+    // Bold sans-serif at 14 px averages about 8 px a character.
+    let chars = title.chars().count() as f64;
+    let size = (14.0 * max_width / (chars * 8.0)).clamp(10.0, 14.0);
+    let width = chars * 8.0 * size / 14.0;
+    let fit = if width > max_width { format!(r#" textLength="{max_width:.0}" lengthAdjust="spacingAndGlyphs""#) } else { String::new() };
+    format!(r#"<text class="chart-title" x="{x}" y="{y}" font-size="{size:.1}" font-weight="bold"{fit}>{}</text>"#, xml_escape(title))
+}
+
 /// WCAG 2 contrast ratio of two `#rrggbb` colours (1 to 21); None for another syntax.
 pub fn contrast_ratio(a: &str, b: &str) -> Option<f64> {
     fn luminance(hex: &str) -> Option<f64> {
@@ -146,6 +157,17 @@ mod tests {
         assert_eq!(value_at(&pts, 9.0), Some((2.0, 3.0)));
         assert_eq!(cell_starts([(0.0, 0), (0.25, 0), (0.5, 1), (0.75, 1), (1.0, 3)]), [(0.5, 1), (1.0, 3)]);
         assert!(cell_starts([(0.0, 2)]).is_empty());
+    }
+
+    #[test]
+    fn a_long_title_is_set_smaller_then_squeezed_never_clipped() {
+        let short = title_text(10.0, 20.0, "chat · A100", 600.0);
+        assert!(short.contains(r#"font-size="14.0""#) && !short.contains("textLength"), "{short}");
+        let long = title_text(10.0, 20.0, &"x".repeat(70), 500.0);
+        assert!(long.contains(r#"font-size="12.5""#) && !long.contains("textLength"), "{long}");
+        let very = title_text(10.0, 20.0, &"x".repeat(200), 500.0);
+        assert!(very.contains(r#"font-size="10.0""#) && very.contains(r#"textLength="500""#), "{very}");
+        assert!(title_text(0.0, 0.0, "<b>", 100.0).contains("&lt;b&gt;"));
     }
 
     #[test]

@@ -271,7 +271,7 @@ pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> Stri
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" class="surface" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
     );
-    let _ = write!(out, r#"<text x="10" y="20" font-size="14" font-weight="bold">{}</text>"#, xml_escape(title));
+    out.push_str(&crate::plot::title_text(10.0, 20.0, title, width - 20.0));
     let x_axis = if g.rate_mode { "offered rate (requests/s) →" } else { "concurrency →" };
     let _ = write!(out, r##"<text x="{left}" y="40" fill="#555">{x_axis}   ↓ max_new_tokens</text>"##);
     for (i, x) in g.xs.iter().enumerate() {

@@ -67,6 +67,11 @@ async fn the_page_tells_the_truth_to_an_operator_and_a_client() {
     // The answer sits first, above the charts.
     let order = c.execute("const s = document.getElementById('summary'), ch = document.querySelector('.charts'); return !!s && !!ch && (s.compareDocumentPosition(ch) & Node.DOCUMENT_POSITION_FOLLOWING) > 0;", vec![]).await.unwrap();
     assert_eq!(order.as_bool(), Some(true), "the summary comes before the charts");
+    // The lab view after a run, for the README.
+    if let Ok(dir) = std::env::var("CAPLAB_SCREENSHOTS") {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::fs::write(std::path::Path::new(&dir).join("dashboard.png"), c.screenshot().await.unwrap()).unwrap();
+    }
 
     // The form follows the chosen target: another simulated GPU, its own GPU and model.
     set_input(c, "f-gpu", "NVIDIA RTX 2000 Ada 16GB").await;
