@@ -116,12 +116,22 @@ pub struct ServeArgs {
     data_dir: PathBuf,
     #[command(flatten)]
     auth: AuthArgs,
-    /// Seconds a client may take to send its request headers before its connection is closed
+    /// Seconds a client may take to send its first byte, and then its request headers, before
+    /// its connection is closed
     #[arg(long, default_value_t = 10.0)]
     header_read_timeout_s: f64,
-    /// Most connections to the dashboard open at once; more wait to be accepted
-    #[arg(long, default_value_t = 1024)]
-    max_connections: usize,
+    /// Most connections to the dashboard open at once, WebSockets included; at the cap the
+    /// oldest idle one is closed, and when none is idle more wait to be accepted. Default: a
+    /// quarter of the open-file limit (less 64), at most 1,024; never more than half of it
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// Most live views (WebSockets) open at once (default: half of --max-connections)
+    #[arg(long)]
+    max_websockets: Option<usize>,
+    /// Most connections from one client address (default: a quarter of --max-connections, at
+    /// least 8; behind a proxy every client has the proxy's address)
+    #[arg(long)]
+    max_connections_per_client: Option<usize>,
     #[command(flatten)]
     limits: LimitArgs,
     /// Seconds between pings of each viewer's WebSocket (well inside proxies' 100 s idle
@@ -391,11 +401,29 @@ fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let ServeArgs { target, listen, data_dir, auth, header_read_timeout_s, max_connections, limits, ws_ping_s, sim, sim_profile } = args;
+    let ServeArgs {
+        target,
+        listen,
+        data_dir,
+        auth,
+        header_read_timeout_s,
+        max_connections,
+        max_websockets,
+        max_connections_per_client,
+        limits,
+        ws_ping_s,
+        sim,
+        sim_profile,
+    } = args;
     let run_limits = limits.limits()?;
+    // The open-file limit is shared out once: caplab itself, the dashboard, the load.
+    let nofile = crate::fd_limit::raise();
+    let dashboard = crate::fd_limit::dashboard(nofile, max_connections, max_websockets, max_connections_per_client);
+    crate::fd_limit::keep_reserved(crate::fd_limit::INTERNAL + dashboard.max_connections as u64);
     let limits = ConnLimits {
         header_read_timeout: std::time::Duration::from_secs_f64(header_read_timeout_s.clamp(0.1, 3600.0)),
-        max_connections: max_connections.max(1),
+        max_connections: dashboard.max_connections,
+        max_per_client: dashboard.max_per_client,
     };
     if !(0.1..=90.0).contains(&ws_ping_s) {
         anyhow::bail!("--ws-ping-s {ws_ping_s}: give 0.1 to 90 seconds (proxies close a socket idle for 100 s)");
@@ -422,6 +450,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let viewer_link = if access.open() { None } else { Some(links(Some(&access.viewer_token()))) };
     let mut state = AppState::new(Lab::new(registry, Engine::with_inputs_in(data_dir.join("inputs")), targets.clone(), Some(run_limits)), access);
     state.ws_ping = std::time::Duration::from_secs_f64(ws_ping_s);
+    state.ws_slots = Arc::new(tokio::sync::Semaphore::new(dashboard.max_websockets));
     let state = Arc::new(state);
     println!("caplab dashboard: http://{}/{operator_link}", shown(addr));
     if let Some(v) = &viewer_link {
@@ -445,6 +474,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         println!("target {}{default}: {}{key}{what}", t.name, t.url);
     }
     println!("runs are saved under {}", data_dir.display());
+    for lowered in &dashboard.lowered {
+        println!("caplab: {lowered}");
+    }
+    println!(
+        "connections: at most {} open ({} live views, {} per client address); runs may use {} open files (limit {nofile})",
+        dashboard.max_connections,
+        dashboard.max_websockets,
+        dashboard.max_per_client,
+        nofile.saturating_sub(crate::fd_limit::reserved())
+    );
     if !crate::server::assets::dashboard_built() {
         println!("note: this build has no dashboard; run scripts/build-frontend.sh and rebuild");
     }

@@ -67,11 +67,13 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
         spec.model = m;
     }
     // The person at the terminal is the operator: any URL may be loaded from here.
-    if spec.target.is_empty() {
+    let in_process = spec.target.is_empty();
+    if in_process {
         spec.target = crate::cli::spawn_sim(Default::default()).await?;
     }
     let key = std::env::var("CAPLAB_API_KEY").ok();
-    let target = Target::from_url("cli", &spec.target, key.as_deref()).map_err(|e| anyhow::anyhow!("target: {e}"))?;
+    let mut target = Target::from_url("cli", &spec.target, key.as_deref()).map_err(|e| anyhow::anyhow!("target: {e}"))?;
+    target.in_process = in_process;
     spec.target = target.url.clone();
     // Saves into `out` without reading the runs already there; no limits but the machine's.
     let targets = Targets::new(&[], &target.url, |_| None).map_err(anyhow::Error::msg)?;

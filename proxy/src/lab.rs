@@ -67,7 +67,7 @@ impl Lab {
     pub async fn admit(&self, mut spec: ExperimentSpec, target: &Target) -> Result<Arc<Run>, Refusal> {
         let mut errors = spec.validate();
         errors.extend(self.resolve_inputs(&mut spec));
-        errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise()));
+        errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise(), crate::fd_limit::reserved(), target.in_process));
         errors.extend(caplab_shared::search::probe_error(&spec, self.engine.inputs_for(&spec).documents.len()));
         if let Some(limits) = &self.limits {
             // An open loop without a cap is held to this caplab's limit on requests in flight.

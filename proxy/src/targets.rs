@@ -21,6 +21,8 @@ pub struct Target {
     pub url: String,
     /// `Authorization` to send with every request to it (never shown or saved).
     pub auth: Option<HeaderValue>,
+    /// A simulator inside this caplab: each request to it holds two of caplab's descriptors.
+    pub in_process: bool,
 }
 
 /// All allowed targets; the first is the default.
@@ -48,7 +50,7 @@ impl Targets {
             let key = env(&format!("CAPLAB_API_KEY_{}", name.to_ascii_uppercase().replace('-', "_")));
             list.push(Target::from_url(&name, url, key.as_deref()).map_err(|e| format!("--target {arg}: {e}"))?);
         }
-        list.push(Target { name: SIM.into(), url: sim_url.trim_end_matches('/').to_string(), auth: None });
+        list.push(Target { name: SIM.into(), url: sim_url.trim_end_matches('/').to_string(), auth: None, in_process: true });
         Ok(Targets { list })
     }
 
@@ -62,7 +64,7 @@ impl Targets {
 
     /// Adds a simulated GPU and model (`--sim-profile`), after the built-in `sim`.
     pub fn add_simulated(&mut self, name: String, url: &str) {
-        self.list.push(Target { name, url: url.trim_end_matches('/').to_string(), auth: None });
+        self.list.push(Target { name, url: url.trim_end_matches('/').to_string(), auth: None, in_process: true });
     }
 
     /// The target an experiment names (empty: the default), or why it cannot be used.
@@ -106,7 +108,7 @@ impl Target {
         }));
         let auth = auth.transpose().map_err(|_| "the credentials hold characters a header cannot carry".to_string())?;
         let clean = parsed.as_str().trim_end_matches('/').trim_end_matches("/v1").to_string();
-        Ok(Target { name: name.to_string(), url: clean, auth })
+        Ok(Target { name: name.to_string(), url: clean, auth, in_process: false })
     }
 }
 

@@ -24,11 +24,14 @@ pub struct AppState {
     /// How often viewers' WebSockets are pinged; one that answers nothing for two pings and
     /// 10 s more is closed.
     pub ws_ping: std::time::Duration,
+    /// Places for open WebSockets (`--max-websockets`); a socket also keeps the place of the
+    /// connection it was upgraded from among `--max-connections`.
+    pub ws_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
     pub fn new(lab: Lab, access: auth::Access) -> Self {
-        AppState { lab, access, ws_ping: std::time::Duration::from_secs(20) }
+        AppState { lab, access, ws_ping: std::time::Duration::from_secs(20), ws_slots: Arc::new(tokio::sync::Semaphore::new(512)) }
     }
 
     /// The operator's limits on runs started over HTTP (a served lab always has them).

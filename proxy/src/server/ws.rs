@@ -1,6 +1,10 @@
 //! A run's WebSocket: the current view first, then every increment; a viewer that
 //! falls behind is sent a fresh snapshot instead of being dropped. Pings keep
 //! proxies (RunPod's Cloudflare) from closing an idle socket.
+//!
+//! Bounded: at most `--max-websockets` open (503 beyond), each keeping its connection's place
+//! among `--max-connections`; small read and write buffers (what a socket holds is about one
+//! message); a viewer that takes no message for as long as the ping silence limit is closed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,15 +22,42 @@ use crate::runs::Run;
 /// How long a shutdown waits for a run's final status before closing its viewers anyway.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-pub async fn watch(ws: WebSocketUpgrade, State(st): State<Arc<AppState>>, Extension(role): Extension<Role>, Path(id): Path<String>) -> Result<Response, ApiError> {
+/// What a socket reads at a time: a viewer sends only pongs and closes.
+const READ_BUFFER: usize = 4 * 1024;
+/// Largest message a viewer may send (a pong or a close frame is a few bytes).
+const MAX_INCOMING: usize = 64 * 1024;
+/// Most bytes queued for one viewer: larger than any snapshot (ticks are thinned past 2,400, a
+/// grid has at most --max-cells), so a message is never refused for its size; a viewer that
+/// does not read is closed by the send limit long before its buffer fills.
+const MAX_QUEUED: usize = 16 * 1024 * 1024;
+
+pub async fn watch(
+    ws: WebSocketUpgrade,
+    State(st): State<Arc<AppState>>,
+    Extension(role): Extension<Role>,
+    conn: Option<Extension<super::listen::ConnHandle>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let run = st.lab.find(&id).map_err(ApiError::NotFound)?;
+    let Ok(place) = st.ws_slots.clone().try_acquire_owned() else {
+        return Err(ApiError::Unavailable(
+            "this caplab has as many live views open as it allows (--max-websockets): close a tab, or ask the operator to raise it".into(),
+        ));
+    };
+    let ws = ws.read_buffer_size(READ_BUFFER).write_buffer_size(0).max_write_buffer_size(MAX_QUEUED).max_message_size(MAX_INCOMING).max_frame_size(MAX_INCOMING);
     let shutdown = st.lab.shutdown.clone();
     // A viewer's socket ends when the viewer link is rotated; the operator's never does.
     let rotated = (role == Role::Viewer).then(|| st.access.rotations());
     // Tracked with the runs, so a shutdown waits for every viewer to get its last messages.
     let (tasks, ping_every) = (st.lab.tasks.clone(), st.ws_ping);
     let viewer = Viewer { role, rotated };
-    Ok(ws.on_upgrade(move |socket| tasks.track_future(stream_run(socket, run, shutdown, ping_every, viewer))))
+    Ok(ws.on_upgrade(move |socket| {
+        tasks.track_future(async move {
+            // Held while the socket is open: its place among the WebSockets and the connections.
+            let _held = (place, conn);
+            stream_run(socket, run, shutdown, ping_every, viewer).await;
+        })
+    }))
 }
 
 /// Who is on the other end of a socket.
@@ -61,31 +92,34 @@ impl Viewer {
     }
 }
 
-async fn send(socket: &mut WebSocket, msg: &ServerMsg) -> bool {
+/// Sends one message; false when the socket is gone or took nothing for `limit` (a viewer that
+/// does not read would otherwise hold its task, and its buffers, for ever).
+async fn send_within(socket: &mut WebSocket, msg: &ServerMsg, limit: Duration) -> bool {
     match serde_json::to_string(msg) {
-        Ok(text) => socket.send(Message::Text(text.into())).await.is_ok(),
+        Ok(text) => matches!(tokio::time::timeout(limit, socket.send(Message::Text(text.into()))).await, Ok(Ok(()))),
         Err(_) => false,
     }
 }
 
 async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::sync::CancellationToken, ping_every: Duration, mut viewer: Viewer) {
+    // A viewer that answers nothing (not even a pong), or takes no message, for this long is
+    // gone: its socket is closed.
+    let silence_limit = ping_every * 2 + Duration::from_secs(10);
     let (view, mut rx) = run.subscribe();
-    if !send(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) })).await {
+    if !send_within(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) }), silence_limit).await {
         return;
     }
     let mut ping = tokio::time::interval(ping_every);
     ping.tick().await;
-    // A viewer that answers nothing (not even a pong) for this long is gone: its socket is closed.
-    let silence_limit = ping_every * 2 + Duration::from_secs(10);
     let mut last_heard = tokio::time::Instant::now();
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Ok(m) => if !send(&mut socket, &viewer.shown(m)).await { break },
+                Ok(m) => if !send_within(&mut socket, &viewer.shown(m), silence_limit).await { break },
                 Err(RecvError::Lagged(_)) => {
                     let (view, fresh) = run.subscribe();
                     rx = fresh;
-                    if !send(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) })).await { break }
+                    if !send_within(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) }), silence_limit).await { break }
                 }
                 Err(RecvError::Closed) => break,
             },
@@ -95,16 +129,16 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
             },
             _ = viewer.rotation() => {
                 let frame = CloseFrame { code: close_code::POLICY, reason: "the viewer link was rotated: ask for the new one".into() };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
                 break;
             }
             _ = ping.tick() => {
                 if last_heard.elapsed() > silence_limit {
                     let frame = CloseFrame { code: close_code::POLICY, reason: "no answer to pings".into() };
-                    let _ = socket.send(Message::Close(Some(frame))).await;
+                    let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
                     break;
                 }
-                if socket.send(Message::Ping(Default::default())).await.is_err() { break }
+                if !matches!(tokio::time::timeout(silence_limit, socket.send(Message::Ping(Default::default()))).await, Ok(Ok(()))) { break }
             }
             // Shutting down: forward the run's last messages up to its final status (its cells
             // and `stopped`), then say goodbye with a close frame so the page knows why.
@@ -126,11 +160,11 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
                     };
                     let Ok(m) = next else { break };
                     let ended = matches!(&m, ServerMsg::Status { status, .. } if status.is_terminal());
-                    if !send(&mut socket, &m).await { return }
+                    if !send_within(&mut socket, &m, silence_limit).await { return }
                     if ended { break }
                 }
                 let frame = CloseFrame { code: close_code::AWAY, reason: "caplab is shutting down".into() };
-                let _ = socket.send(Message::Close(Some(frame))).await;
+                let _ = tokio::time::timeout(Duration::from_secs(1), socket.send(Message::Close(Some(frame)))).await;
                 break;
             }
         }
