@@ -251,6 +251,9 @@ pub mod limits {
     pub const MAX_WARMUP: u32 = 10_000;
     pub const MAX_REPEAT: u32 = 10_000;
     pub const MAX_RATE: f64 = 100_000.0;
+    /// One request a minute: below it a cell's few requests would hold the target for hours
+    /// (1e-7 requests/s once held it for a day) and measure nothing but idle gaps.
+    pub const MIN_RATE: f64 = 1.0 / 60.0;
     pub const MAX_CELLS: usize = 256;
     pub const MAX_TIMEOUT_S: f64 = 24.0 * 3600.0;
     pub const MAX_LABEL: usize = 200;
@@ -292,9 +295,9 @@ impl ExperimentSpec {
             LoadMode::Rate => {
                 check(!self.rate.is_empty(), "rate", "give at least one rate (requests/s)".into());
                 check(
-                    self.rate.iter().all(|&r| r.is_finite() && r > 0.0 && r <= MAX_RATE),
+                    self.rate.iter().all(|&r| r.is_finite() && (MIN_RATE..=MAX_RATE).contains(&r)),
                     "rate",
-                    format!("each rate must be above 0 and at most {MAX_RATE} requests/s"),
+                    format!("each rate must be at least one request a minute ({MIN_RATE:.4} requests/s: slower, a cell would hold the target for hours) and at most {MAX_RATE} requests/s"),
                 );
                 check(
                     self.burstiness.is_finite() && self.burstiness > 0.0 && self.burstiness <= 100.0,
@@ -496,6 +499,15 @@ mod tests {
         assert!(s.validate().is_empty());
         assert_eq!(s.cells()[1].rate, Some(3.0));
         assert_eq!(s.cells()[1].label(), "3 req/s × 256");
+    }
+
+    #[test]
+    fn a_rate_below_one_request_a_minute_is_refused_with_the_reason() {
+        let slow = ExperimentSpec { mode: LoadMode::Rate, rate: vec![1e-7], ..Default::default() };
+        let e = &slow.validate()[0];
+        assert_eq!(e.field, "rate");
+        assert!(e.message.contains("at least one request a minute") && e.message.contains("hold the target for hours"), "{}", e.message);
+        assert!(ExperimentSpec { mode: LoadMode::Rate, rate: vec![1.0 / 60.0, 0.5], ..Default::default() }.validate().is_empty());
     }
 
     #[test]
