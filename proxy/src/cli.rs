@@ -105,9 +105,18 @@ pub struct ServeArgs {
     /// A server caplab may load, as NAME=URL (repeatable; a bare URL is named `default`),
     /// e.g. --target vllm=http://127.0.0.1:8000. The first is the default; the built-in
     /// simulator is always there as `sim` (the default when none is given). An API key is
-    /// read from CAPLAB_API_KEY_<NAME>
+    /// read from CAPLAB_API_KEY_<NAME> (or --target-key-file), a Basic password for the URL's
+    /// user (http://USER@host) from CAPLAB_TARGET_PASSWORD_<NAME> (or --target-password-file)
     #[arg(long)]
     target: Vec<String>,
+    /// A target's API key from a file, NAME=PATH (its first line; repeatable): sent as a bearer
+    /// token, kept off the command line where `ps` would show it
+    #[arg(long)]
+    target_key_file: Vec<String>,
+    /// A target's Basic password from a file, NAME=PATH (its first line; repeatable), for the
+    /// user named in its URL (http://USER@host:port)
+    #[arg(long)]
+    target_password_file: Vec<String>,
     /// Address to listen on (use 0.0.0.0:PORT on a pod to reach it through the pod's proxy)
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
@@ -403,6 +412,8 @@ fn access_for(addr: SocketAddr, auth: &AuthArgs) -> anyhow::Result<Access> {
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let ServeArgs {
         target,
+        target_key_file,
+        target_password_file,
         listen,
         data_dir,
         auth,
@@ -429,7 +440,32 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("--ws-ping-s {ws_ping_s}: give 0.1 to 90 seconds (proxies close a socket idle for 100 s)");
     }
     let sim_url = spawn_sim(sim.config()).await?;
-    let mut targets = Targets::new(&target, &sim_url, |k| std::env::var(k).ok()).map_err(anyhow::Error::msg)?;
+    // Secrets from files stand for the variables they replace; the environment for the rest.
+    let mut from_files = std::collections::HashMap::new();
+    let mut warnings = Vec::new();
+    for (flag, files, variable) in [
+        ("--target-key-file", &target_key_file, crate::targets::key_variable as fn(&str) -> String),
+        ("--target-password-file", &target_password_file, crate::targets::password_variable),
+    ] {
+        for f in files {
+            let (name, path) = f.split_once('=').ok_or_else(|| anyhow::anyhow!("{flag} {f}: give NAME=PATH"))?;
+            let secret = crate::targets::read_secret_file(std::path::Path::new(path.trim()), &mut warnings).map_err(|e| anyhow::anyhow!("{flag} {name}: {e}"))?;
+            from_files.insert(variable(name.trim()), secret);
+        }
+    }
+    for arg in &target {
+        let (name, url) = arg.split_once('=').filter(|(n, _)| !n.contains("://")).unwrap_or(("default", arg));
+        if url::Url::parse(url.trim()).is_ok_and(|u| u.password().is_some()) {
+            warnings.push(format!(
+                "--target {name}: the password in its URL is visible to every user of this machine (ps): give it in {} or --target-password-file {name}=PATH",
+                crate::targets::password_variable(name)
+            ));
+        }
+    }
+    let mut targets = Targets::new(&target, &sim_url, |k| from_files.get(k).cloned().or_else(|| std::env::var(k).ok())).map_err(anyhow::Error::msg)?;
+    for w in &warnings {
+        eprintln!("caplab: warning: {w}");
+    }
     // Each simulated GPU and model is a target of its own, after the built-in `sim`.
     for p in sim_profile.iter().filter(|p| !p.is_empty()) {
         let (gpu, model) = p.split_once('/').ok_or_else(|| anyhow::anyhow!("--sim-profile {p}: give GPU/MODEL, e.g. h100-80gb/qwen2.5-7b"))?;

@@ -72,7 +72,8 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
         spec.target = crate::cli::spawn_sim(Default::default()).await?;
     }
     let key = std::env::var("CAPLAB_API_KEY").ok();
-    let mut target = Target::from_url("cli", &spec.target, key.as_deref()).map_err(|e| anyhow::anyhow!("target: {e}"))?;
+    let password = std::env::var("CAPLAB_TARGET_PASSWORD").ok();
+    let mut target = Target::from_url("cli", &spec.target, key.as_deref(), password.as_deref()).map_err(|e| anyhow::anyhow!("target: {e}"))?;
     target.in_process = in_process;
     spec.target = target.url.clone();
     // Saves into `out` without reading the runs already there; no limits but the machine's.

@@ -3,9 +3,12 @@
 //! `sim`. An experiment sent over HTTP names one of them: a URL in it is refused, so caplab can
 //! never be turned into a forwarder to addresses the operator did not choose.
 //!
-//! Credentials never reach a view or a file: `user:pass@` in a URL is taken out of it and sent
-//! as Basic auth, and an API key comes from the environment (`CAPLAB_API_KEY_<NAME>`, e.g.
-//! `CAPLAB_API_KEY_DEFAULT`) and is sent as a bearer token.
+//! Credentials never reach a view or a file, and need not be on the command line (where `ps`
+//! shows them): an API key comes from `CAPLAB_API_KEY_<NAME>` (e.g. `CAPLAB_API_KEY_DEFAULT`)
+//! or `--target-key-file NAME=PATH` and is sent as a bearer token; a Basic password comes from
+//! `CAPLAB_TARGET_PASSWORD_<NAME>` or `--target-password-file NAME=PATH`, with the user named
+//! in the URL (`http://alice@host:8000`). `user:pass@` in a URL still works (taken out of it and
+//! sent as Basic auth), with a warning at start.
 
 use caplab_shared::FieldError;
 use reqwest::header::HeaderValue;
@@ -33,7 +36,8 @@ pub struct Targets {
 
 impl Targets {
     /// From `--target` values (`NAME=URL` or a bare URL) and the simulator's URL. With no
-    /// `--target`, the simulator is the default; `env` looks up API keys.
+    /// `--target`, the simulator is the default; `env` looks up API keys
+    /// (`CAPLAB_API_KEY_<NAME>`) and Basic passwords (`CAPLAB_TARGET_PASSWORD_<NAME>`).
     pub fn new(args: &[String], sim_url: &str, env: impl Fn(&str) -> Option<String>) -> Result<Targets, String> {
         let mut list = Vec::new();
         for arg in args {
@@ -47,8 +51,9 @@ impl Targets {
             if name == SIM || list.iter().any(|t: &Target| t.name == name) {
                 return Err(format!("--target {arg}: the name {name:?} is taken (\"sim\" is the built-in simulator)"));
             }
-            let key = env(&format!("CAPLAB_API_KEY_{}", name.to_ascii_uppercase().replace('-', "_")));
-            list.push(Target::from_url(&name, url, key.as_deref()).map_err(|e| format!("--target {arg}: {e}"))?);
+            let key = env(&key_variable(&name));
+            let password = env(&password_variable(&name));
+            list.push(Target::from_url(&name, url, key.as_deref(), password.as_deref()).map_err(|e| format!("--target {arg}: {e}"))?);
         }
         list.push(Target { name: SIM.into(), url: sim_url.trim_end_matches('/').to_string(), auth: None, in_process: true });
         Ok(Targets { list })
@@ -83,17 +88,54 @@ impl Targets {
     }
 }
 
+/// The variable holding target `name`'s API key: `CAPLAB_API_KEY_<NAME>`.
+pub fn key_variable(name: &str) -> String {
+    format!("CAPLAB_API_KEY_{}", variable_suffix(name))
+}
+
+/// The variable holding target `name`'s Basic password: `CAPLAB_TARGET_PASSWORD_<NAME>`.
+pub fn password_variable(name: &str) -> String {
+    format!("CAPLAB_TARGET_PASSWORD_{}", variable_suffix(name))
+}
+
+fn variable_suffix(name: &str) -> String {
+    name.to_ascii_uppercase().replace(['-', '.'], "_")
+}
+
+/// A secret read from a file named by `--target-key-file` / `--target-password-file`: its
+/// first line, trimmed. Refused when empty; a file others may read is named in `warnings`.
+pub fn read_secret_file(path: &std::path::Path, warnings: &mut Vec<String>) -> Result<String, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    if secret.is_empty() {
+        return Err(format!("{} is empty: its first line is the secret", path.display()));
+    }
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(path) {
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o077 != 0 {
+            warnings.push(format!("{} may be read by other users (chmod 600 it)", path.display()));
+        }
+    }
+    Ok(secret)
+}
+
 impl Target {
-    /// A target from a URL (for `caplab run --target URL` too): credentials in it are moved to
-    /// the `Authorization` header; `api_key`, when given, is sent as a bearer token instead.
-    pub fn from_url(name: &str, url: &str, api_key: Option<&str>) -> Result<Target, String> {
+    /// A target from a URL (for `caplab run --target URL` too). `api_key`, when given, is sent
+    /// as a bearer token; else `password` with the URL's user as Basic auth; else credentials
+    /// in the URL itself (moved to the `Authorization` header).
+    pub fn from_url(name: &str, url: &str, api_key: Option<&str>, password: Option<&str>) -> Result<Target, String> {
         let mut parsed = url::Url::parse(url).map_err(|e| format!("{url:?} is not a URL ({e})"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("{url:?} must be an http:// or https:// URL"));
         }
+        let password = password.filter(|p| !p.is_empty());
+        if password.is_some() && parsed.username().is_empty() {
+            return Err("a password is given for it but its URL names no user: write it as http://USER@host:port".into());
+        }
         let basic = (!parsed.username().is_empty()).then(|| {
             let user = urlencoding_decode(parsed.username());
-            let pass = parsed.password().map(urlencoding_decode).unwrap_or_default();
+            let pass = password.map_or_else(|| parsed.password().map(urlencoding_decode).unwrap_or_default(), String::from);
             format!("Basic {}", crate::secrets::base64(&format!("{user}:{pass}")))
         });
         let _ = parsed.set_username("");
@@ -145,9 +187,18 @@ mod tests {
 
     #[test]
     fn credentials_leave_the_url_for_a_header() {
-        let t = Target::from_url("a", "http://user:p%40ss@10.0.0.2:8000/", None).unwrap();
+        let t = Target::from_url("a", "http://user:p%40ss@10.0.0.2:8000/", None, None).unwrap();
         assert_eq!(t.url, "http://10.0.0.2:8000");
         assert_eq!(t.auth.unwrap().to_str().unwrap(), format!("Basic {}", base64("user:p@ss")));
+        // The password from the environment (or a file), the user from the URL: nothing secret in `ps`.
+        let t = Targets::new(&["lab.1=http://alice@10.0.0.2:8000".into()], "http://127.0.0.1:1", |k| {
+            (k == "CAPLAB_TARGET_PASSWORD_LAB_1").then(|| "s3cret pass".to_string())
+        })
+        .unwrap();
+        assert_eq!(t.default_target().url, "http://10.0.0.2:8000");
+        assert_eq!(t.default_target().auth.as_ref().unwrap().to_str().unwrap(), format!("Basic {}", base64("alice:s3cret pass")));
+        let e = Target::from_url("b", "http://10.0.0.2:8000", None, Some("pw")).unwrap_err();
+        assert!(e.contains("names no user"), "{e}");
         let t = Targets::new(&["open-ai=https://api.openai.com/v1".into()], "http://127.0.0.1:1", |k| {
             (k == "CAPLAB_API_KEY_OPEN_AI").then(|| "sk-test".to_string())
         })

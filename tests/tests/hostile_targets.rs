@@ -105,3 +105,58 @@ async fn credentials_a_target_echoes_are_kept_nowhere() {
     let output = caplab.output();
     assert!(leaks(&output).is_empty(), "caplab's output holds {:?}:\n{output}", leaks(&output));
 }
+
+/// Credentials need not be on the command line, where every user of the machine sees them in
+/// `ps`: a key or a password from a file or the environment, a warning for a password in a URL.
+#[tokio::test]
+async fn target_credentials_come_from_files_or_the_environment() {
+    let (url, server) = faults::start(vec![faults::Fault::Ok], 4, Duration::from_millis(1), true).await;
+    let dir = caplab_tests::temp_dir("secrets");
+    let key_file = dir.join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    let pass_file = dir.join("pass");
+    std::fs::write(&pass_file, "hunter2pass\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&pass_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    let with_user = url.replacen("http://", "http://alice@", 1);
+    let with_pass = url.replacen("http://", &format!("http://{USER_PASS}@"), 1);
+    let caplab = Caplab::start_with_env(
+        &[
+            "--target",
+            &format!("keyed={url}"),
+            "--target-key-file",
+            &format!("keyed={}", key_file.display()),
+            "--target",
+            &format!("filed={with_user}"),
+            "--target-password-file",
+            &format!("filed={}", pass_file.display()),
+            "--target",
+            &format!("env={with_user}"),
+            "--target",
+            &format!("inline={with_pass}"),
+        ],
+        &[("CAPLAB_TARGET_PASSWORD_ENV", "from-the-env")],
+    )
+    .await
+    .unwrap();
+    let c = client();
+    for (target, sent) in [
+        ("keyed", format!("Bearer {KEY}")),
+        ("filed", format!("Basic {}", base64(USER_PASS))),
+        ("env", format!("Basic {}", base64("alice:from-the-env"))),
+        ("inline", format!("Basic {}", base64(USER_PASS))),
+    ] {
+        let spec = json!({"workload": "chat", "target": target, "concurrency": [1], "max_new_tokens": [4], "requests": 1, "warmup": 0});
+        let id = start_run(&c, &caplab, spec).await.unwrap();
+        let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
+        assert_eq!(view.cells[0].requests_ok, 1, "{target}");
+        assert_eq!(server.last_auth.lock().unwrap().clone(), Some(sent), "{target}");
+    }
+    let output = caplab.output();
+    assert!(output.contains("--target inline: the password in its URL is visible to every user of this machine (ps)"), "{output}");
+    assert!(!output.contains("hunter2pass") && !output.contains("from-the-env") && !output.contains(KEY), "{output}");
+    let _ = std::fs::remove_dir_all(dir);
+}
