@@ -15,6 +15,9 @@ pub struct RequestRow {
     pub concurrency: u32,
     pub max_new_tokens: u32,
     pub rate: Option<f64>,
+    /// The cell's synthetic prompt length (the `input_tokens` axis), when it has one.
+    #[serde(default)]
+    pub input_tokens: Option<u32>,
     pub request: u32,
     pub warmup: bool,
     pub scheduled_s: f64,
@@ -25,6 +28,10 @@ pub struct RequestRow {
     pub itl_mean_ms: Option<f64>,
     pub itl_max_ms: Option<f64>,
     pub events: u32,
+    /// Synthetic prompts: the prompt tokens the request was made to have (`prompt_tokens` is
+    /// what the server counted).
+    #[serde(default)]
+    pub prompt_tokens_requested: Option<u32>,
     pub prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
     pub finish_reason: Option<String>,
@@ -53,7 +60,8 @@ impl RequestRow {
             cell: s.cell,
             concurrency: cell.as_ref().map_or(0, |c| c.concurrency),
             max_new_tokens: cell.as_ref().map_or(0, |c| c.max_new_tokens),
-            rate: cell.and_then(|c| c.rate),
+            rate: cell.as_ref().and_then(|c| c.rate),
+            input_tokens: cell.and_then(|c| c.input_tokens),
             request: s.index,
             warmup: s.warmup,
             scheduled_s: (s.scheduled_s * 1e6).round() / 1e6,
@@ -64,6 +72,7 @@ impl RequestRow {
             itl_mean_ms: s.itl_mean_ms.map(r3),
             itl_max_ms: s.itl_max_ms.map(r3),
             events: s.events,
+            prompt_tokens_requested: s.prompt_tokens_requested,
             prompt_tokens: s.prompt_tokens,
             completion_tokens: s.completion_tokens,
             finish_reason: s.finish_reason.clone(),
@@ -87,6 +96,7 @@ impl RequestRow {
             itl_mean_ms: self.itl_mean_ms,
             itl_max_ms: self.itl_max_ms,
             events: self.events,
+            prompt_tokens_requested: self.prompt_tokens_requested,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.completion_tokens,
             finish_reason: self.finish_reason,
@@ -214,6 +224,7 @@ fn summary_columns() -> Vec<Column> {
         col("model", |i, _| Value::Text(i.spec.model.clone())),
         col("mode", |i, _| Value::Text(i.spec.mode.as_str().into())),
         col("rate", |_, c| Value::Num(c.rate)),
+        col("input_tokens", |_, c| Value::Text(c.input_tokens.map_or(String::new(), |n| n.to_string()))),
         col("requests_ok", |_, c| Value::Int(c.requests_ok.into())),
         col("requests_failed", |_, c| Value::Int(c.requests_failed.into())),
         col("requests_cancelled", |_, c| Value::Int(c.requests_cancelled.into())),
@@ -367,7 +378,7 @@ mod tests {
         ];
         let bytes = requests_csv(&info(), &samples).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
-        assert!(text.starts_with("run_id,workload,gpu,simulated,cell,concurrency,max_new_tokens,rate,request,"), "{text}");
+        assert!(text.starts_with("run_id,workload,gpu,simulated,cell,concurrency,max_new_tokens,rate,input_tokens,request,"), "{text}");
         assert!(text.contains("\"RTX, 16GB\""));
         assert!(text.contains("context_length"));
         assert_eq!(read_requests_csv(&bytes).unwrap(), samples);

@@ -19,6 +19,8 @@ pub struct Pick {
     pub e2e_p95_ms: Option<f64>,
     /// The most requests it had in flight at once (`CellResult::reached_concurrency`).
     pub reached: u32,
+    /// Its synthetic prompt length, on a grid with that axis.
+    pub input_tokens: Option<u32>,
 }
 
 impl Pick {
@@ -30,14 +32,19 @@ impl Pick {
             output_tok_s: c.output_tok_s,
             e2e_p95_ms: c.e2e.p95,
             reached: c.reached_concurrency(),
+            input_tokens: c.input_tokens,
         }
     }
 
-    /// "c16 × 256" or "4 rps × 256".
+    /// "c16 × 256", "4 rps × 256", or with a prompt length "c16 × 256 (2048 in)".
     pub fn label(&self) -> String {
-        match self.rate {
+        let base = match self.rate {
             Some(r) => format!("{r} rps × {}", self.max_new_tokens),
             None => format!("c{} × {}", self.concurrency, self.max_new_tokens),
+        };
+        match self.input_tokens {
+            Some(n) => format!("{base} ({n} in)"),
+            None => base,
         }
     }
 }

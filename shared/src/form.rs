@@ -276,6 +276,15 @@ pub const FIELDS: &[FormField] = &[
         set: |s, t| whole_list(t).map(|v| s.max_new_tokens = v),
     },
     FormField {
+        key: "input_tokens",
+        label: "Prompt tokens (synthetic)",
+        hint: "synthetic prompts of exactly this many tokens, as the target counts them (its tokenize endpoint), each request's own; a list makes a third grid axis: 512, 2048, 8192. Empty: the documents or prompts above",
+        input: Input::Text,
+        shown: Shown::Always,
+        get: |s| list(&s.input_tokens),
+        set: |s, t| whole_list(t).map(|v| s.input_tokens = v),
+    },
+    FormField {
         key: "requests",
         label: "Requests per cell",
         hint: "0 = default: chat 64, batch documents × repeat",

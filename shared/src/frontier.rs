@@ -60,13 +60,14 @@ pub fn svg_series(series: &[Series], title: &str) -> String {
         let py = y.map(*s);
         let _ = write!(out, r##"<line class="slo" x1="{LEFT}" x2="{}" y1="{py:.1}" y2="{py:.1}" stroke="#dc2626" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" fill="#dc2626">SLO p95 ≤ {} ms</text>"##, W - right, LEFT + 4.0, py - 4.0, short_label(*s));
     }
-    let mut lines: Vec<(usize, u32)> = points.iter().map(|(i, c)| (*i, c.max_new_tokens)).collect();
+    // A line per run and output length (and prompt length, on a grid with that axis).
+    let mut lines: Vec<(usize, u32, Option<u32>)> = points.iter().map(|(i, c)| (*i, c.max_new_tokens, c.input_tokens)).collect();
     lines.sort_unstable();
     lines.dedup();
     let legend = |k: usize| TOP + 18.0 * k as f64 + 30.0;
-    for (k, (si, n)) in lines.iter().enumerate() {
+    for (k, (si, n, input)) in lines.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
-        let mut line: Vec<&CellResult> = points.iter().filter(|(i, c)| i == si && c.max_new_tokens == *n).map(|(_, c)| *c).collect();
+        let mut line: Vec<&CellResult> = points.iter().filter(|(i, c)| i == si && c.max_new_tokens == *n && c.input_tokens == *input).map(|(_, c)| *c).collect();
         line.sort_by(|a, b| a.rate.unwrap_or(f64::from(a.concurrency)).total_cmp(&b.rate.unwrap_or(f64::from(b.concurrency))));
         let d: Vec<String> = line.iter().enumerate().map(|(i, c)| format!("{}{:.1},{:.1}", if i == 0 { 'M' } else { 'L' }, x.map(c.output_tok_s), y.map(c.e2e.p95.unwrap_or(0.0)))).collect();
         let _ = write!(out, r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#, d.join(" "));
@@ -91,7 +92,8 @@ pub fn svg_series(series: &[Series], title: &str) -> String {
                 py - 6.0
             );
         }
-        let name = if named { format!("{} · {n} tok", clip(&series[*si].name, 26)) } else { format!("{n} new tokens") };
+        let prompt = input.map_or(String::new(), |p| format!(", {p} in"));
+        let name = if named { format!("{} · {n} tok{prompt}", clip(&series[*si].name, 26)) } else { format!("{n} new tokens{prompt}") };
         let ly = legend(k);
         let _ = write!(out, r#"<rect x="{}" y="{}" width="14" height="3" fill="{colour}"/><text x="{}" y="{ly}">{}</text>"#, W - right + 6.0, ly - 5.0, W - right + 24.0, xml_escape(&name));
     }

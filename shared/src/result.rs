@@ -18,6 +18,9 @@ pub struct CellResult {
     pub max_new_tokens: u32,
     /// Rate mode: offered requests/s.
     pub rate: Option<f64>,
+    /// Synthetic prompts of this many tokens (the spec's `input_tokens` axis); None: the workload's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
     /// Measurement window: first measured request's scheduled time → last measured response's end (s).
     pub total_time_s: f64,
     /// Measured requests that completed without error.
@@ -165,6 +168,7 @@ impl CellResult {
             concurrency: cell.concurrency,
             max_new_tokens: cell.max_new_tokens,
             rate: cell.rate,
+            input_tokens: cell.input_tokens,
             total_time_s,
             requests_ok: ok.len() as u32,
             requests_failed: failed,
@@ -343,7 +347,7 @@ mod tests {
 
     #[test]
     fn cell_result_by_hand() {
-        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None };
+        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None, input_tokens: None };
         let mut samples = vec![
             RequestSample { warmup: true, e2e_ms: 99_999.0, ..Default::default() },
             sample(0.0, 100.0, 1000.0, 5),
@@ -381,7 +385,7 @@ mod tests {
 
     #[test]
     fn short_outputs_missing_usage_done_markers_and_small_cells_are_noted() {
-        let cell = CellSpec { index: 0, concurrency: 32, max_new_tokens: 5, rate: None };
+        let cell = CellSpec { index: 0, concurrency: 32, max_new_tokens: 5, rate: None, input_tokens: None };
         let mut samples = vec![sample(0.0, 100.0, 1000.0, 5), sample(0.0, 100.0, 1000.0, 3), sample(0.0, 100.0, 1000.0, 5)];
         samples[0].done_marker = true;
         samples[2].completion_tokens = None;
@@ -409,7 +413,7 @@ mod tests {
 
     #[test]
     fn empty_cell_is_zero_and_fails_slo() {
-        let cell = CellSpec { index: 3, concurrency: 1, max_new_tokens: 1, rate: None };
+        let cell = CellSpec { index: 3, concurrency: 1, max_new_tokens: 1, rate: None, input_tokens: None };
         let r = CellResult::compute(&cell, &[], &Slo::default(), 5);
         assert_eq!(r.total_time_s, 0.0);
         assert!(!r.slo_pass);
@@ -420,7 +424,7 @@ mod tests {
 
     #[test]
     fn cancelled_requests_mark_the_cell_partial_not_failed() {
-        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None };
+        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None, input_tokens: None };
         let samples = vec![
             sample(0.0, 100.0, 1000.0, 5),
             RequestSample { scheduled_s: 0.5, e2e_ms: 9_000.0, error: Some(ErrorClass::Cancelled), ..Default::default() },

@@ -108,6 +108,10 @@ pub struct RequestSample {
     pub events: u32,
     /// From the server's `usage`.
     pub prompt_tokens: Option<u32>,
+    /// The prompt tokens the request was made to have (synthetic prompts of the `input_tokens`
+    /// axis); beside `prompt_tokens`, what the server counted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens_requested: Option<u32>,
     /// From the server's `usage`: the only token count caplab trusts.
     pub completion_tokens: Option<u32>,
     pub finish_reason: Option<String>,

@@ -200,7 +200,7 @@ mod tests {
     }
 
     fn cells(cs: &[u32]) -> Vec<CellSpec> {
-        cs.iter().enumerate().map(|(i, &c)| CellSpec { index: i as u32, concurrency: c, max_new_tokens: 64, rate: None }).collect()
+        cs.iter().enumerate().map(|(i, &c)| CellSpec { index: i as u32, concurrency: c, max_new_tokens: 64, rate: None, input_tokens: None }).collect()
     }
 
     /// Runs the search against a knee: concurrencies up to `knee` meet the SLO.
@@ -284,7 +284,7 @@ mod tests {
 
     #[test]
     fn a_rate_search_names_rates() {
-        let cells: Vec<CellSpec> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().enumerate().map(|(i, &r)| CellSpec { index: i as u32, concurrency: 0, max_new_tokens: 64, rate: Some(r) }).collect();
+        let cells: Vec<CellSpec> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().enumerate().map(|(i, &r)| CellSpec { index: i as u32, concurrency: 0, max_new_tokens: 64, rate: Some(r), input_tokens: None }).collect();
         let mut s = Search::new(&cells);
         while let Some(i) = s.next() {
             let r = cells[i as usize].rate.unwrap();

@@ -134,6 +134,10 @@ pub struct ExperimentSpec {
     pub concurrency: Vec<u32>,
     /// One cell per value (`max_tokens` of each request).
     pub max_new_tokens: Vec<u32>,
+    /// Synthetic prompts of exactly this many tokens, as the target counts them (its tokenize
+    /// endpoint), each request's unique (a random head, so the prefix cache does not flatter
+    /// them); one cell per value. Empty: the workload's documents or prompts.
+    pub input_tokens: Vec<u32>,
     /// Rate mode: one cell per value, in requests/s.
     pub rate: Vec<f64>,
     /// Rate mode: gamma shape of the inter-arrival gaps (1 = Poisson; lower = burstier).
@@ -184,6 +188,7 @@ impl Default for ExperimentSpec {
             mode: LoadMode::Closed,
             concurrency: vec![16],
             max_new_tokens: vec![256],
+            input_tokens: vec![],
             rate: vec![],
             burstiness: 1.0,
             max_in_flight: 0,
@@ -212,14 +217,22 @@ pub struct CellSpec {
     pub max_new_tokens: u32,
     /// Rate mode: requests/s. Closed loop: None.
     pub rate: Option<f64>,
+    /// Synthetic prompts of this many tokens (the spec's `input_tokens` axis); None: the workload's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
 }
 
 impl CellSpec {
-    /// A short human label, e.g. `c16 × 256` or `2.5 req/s × 256`.
+    /// A short human label, e.g. `c16 × 256`, `2.5 req/s × 256`, or with synthetic prompts
+    /// `c16 × 256 (2048 in)`.
     pub fn label(&self) -> String {
-        match self.rate {
+        let base = match self.rate {
             Some(r) => format!("{r} req/s × {}", self.max_new_tokens),
             None => format!("c{} × {}", self.concurrency, self.max_new_tokens),
+        };
+        match self.input_tokens {
+            Some(n) => format!("{base} ({n} in)"),
+            None => base,
         }
     }
 }
@@ -247,6 +260,7 @@ impl std::fmt::Display for FieldError {
 pub mod limits {
     pub const MAX_CONCURRENCY: u32 = 10_000;
     pub const MAX_NEW_TOKENS: u32 = 131_072;
+    pub const MAX_INPUT_TOKENS: u32 = 1_048_576;
     pub const MAX_REQUESTS: u32 = 1_000_000;
     pub const MAX_WARMUP: u32 = 10_000;
     pub const MAX_REPEAT: u32 = 10_000;
@@ -317,6 +331,16 @@ impl ExperimentSpec {
             "max_new_tokens",
             format!("each max_new_tokens must be between 1 and {MAX_NEW_TOKENS}"),
         );
+        check(
+            self.input_tokens.iter().all(|&n| (1..=MAX_INPUT_TOKENS).contains(&n)),
+            "input_tokens",
+            format!("each input_tokens must be between 1 and {MAX_INPUT_TOKENS}"),
+        );
+        check(
+            self.input_tokens.is_empty() || self.inputs.is_none(),
+            "input_tokens",
+            "give synthetic input lengths or your own documents/prompts, not both".into(),
+        );
         check(self.requests <= MAX_REQUESTS, "requests", format!("at most {MAX_REQUESTS} per cell"));
         check(
             (1..=MAX_REPEAT).contains(&self.repeat),
@@ -351,7 +375,7 @@ impl ExperimentSpec {
                 check(v.is_finite() && v > 0.0, field, "must be a positive number of milliseconds".into());
             }
         }
-        let cells = self.axis_len() * self.max_new_tokens.len();
+        let cells = self.axis_len() * self.max_new_tokens.len() * self.input_tokens.len().max(1);
         let (axis, bigger) = match self.mode {
             LoadMode::Closed => ("concurrency", self.concurrency.len() >= self.max_new_tokens.len()),
             LoadMode::Rate => ("rate", self.rate.len() >= self.max_new_tokens.len()),
@@ -396,17 +420,20 @@ impl ExperimentSpec {
         }
     }
 
-    /// The grid's cells in run order: outer loop over concurrency (or rate), inner over max_new_tokens,
-    /// as the notes' grid script does.
+    /// The grid's cells in run order: outer loop over concurrency (or rate), then input_tokens
+    /// (when given), inner over max_new_tokens, as the notes' grid script does.
     pub fn cells(&self) -> Vec<CellSpec> {
         let mut out = Vec::new();
         let axis: Vec<(u32, Option<f64>)> = match self.mode {
             LoadMode::Closed => self.concurrency.iter().map(|&c| (c, None)).collect(),
             LoadMode::Rate => self.rate.iter().map(|&r| (0, Some(r))).collect(),
         };
+        let inputs: Vec<Option<u32>> = if self.input_tokens.is_empty() { vec![None] } else { self.input_tokens.iter().map(|&n| Some(n)).collect() };
         for (concurrency, rate) in axis {
-            for &max_new_tokens in &self.max_new_tokens {
-                out.push(CellSpec { index: out.len() as u32, concurrency, max_new_tokens, rate });
+            for &input_tokens in &inputs {
+                for &max_new_tokens in &self.max_new_tokens {
+                    out.push(CellSpec { index: out.len() as u32, concurrency, max_new_tokens, rate, input_tokens });
+                }
             }
         }
         out
@@ -489,6 +516,20 @@ mod tests {
         assert_eq!(s.total_requests(5), 8 + 1 + 256 + 1);
         let too_many = ExperimentSpec { concurrency: vec![10_000], requests_per_worker: 1_000, ..Default::default() };
         assert_eq!(too_many.validate()[0].field, "requests_per_worker");
+    }
+
+    #[test]
+    fn input_length_is_a_third_axis() {
+        let s = ExperimentSpec { concurrency: vec![8, 16], input_tokens: vec![512, 8192], max_new_tokens: vec![128], ..Default::default() };
+        let cells: Vec<(u32, Option<u32>)> = s.cells().iter().map(|c| (c.concurrency, c.input_tokens)).collect();
+        assert_eq!(cells, vec![(8, Some(512)), (8, Some(8192)), (16, Some(512)), (16, Some(8192))]);
+        assert_eq!(s.cells()[1].label(), "c8 × 128 (8192 in)");
+        assert!(s.validate().is_empty());
+        let both = ExperimentSpec { input_tokens: vec![0], inputs: Some(InputsRef::default()), ..Default::default() };
+        let errs: Vec<String> = both.validate().into_iter().map(|e| e.message).collect();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        let big = ExperimentSpec { concurrency: (1..=16).collect(), input_tokens: (1..=4).collect(), max_new_tokens: (1..=5).collect(), ..Default::default() };
+        assert!(big.validate().iter().any(|e| e.message.contains("320 cells")), "three axes multiply");
     }
 
     #[test]

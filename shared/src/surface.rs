@@ -196,11 +196,38 @@ pub fn cause(c: &CellResult) -> String {
     }
 }
 
-/// The surface's axes: x = concurrency (or rate), y = max_new_tokens, each sorted.
+/// A row of the surface: a max_new_tokens, and the synthetic prompt length when the run has
+/// that third axis (rows then go by prompt length, then output length).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Row {
+    pub input_tokens: Option<u32>,
+    pub max_new_tokens: u32,
+}
+
+impl Row {
+    fn of(c: &CellResult) -> Row {
+        Row { input_tokens: c.input_tokens, max_new_tokens: c.max_new_tokens }
+    }
+
+    fn planned(c: &CellSpec) -> Row {
+        Row { input_tokens: c.input_tokens, max_new_tokens: c.max_new_tokens }
+    }
+
+    /// "256", or "2048 in → 256" on a grid with prompt lengths.
+    pub fn label(&self) -> String {
+        match self.input_tokens {
+            Some(n) => format!("{n} in → {}", self.max_new_tokens),
+            None => self.max_new_tokens.to_string(),
+        }
+    }
+}
+
+/// The surface's axes: x = concurrency (or rate), rows = max_new_tokens (under each prompt
+/// length when there is that axis), each sorted.
 pub struct Grid<'a> {
     pub rate_mode: bool,
     pub xs: Vec<f64>,
-    pub ys: Vec<u32>,
+    pub ys: Vec<Row>,
     pub cells: &'a [CellResult],
 }
 
@@ -216,14 +243,19 @@ impl<'a> Grid<'a> {
         let mut xs: Vec<f64> = cells.iter().map(|c| x_of(c, rate_mode)).chain(planned.iter().map(planned_x)).collect();
         xs.sort_by(f64::total_cmp);
         xs.dedup();
-        let mut ys: Vec<u32> = cells.iter().map(|c| c.max_new_tokens).chain(planned.iter().map(|c| c.max_new_tokens)).collect();
+        let mut ys: Vec<Row> = cells.iter().map(Row::of).chain(planned.iter().map(Row::planned)).collect();
         ys.sort_unstable();
         ys.dedup();
         Grid { rate_mode, xs, ys, cells }
     }
 
-    pub fn at(&self, x: f64, y: u32) -> Option<&'a CellResult> {
-        self.cells.iter().find(|c| x_of(c, self.rate_mode) == x && c.max_new_tokens == y)
+    pub fn at(&self, x: f64, y: Row) -> Option<&'a CellResult> {
+        self.cells.iter().find(|c| x_of(c, self.rate_mode) == x && Row::of(c) == y)
+    }
+
+    /// Whether the rows have a prompt-length axis.
+    pub fn has_inputs(&self) -> bool {
+        self.ys.iter().any(|r| r.input_tokens.is_some())
     }
 
     pub fn x_label(&self, x: f64) -> String {
@@ -258,10 +290,11 @@ pub fn svg_of(view: &RunView) -> String {
 /// without a result), titled `title`.
 pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> String {
     let g = Grid::planned(cells, planned);
-    let planned_at = |x: f64, y: u32| {
-        planned.iter().any(|c| c.max_new_tokens == y && if g.rate_mode { c.rate == Some(x) } else { f64::from(c.concurrency) == x })
+    let planned_at = |x: f64, y: Row| {
+        planned.iter().any(|c| Row::planned(c) == y && if g.rate_mode { c.rate == Some(x) } else { f64::from(c.concurrency) == x })
     };
-    let (tile_w, tile_h, left, top) = (96.0, 40.0, 90.0, 56.0);
+    let left = if g.has_inputs() { 130.0 } else { 90.0 };
+    let (tile_w, tile_h, top) = (96.0, 40.0, 56.0);
     let width = left + tile_w * g.xs.len().max(1) as f64 + 20.0;
     let legend_y = top + tile_h * g.ys.len().max(1) as f64 + 34.0;
     let height = legend_y + 24.0 * Outcome::ALL.len().div_ceil(3) as f64 + 10.0;
@@ -273,14 +306,19 @@ pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> Stri
     );
     out.push_str(&crate::plot::title_text(10.0, 20.0, title, width - 20.0));
     let x_axis = if g.rate_mode { "offered rate (requests/s) →" } else { "concurrency →" };
-    let _ = write!(out, r##"<text x="{left}" y="40" fill="#555">{x_axis}   ↓ max_new_tokens</text>"##);
+    let y_axis = if g.has_inputs() { "↓ prompt tokens → max_new_tokens" } else { "↓ max_new_tokens" };
+    let _ = write!(out, r##"<text x="{left}" y="40" fill="#555">{x_axis}   {y_axis}</text>"##);
     for (i, x) in g.xs.iter().enumerate() {
         let cx = left + tile_w * i as f64 + tile_w / 2.0;
         let _ = write!(out, r#"<text x="{cx}" y="{}" text-anchor="middle">{}</text>"#, top - 4.0, xml_escape(&g.x_label(*x)));
     }
     for (j, y) in g.ys.iter().enumerate() {
         let ty = top + tile_h * j as f64;
-        let _ = write!(out, r#"<text x="{}" y="{}" text-anchor="end">{y}</text>"#, left - 8.0, ty + tile_h / 2.0 + 4.0);
+        let _ = write!(out, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, left - 8.0, ty + tile_h / 2.0 + 4.0, y.label());
+        // A line between prompt lengths, so each length reads as its own block.
+        if j > 0 && g.ys[j - 1].input_tokens != y.input_tokens {
+            let _ = write!(out, r##"<line x1="10" x2="{}" y1="{ty}" y2="{ty}" stroke="#6b7280" stroke-width="1.5"/>"##, width - 10.0);
+        }
         for (i, x) in g.xs.iter().enumerate() {
             let tx = left + tile_w * i as f64;
             let Some(c) = g.at(*x, *y) else {
@@ -288,7 +326,7 @@ pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> Stri
                     let o = Outcome::NotRun;
                     let _ = write!(
                         out,
-                        r#"<g class="tile-not-run" data-outcome="{0}"><title>{1} × {y}: not run</title><rect class="outcome-{0}" x="{2}" y="{3}" width="{4}" height="{5}" rx="4" fill="{6}" stroke="{7}" stroke-dasharray="4 3"/><text x="{8}" y="{9}" text-anchor="middle" fill="{7}">not run</text></g>"#,
+                        r#"<g class="tile-not-run" data-outcome="{0}"><title>{1} × {10}: not run</title><rect class="outcome-{0}" x="{2}" y="{3}" width="{4}" height="{5}" rx="4" fill="{6}" stroke="{7}" stroke-dasharray="4 3"/><text x="{8}" y="{9}" text-anchor="middle" fill="{7}">not run</text></g>"#,
                         o.as_str(),
                         xml_escape(&g.x_label(*x)),
                         tx + 2.0,
@@ -299,6 +337,7 @@ pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> Stri
                         o.text_colour(),
                         tx + tile_w / 2.0,
                         ty + tile_h / 2.0 + 4.0,
+                        xml_escape(&y.label()),
                     );
                 }
                 continue;
@@ -307,10 +346,11 @@ pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> Stri
             let text_colour = o.text_colour();
             let _ = write!(
                 out,
-                r#"<g class="tile" data-cell="{}" data-outcome="{}"><title>{} × {y}: {} — {}</title><rect class="outcome-{}" x="{}" y="{}" width="{}" height="{}" rx="4" fill="{}"/><text x="{}" y="{}" text-anchor="middle" fill="{text_colour}">{:.0} tok/s</text></g>"#,
+                r#"<g class="tile" data-cell="{}" data-outcome="{}"><title>{} × {}: {} — {}</title><rect class="outcome-{}" x="{}" y="{}" width="{}" height="{}" rx="4" fill="{}"/><text x="{}" y="{}" text-anchor="middle" fill="{text_colour}">{:.0} tok/s</text></g>"#,
                 c.cell,
                 o.as_str(),
                 xml_escape(&g.x_label(*x)),
+                xml_escape(&y.label()),
                 o.label(),
                 xml_escape(&cause(c)),
                 o.as_str(),
@@ -351,7 +391,7 @@ pub fn table(cells: &[CellResult]) -> String {
     }
     out.push('\n');
     for y in &g.ys {
-        let _ = write!(out, "{y:>8}");
+        let _ = write!(out, "{:>8}", y.label());
         for x in &g.xs {
             let letter = g.at(*x, *y).map_or(' ', |c| Outcome::of(c).letter());
             let _ = write!(out, " {letter:>7}");

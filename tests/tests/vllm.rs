@@ -193,3 +193,31 @@ async fn real_vllm_errors_become_distinct_classes() {
     assert_eq!(cell.requests_ok, 1, "{:?}", cell.errors);
     assert!(cell.completion_tokens < 2040 && cell.completion_tokens > 1000, "clamped to the context: {}", cell.completion_tokens);
 }
+
+#[tokio::test]
+#[ignore = "needs a real vLLM: scripts/test.sh starts one"]
+async fn synthetic_prompts_arrive_with_the_tokens_asked_for() {
+    let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
+    let c = caplab_tests::client();
+    for workload in ["batch", "chat"] {
+        let spec = json!({"workload": workload, "concurrency": [2], "input_tokens": [256, 1024], "max_new_tokens": [8], "requests": 4});
+        let id = start_run(&c, &caplab, spec).await.unwrap();
+        let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(300)).await.unwrap();
+        assert_eq!(view.info.status, RunStatus::Finished);
+        for cell in &view.cells {
+            assert!(cell.notes.iter().all(|n| !n.contains("estimate") && !n.contains("assume")), "measured with vLLM's /tokenize: {:?}", cell.notes);
+            assert_eq!((cell.requests_ok, cell.requests_failed), (4, 0), "{workload} {:?}", cell.input_tokens);
+        }
+        let csv_text = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+        let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+        let h = rdr.headers().unwrap().clone();
+        let (asked, counted) = (h.iter().position(|x| x == "prompt_tokens_requested").unwrap(), h.iter().position(|x| x == "prompt_tokens").unwrap());
+        let mut rows = 0;
+        for r in rdr.records().map(Result::unwrap) {
+            let (a, n): (f64, f64) = (r[asked].parse().unwrap(), r[counted].parse().unwrap());
+            assert!((n - a).abs() <= a * 0.01, "{workload}: usage.prompt_tokens {n} is not within 1 % of the {a} asked for");
+            rows += 1;
+        }
+        assert_eq!(rows, 8);
+    }
+}

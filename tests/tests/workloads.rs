@@ -117,3 +117,75 @@ async fn caplab_run_takes_docs_and_prompts_from_the_command_line() {
     let runs = std::fs::read_dir(dir.join("out")).unwrap().count();
     assert_eq!(runs, 2, "only the two good runs left folders");
 }
+
+/// The simulator's `caplab sim` on its own, with these flags; its URL.
+async fn sim(flags: &[&str]) -> (tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(caplab_bin())
+        .args(["sim", "--listen", "127.0.0.1:0"])
+        .args(flags)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("caplab sim printed its URL");
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            break url.to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, url)
+}
+
+/// Rows of a run's requests.csv as (prompt_tokens_requested, prompt_tokens, error_class).
+fn requested_and_counted(csv_text: &str) -> Vec<(String, String, String)> {
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let at = |name: &str| h.iter().position(|c| c == name).unwrap_or_else(|| panic!("no column {name}"));
+    let (a, b, e) = (at("prompt_tokens_requested"), at("prompt_tokens"), at("error_class"));
+    rdr.records().map(|r| r.unwrap()).map(|r| (r[a].to_string(), r[b].to_string(), r[e].to_string())).collect()
+}
+
+#[tokio::test]
+async fn synthetic_prompts_have_exactly_the_tokens_asked_for() {
+    let caplab = Caplab::start(FAST_SIM).await.unwrap();
+    let api = client();
+    for workload in ["chat", "batch"] {
+        let id = start_run(&api, &caplab, json!({"workload": workload, "target": "sim", "concurrency": [2], "input_tokens": [64, 300], "max_new_tokens": [8], "requests": 6})).await.unwrap();
+        let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+        assert_eq!(view.cells.len(), 2);
+        assert_eq!(view.cells.iter().map(|c| c.input_tokens).collect::<Vec<_>>(), [Some(64), Some(300)]);
+        assert!(view.cells.iter().all(|c| c.notes.iter().all(|n| !n.contains("estimate") && !n.contains("assume"))), "counted with the target's tokenizer: {:?}", view.cells[0].notes);
+        let csv_text = api.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+        let rows = requested_and_counted(&csv_text);
+        assert_eq!(rows.len(), 12);
+        assert!(rows.iter().all(|(asked, counted, _)| !asked.is_empty() && asked == counted), "{workload}: every request has the prompt tokens asked for: {rows:?}");
+        let summary = api.get(caplab.api(&format!("runs/{id}/summary.csv"))).send().await.unwrap().text().await.unwrap();
+        assert!(summary.lines().next().unwrap().contains("input_tokens") && summary.contains(",300,"), "{summary}");
+    }
+    // Too short for the chat template: the cell says so instead of pretending.
+    let id = start_run(&api, &caplab, json!({"workload": "chat", "target": "sim", "concurrency": [1], "input_tokens": [3], "max_new_tokens": [4], "requests": 2})).await.unwrap();
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert!(view.cells[0].notes.iter().any(|n| n.contains("too short")), "{:?}", view.cells[0].notes);
+}
+
+/// Input length as the grid's third axis, on the simulated RTX 2000 with a small KV cache:
+/// long prompts exhaust it (preemptions or queueing), prompts past the context are refused by
+/// the server, and the surface shows both.
+#[tokio::test]
+async fn an_input_length_axis_finds_the_context_and_kv_limits() {
+    let (_sim, url) = sim(&["--gpu", "rtx2000-ada-16gb", "--model", "qwen2.5-0.5b", "--max-model-len", "1024", "--num-gpu-blocks-override", "64", "--max-num-seqs", "8"]).await;
+    let dir = temp_dir("input-axis");
+    std::fs::write(dir.join("grid.toml"), "workload = \"chat\"\nconcurrency = [1, 8]\ninput_tokens = [128, 400, 2000]\nmax_new_tokens = [32]\nrequests = 8\n").unwrap();
+    let out = tokio::process::Command::new(caplab_bin()).arg("run").arg(dir.join("grid.toml")).args(["--target", &url, "--out"]).arg(dir.join("out")).output().await.unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    let run = std::fs::read_dir(dir.join("out")).unwrap().next().unwrap().unwrap().path();
+    let surface = std::fs::read_to_string(run.join("surface.svg")).unwrap();
+    assert!(surface.contains("2000 in → 32"), "rows by prompt length: {surface}");
+    assert!(surface.contains(r#"data-outcome="context_length""#), "2000 prompt tokens do not fit a context of 1024: {surface}");
+    assert!(surface.contains(r#"data-outcome="preemptions""#) || surface.contains(r#"data-outcome="queueing""#), "8 × 432 tokens exhaust 64 blocks of 16: {surface}");
+    assert!(surface.contains(r#"data-outcome="meets_slo""#), "a short prompt alone fits");
+}

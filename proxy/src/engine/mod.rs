@@ -162,7 +162,11 @@ impl Engine {
         agg: &mut Aggregator<'_>,
     ) -> CellResult {
         let (target, spec) = (&info.target, &info.spec);
-        let set: RequestSet = request_set(&self.inputs_for(spec), spec.workload, &spec.model, cell.max_new_tokens, target.server, spec.ignore_eos);
+        let mut set: RequestSet = request_set(&self.inputs_for(spec), spec.workload, &spec.model, cell.max_new_tokens, target.server, spec.ignore_eos);
+        let mut notes = Vec::new();
+        if let Some(tokens) = cell.input_tokens {
+            (set, notes) = self.synthetic(set, info, auth.clone(), tokens, cell.index).await;
+        }
         let url = format!("{}{}", target.url, set.path);
         let ctx = Arc::new(schedule::CellCtx {
             client: self.client.clone(),
@@ -191,7 +195,24 @@ impl Engine {
         }
         agg.tick(cell.index, &mut rx);
         let slo = spec.slo.effective(spec.workload);
-        CellResult::compute(cell, &agg.take_cell_samples(), &slo, self.cell_requests(spec, cell))
+        let mut result = CellResult::compute(cell, &agg.take_cell_samples(), &slo, self.cell_requests(spec, cell));
+        result.notes.extend(notes);
+        result
+    }
+
+    /// The cell's requests with synthetic prompts of `tokens` tokens, measured with the
+    /// target's own tokenizer; notes say when the length is an estimate or cannot be met.
+    async fn synthetic(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, tokens: u32, cell: u32) -> (RequestSet, Vec<String>) {
+        let spec = &info.spec;
+        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
+        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, spec.workload).await;
+        let mut notes: Vec<String> = maker.approximate.iter().cloned().collect();
+        let words = maker.words_for(tokens).unwrap_or_else(|why| {
+            notes.push(format!("{why}: its prompts have one word"));
+            1
+        });
+        let seed = spec.seed ^ (u64::from(cell) << 32);
+        (set.with_synthetic(maker, words, tokens, seed, spec.workload), notes)
     }
 }
 

@@ -43,6 +43,7 @@ impl CellCtx {
         }
         s.cell = self.cell;
         s.index = i;
+        s.prompt_tokens_requested = self.set.prompt_tokens;
         s.warmup = i < self.warmup;
         s.scheduled_s = (scheduled - self.start).as_secs_f64();
         s

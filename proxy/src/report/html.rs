@@ -164,7 +164,8 @@ fn short_title(view: &RunView, chart: &str) -> String {
 
 /// "c16 × 256" or "4 rps × 256".
 fn cell_label(c: &CellResult) -> String {
-    c.rate.map_or(format!("c{} × {}", c.concurrency, c.max_new_tokens), |r| format!("{r} rps × {}", c.max_new_tokens))
+    let base = c.rate.map_or(format!("c{} × {}", c.concurrency, c.max_new_tokens), |r| format!("{r} rps × {}", c.max_new_tokens));
+    c.input_tokens.map_or(base.clone(), |n| format!("{base} ({n} in)"))
 }
 
 /// The run's cells, one row each, with the same SLO words as the dashboard.

@@ -33,6 +33,7 @@ pub fn router(config: SimConfig) -> Router {
         .route("/v1/models", get(models))
         .route("/metrics", get(prometheus))
         .route("/version", get(version))
+        .route("/tokenize", post(tokenize))
         .route("/v1/completions", post(|s, b| generate(s, b, Endpoint::Completions)))
         .route("/v1/chat/completions", post(|s, b| generate(s, b, Endpoint::Chat)))
         .with_state(sim)
@@ -60,6 +61,21 @@ async fn version(State(sim): State<Arc<Sim>>) -> Json<serde_json::Value> {
         None => "caplab-sim".to_string(),
     };
     Json(json!({ "version": v }))
+}
+
+/// vLLM's `POST /tokenize`: a prompt's or chat messages' token count, as this simulator counts
+/// them when it serves them (`{"count", "max_model_len", "tokens"}`).
+async fn tokenize(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let req: GenRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "BadRequestError", format!("invalid request body: {e}"), None),
+    };
+    let count = match (&req.prompt, &req.messages) {
+        (Some(serde_json::Value::String(p)), None) => model::count_tokens(p),
+        (None, Some(msgs)) if !msgs.is_empty() => model::chat_tokens(msgs),
+        _ => return error(StatusCode::BAD_REQUEST, "BadRequestError", "give a string prompt or a non-empty messages list", None),
+    };
+    Json(json!({ "count": count, "max_model_len": sim.config.max_model_len, "tokens": (0..count).collect::<Vec<u32>>(), "token_strs": null })).into_response()
 }
 
 /// How a profiled simulator's `/version` starts; what follows is its GPU and model.

@@ -4,6 +4,8 @@
 
 pub mod sources;
 pub mod store;
+pub mod synthetic;
+pub mod tokens;
 
 use bytes::Bytes;
 use caplab_shared::{LengthControl, ServerKind, Workload};
@@ -55,17 +57,54 @@ impl Default for Inputs {
     }
 }
 
-/// What each request of a cell needs: the endpoint path and one pre-serialized body per prompt.
+/// What each request of a cell needs: the endpoint path and its bodies, pre-serialized per
+/// prompt, or made per request for synthetic prompts (each its own words).
 #[derive(Clone, Debug)]
 pub struct RequestSet {
     pub path: &'static str,
     pub bodies: Vec<Bytes>,
+    /// Synthetic prompts: how they are made, and the body they go into.
+    synthetic: Option<SyntheticBodies>,
+    /// The prompt tokens each request was made to have (synthetic prompts), for its CSV row.
+    pub prompt_tokens: Option<u32>,
+}
+
+#[derive(Clone, Debug)]
+struct SyntheticBodies {
+    maker: synthetic::Synthetic,
+    words: u32,
+    seed: u64,
+    /// The body without its prompt (`prompt` or `messages` is set per request).
+    template: serde_json::Value,
+    workload: Workload,
 }
 
 impl RequestSet {
-    /// Body for the i-th request (prompts cycle in order, like the notes' `docs * repeat`).
+    /// Body for the i-th request (prompts cycle in order, like the notes' `docs * repeat`;
+    /// synthetic prompts are made for `i` alone).
     pub fn body(&self, i: u32) -> Bytes {
+        if let Some(s) = &self.synthetic {
+            let text = s.maker.text(s.words, s.seed, i);
+            let mut v = s.template.clone();
+            match s.workload {
+                Workload::Batch => v["prompt"] = json!(text),
+                Workload::Chat => v["messages"] = json!([{ "role": "user", "content": text }]),
+            }
+            return Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        }
         self.bodies[i as usize % self.bodies.len()].clone()
+    }
+
+    /// The same requests with synthetic prompts of `tokens` tokens (`words` words from `maker`).
+    pub fn with_synthetic(mut self, maker: synthetic::Synthetic, words: u32, tokens: u32, seed: u64, workload: Workload) -> RequestSet {
+        let mut template: serde_json::Value = self.bodies.first().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
+        if let Some(obj) = template.as_object_mut() {
+            obj.remove("prompt");
+            obj.remove("messages");
+        }
+        self.synthetic = Some(SyntheticBodies { maker, words, seed, template, workload });
+        self.prompt_tokens = Some(tokens);
+        self
     }
 }
 
@@ -90,10 +129,14 @@ pub fn request_set(inputs: &Inputs, workload: Workload, model: &str, max_tokens:
         Workload::Batch => RequestSet {
             path: "/v1/completions",
             bodies: inputs.documents.iter().map(|d| body(json!({ "prompt": summarize_prompt(d) }), "max_tokens")).collect(),
+            synthetic: None,
+            prompt_tokens: None,
         },
         Workload::Chat => RequestSet {
             path: "/v1/chat/completions",
             bodies: inputs.chats.iter().map(|m| body(json!({ "messages": m }), server.chat_max_tokens_field())).collect(),
+            synthetic: None,
+            prompt_tokens: None,
         },
     }
 }
