@@ -96,6 +96,9 @@ fn detail_of(c: &CellResult) -> (String, Vec<String>) {
             fmt_opt(s.max_waiting, 0),
             fmt_opt(s.preemptions, 0)
         ));
+        if let Some(h) = s.prefix_cache_hit_rate {
+            lines.push(format!("prefix cache: {:.0}% of the prompt tokens were found cached (vllm:prefix_cache_hits_total ÷ queries_total)", h * 100.0));
+        }
     }
     if let Some(g) = &c.gpu {
         lines.push(format!(

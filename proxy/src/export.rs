@@ -279,7 +279,7 @@ fn summary_columns() -> Vec<Column> {
         col("outcome_cause", |_, c| Value::Text(caplab_shared::surface::cause(c))),
     ]);
     // The server's side, from its /metrics (empty where the target has none).
-    let server: [(&str, fn(&ServerCellStats) -> Option<f64>); 11] = [
+    let server: [(&str, fn(&ServerCellStats) -> Option<f64>); 12] = [
         ("max_kv_usage", |s| s.max_kv_usage),
         ("max_waiting", |s| s.max_waiting),
         ("max_running", |s| s.max_running),
@@ -290,6 +290,7 @@ fn summary_columns() -> Vec<Column> {
         ("e2e_p95_ms", |s| s.e2e_p95_ms),
         ("queue_p50_ms", |s| s.queue_p50_ms),
         ("queue_p95_ms", |s| s.queue_p95_ms),
+        ("prefix_cache_hit_rate", |s| s.prefix_cache_hit_rate),
         ("requests", |s| s.requests),
     ];
     for (name, read) in server {

@@ -138,6 +138,11 @@ pub struct ExperimentSpec {
     /// endpoint), each request's unique (a random head, so the prefix cache does not flatter
     /// them); one cell per value. Empty: the workload's documents or prompts.
     pub input_tokens: Vec<u32>,
+    /// Synthetic prompts: their first this many tokens are shared (as a system prompt would
+    /// be), so the server's prefix cache can serve them; 0 = every prompt its own from the start.
+    pub prefix_tokens: u32,
+    /// How many different shared prefixes requests take in turn (1 = all share one).
+    pub prefix_groups: u32,
     /// Rate mode: one cell per value, in requests/s.
     pub rate: Vec<f64>,
     /// Rate mode: gamma shape of the inter-arrival gaps (1 = Poisson; lower = burstier).
@@ -189,6 +194,8 @@ impl Default for ExperimentSpec {
             concurrency: vec![16],
             max_new_tokens: vec![256],
             input_tokens: vec![],
+            prefix_tokens: 0,
+            prefix_groups: 1,
             rate: vec![],
             burstiness: 1.0,
             max_in_flight: 0,
@@ -341,6 +348,12 @@ impl ExperimentSpec {
             "input_tokens",
             "give synthetic input lengths or your own documents/prompts, not both".into(),
         );
+        check(
+            self.prefix_tokens == 0 || (!self.input_tokens.is_empty() && self.input_tokens.iter().all(|&n| n > self.prefix_tokens)),
+            "prefix_tokens",
+            "a shared prefix is part of synthetic prompts: give input_tokens, each longer than the prefix".into(),
+        );
+        check((1..=MAX_REPEAT).contains(&self.prefix_groups), "prefix_groups", format!("must be between 1 and {MAX_REPEAT}"));
         check(self.requests <= MAX_REQUESTS, "requests", format!("at most {MAX_REQUESTS} per cell"));
         check(
             (1..=MAX_REPEAT).contains(&self.repeat),

@@ -72,6 +72,10 @@ pub struct ServerCellStats {
     pub queue_p95_ms: Option<f64>,
     /// Requests the server's E2E histogram counted during the cell.
     pub requests: Option<f64>,
+    /// The share of the cell's prompt tokens found in the server's prefix cache
+    /// (`vllm:prefix_cache_hits_total` ÷ `vllm:prefix_cache_queries_total`, their growth).
+    #[serde(default)]
+    pub prefix_cache_hit_rate: Option<f64>,
 }
 
 /// The GPUs during one cell (all GPUs together: memory summed, utilization averaged).

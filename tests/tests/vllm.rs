@@ -221,3 +221,30 @@ async fn synthetic_prompts_arrive_with_the_tokens_asked_for() {
         assert_eq!(rows, 8);
     }
 }
+
+#[tokio::test]
+#[ignore = "needs a real vLLM: scripts/test.sh starts one"]
+async fn a_shared_prefix_is_served_from_the_prefix_cache_and_answers_sooner() {
+    let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
+    let c = caplab_tests::client();
+    let run = |prefix: u32| {
+        let (c, caplab_api) = (c.clone(), caplab.api("runs"));
+        let spec = json!({"workload": "chat", "concurrency": [1], "input_tokens": [1500], "prefix_tokens": prefix, "max_new_tokens": [4], "requests": 12, "warmup": 1});
+        async move {
+            let r = c.post(caplab_api).json(&spec).send().await.unwrap();
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            r.json::<caplab_shared::RunInfo>().await.unwrap().id
+        }
+    };
+    let own = run(0).await;
+    let own = wait_for_end(&c, &caplab, &own, Duration::from_secs(300)).await.unwrap();
+    let shared = run(1400).await;
+    let shared = wait_for_end(&c, &caplab, &shared, Duration::from_secs(300)).await.unwrap();
+    let hit = |v: &caplab_shared::RunView| v.cells[0].server.as_ref().and_then(|s| s.prefix_cache_hit_rate).expect("vLLM's prefix-cache counters");
+    assert!(hit(&own) < 0.2, "every prompt its own: {}", hit(&own));
+    // 1,400 of 1,500 tokens shared, cached by whole 16-token blocks; the cell counts its
+    // warm-up request too, which finds nothing cached.
+    assert!(hit(&shared) > 0.7, "1,400 of 1,500 tokens shared: {}", hit(&shared));
+    let ttft = |v: &caplab_shared::RunView| v.cells[0].ttft.p50.unwrap();
+    assert!(ttft(&shared) < ttft(&own), "a cached prefix answers sooner: {} vs {} ms", ttft(&shared), ttft(&own));
+}

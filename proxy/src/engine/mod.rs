@@ -211,8 +211,11 @@ impl Engine {
             notes.push(format!("{why}: its prompts have one word"));
             1
         });
-        let seed = spec.seed ^ (u64::from(cell) << 32);
-        (set.with_synthetic(maker, words, tokens, seed, spec.workload), notes)
+        // The run's id in the seed: a later run's prompts are not the cached ones of this one.
+        let run_salt = info.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let seed = spec.seed ^ run_salt ^ (u64::from(cell) << 32);
+        let prefix = crate::workload::synthetic::Prefix { words: spec.prefix_tokens, groups: spec.prefix_groups };
+        (set.with_synthetic(maker, words, prefix, tokens, seed, spec.workload), notes)
     }
 }
 

@@ -201,6 +201,10 @@ impl Telemetry {
                 queue_p50_ms: now.quantile_ms_since(before, prom::QUEUE, 0.5),
                 queue_p95_ms: now.quantile_ms_since(before, prom::QUEUE, 0.95),
                 requests: now.count_since(before, prom::E2E),
+                prefix_cache_hit_rate: match (now.growth(before, prom::PREFIX_HITS), now.growth(before, prom::PREFIX_QUERIES)) {
+                    (Some(hits), Some(queries)) if queries > 0.0 => Some(hits / queries),
+                    _ => None,
+                },
             }),
             _ => None,
         };

@@ -21,6 +21,9 @@ pub const KV_USAGE: &[&str] = &["vllm:kv_cache_usage_perc", "vllm:gpu_cache_usag
 pub const PREEMPTIONS: &str = "vllm:num_preemptions_total";
 pub const PROMPT_TOKENS: &str = "vllm:prompt_tokens_total";
 pub const GENERATION_TOKENS: &str = "vllm:generation_tokens_total";
+/// Prompt tokens looked up in the prefix cache, and those found (vLLM V1's `loggers.py`).
+pub const PREFIX_QUERIES: &str = "vllm:prefix_cache_queries_total";
+pub const PREFIX_HITS: &str = "vllm:prefix_cache_hits_total";
 pub const TTFT: &str = "vllm:time_to_first_token_seconds";
 pub const E2E: &str = "vllm:e2e_request_latency_seconds";
 pub const QUEUE: &str = "vllm:request_queue_time_seconds";
@@ -31,7 +34,8 @@ pub const SIM_GPU_UTIL: &str = "caplab_sim:gpu_utilization_perc";
 
 /// Every family caplab reads from a scrape.
 const USED: &[&str] = &[
-    RUNNING, WAITING, KV_USAGE[0], KV_USAGE[1], PREEMPTIONS, PROMPT_TOKENS, GENERATION_TOKENS, TTFT, E2E, QUEUE, SIM_GPU_USED, SIM_GPU_TOTAL, SIM_GPU_UTIL,
+    RUNNING, WAITING, KV_USAGE[0], KV_USAGE[1], PREEMPTIONS, PROMPT_TOKENS, GENERATION_TOKENS, PREFIX_QUERIES, PREFIX_HITS, TTFT, E2E, QUEUE, SIM_GPU_USED, SIM_GPU_TOTAL,
+    SIM_GPU_UTIL,
 ];
 
 /// Whether a line of a scrape (`# HELP name …`, `# TYPE name …` or `name{labels} value`)

@@ -73,6 +73,7 @@ pub struct RequestSet {
 struct SyntheticBodies {
     maker: synthetic::Synthetic,
     words: u32,
+    prefix: synthetic::Prefix,
     seed: u64,
     /// The body without its prompt (`prompt` or `messages` is set per request).
     template: serde_json::Value,
@@ -84,7 +85,7 @@ impl RequestSet {
     /// synthetic prompts are made for `i` alone).
     pub fn body(&self, i: u32) -> Bytes {
         if let Some(s) = &self.synthetic {
-            let text = s.maker.text(s.words, s.seed, i);
+            let text = s.maker.text(s.words, s.seed, i, s.prefix);
             let mut v = s.template.clone();
             match s.workload {
                 Workload::Batch => v["prompt"] = json!(text),
@@ -96,13 +97,13 @@ impl RequestSet {
     }
 
     /// The same requests with synthetic prompts of `tokens` tokens (`words` words from `maker`).
-    pub fn with_synthetic(mut self, maker: synthetic::Synthetic, words: u32, tokens: u32, seed: u64, workload: Workload) -> RequestSet {
+    pub fn with_synthetic(mut self, maker: synthetic::Synthetic, words: u32, prefix: synthetic::Prefix, tokens: u32, seed: u64, workload: Workload) -> RequestSet {
         let mut template: serde_json::Value = self.bodies.first().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
         if let Some(obj) = template.as_object_mut() {
             obj.remove("prompt");
             obj.remove("messages");
         }
-        self.synthetic = Some(SyntheticBodies { maker, words, seed, template, workload });
+        self.synthetic = Some(SyntheticBodies { maker, words, prefix, seed, template, workload });
         self.prompt_tokens = Some(tokens);
         self
     }

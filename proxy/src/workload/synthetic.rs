@@ -18,6 +18,15 @@ const WORDS: [&str; 64] = [
     " key", " job", " law", " lot", " map", " net", " act", " age", " air", " art",
 ];
 
+/// The part of synthetic prompts shared by a group of requests (as a system prompt is).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Prefix {
+    /// Words (= tokens) every prompt of a group begins with; 0: none.
+    pub words: u32,
+    /// Groups, taken in turn by requests (request i is in group i mod groups).
+    pub groups: u32,
+}
+
 /// How prompts of a chosen length are made for one target and workload.
 #[derive(Clone, Debug)]
 pub struct Synthetic {
@@ -73,14 +82,22 @@ impl Synthetic {
         })
     }
 
-    /// The text of the `i`-th prompt of `words` words: random, its own (seeded by `seed` and `i`).
-    pub fn text(&self, words: u32, seed: u64, i: u32) -> String {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ (u64::from(i) << 20) ^ 0x5eed);
+    /// The text of the `i`-th prompt of `words` words: random, its own (seeded by `seed` and
+    /// `i`), after a prefix of `prefix.words` words shared by every request of its group.
+    pub fn text(&self, words: u32, seed: u64, i: u32, prefix: Prefix) -> String {
         let mut out = String::with_capacity(words as usize * 4);
-        for _ in 0..words {
+        let shared = prefix.words.min(words);
+        let mut group = rand::rngs::StdRng::seed_from_u64(seed ^ 0x9f1e ^ (u64::from(i % prefix.groups.max(1)) << 40));
+        self.push_words(&mut out, shared, &mut group);
+        let mut own = rand::rngs::StdRng::seed_from_u64(seed ^ (u64::from(i) << 20) ^ 0x5eed);
+        self.push_words(&mut out, words - shared, &mut own);
+        out
+    }
+
+    fn push_words(&self, out: &mut String, n: u32, rng: &mut rand::rngs::StdRng) {
+        for _ in 0..n {
             out.push_str(self.vocab[rng.gen_range(0..self.vocab.len())]);
         }
-        out
     }
 }
 
@@ -98,10 +115,16 @@ mod tests {
         let s = Synthetic { workload: Workload::Chat, vocab: WORDS.to_vec(), overhead: 7, approximate: None };
         assert_eq!(s.words_for(100), Ok(93));
         assert!(s.words_for(7).unwrap_err().contains("too short"));
-        let (a, b) = (s.text(50, 1, 0), s.text(50, 1, 1));
+        let none = Prefix::default();
+        let (a, b) = (s.text(50, 1, 0, none), s.text(50, 1, 1, none));
         assert_eq!((a.len(), b.len()), (200, 200));
-        assert_ne!(a, b, "every request its own words");
-        assert_eq!(a, s.text(50, 1, 0), "reproducible from the seed");
+        assert_ne!(a[..40], b[..40], "every request its own words from the start");
+        assert_eq!(a, s.text(50, 1, 0, none), "reproducible from the seed");
+        let two = Prefix { words: 30, groups: 2 };
+        let (g0, g1, g0b) = (s.text(50, 1, 0, two), s.text(50, 1, 1, two), s.text(50, 1, 2, two));
+        assert_eq!(g0[..120], g0b[..120], "requests 0 and 2 share group 0's prefix");
+        assert_ne!(g0[..120], g1[..120], "group 1 has its own");
+        assert_ne!(g0[120..], g0b[120..], "after the prefix each is its own");
         assert_eq!((a.len() as u32).div_ceil(4), 50, "the simulator counts four characters a token");
     }
 }
