@@ -440,6 +440,21 @@ def machine():
     return f"{cpu}, {os.cpu_count()} cores ({simd}), {mem} GiB, {platform.system()} {platform.release()}"
 
 
+# Sections of BENCHMARKS.md written by other benchmarks (e.g. bench/ws-viewers) follow this line;
+# a new report keeps them.
+KEPT_MARKER = "<!-- sections below are written by other benchmarks and kept when bench/peers rewrites this file -->"
+
+
+def kept_tail(path):
+    """What follows KEPT_MARKER in the report already at `path` (with the marker), or nothing."""
+    try:
+        text = Path(path).read_text()
+    except OSError:
+        return ""
+    at = text.find(KEPT_MARKER)
+    return "" if at < 0 else "\n" + text[at:]
+
+
 def report(results, args, started):
     v = versions()
     lines = ["# BENCHMARKS: caplab beside the peer tools", "",
@@ -612,7 +627,7 @@ def main():
     args = ap.parse_args()
     if args.report_only:
         saved = json.loads(Path(args.results).read_text())
-        Path(args.out).write_text(report(saved["results"], args, saved["started"]))
+        Path(args.out).write_text(report(saved["results"], args, saved["started"]) + kept_tail(args.out))
         return
     args.streams = [int(s) for s in args.streams.split(",") if s]
     args.tools = [t.strip() for t in args.tools.split(",") if t.strip()]
@@ -636,7 +651,7 @@ def main():
             print(f"[bench] scenario '{name}' failed: {e}", file=sys.stderr)
         # Written after every scenario: a later failure keeps what was measured.
         results_path.write_text(json.dumps({"started": started, "command": args.command, "results": results, "failed": failed}, indent=1, default=str))
-        Path(args.out).write_text(report(results, args, started) + "".join(f"\n**Scenario failed:** {f}\n" for f in failed))
+        Path(args.out).write_text(report(results, args, started) + "".join(f"\n**Scenario failed:** {f}\n" for f in failed) + kept_tail(args.out))
         print(f"[bench] after '{name}': wrote {args.out} and {results_path}", file=sys.stderr)
     if failed:
         sys.exit(f"[bench] {len(failed)} scenario(s) failed: " + "; ".join(failed))

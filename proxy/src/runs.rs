@@ -7,10 +7,10 @@
 //! from disk when someone asks for it. The engine keeps one cell's requests in memory while
 //! that cell runs (its exact percentiles need them), bounded by `--max-requests-per-run`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 use caplab_shared::decide::Headline;
 use caplab_shared::{RequestSample, RunInfo, RunStatus, RunView, ServerMsg};
@@ -54,7 +54,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Run {
     /// A run that stops when `parent` (the process's shutdown) is cancelled, or on its own stop.
     pub fn new(info: RunInfo, parent: &CancellationToken) -> Arc<Run> {
-        let (tx, _) = broadcast::channel(FANOUT_CAPACITY);
+        Self::with_fanout(info, parent, FANOUT_CAPACITY)
+    }
+
+    /// A run whose viewers may fall `capacity` messages behind (its channel holds that many
+    /// from the start: about 150 KB at 1,024).
+    fn with_fanout(info: RunInfo, parent: &CancellationToken, capacity: usize) -> Arc<Run> {
+        let (tx, _) = broadcast::channel(capacity);
         Arc::new(Run {
             id: info.id.clone(),
             view: Mutex::new(RunView::new(info)),
@@ -65,9 +71,10 @@ impl Run {
         })
     }
 
-    /// A finished run as read back from its folder.
+    /// A finished run as read back from its folder: it publishes nothing, so its channel is one
+    /// message long.
     fn saved(view: RunView, requests_csv: PathBuf) -> Arc<Run> {
-        let run = Run::new(view.info.clone(), &CancellationToken::new());
+        let run = Run::with_fanout(view.info.clone(), &CancellationToken::new(), 1);
         *lock(&run.view) = view;
         lock(&run.requests).path = Some(requests_csv);
         run.settle();
@@ -192,6 +199,9 @@ pub struct Registry {
     /// Held while an ended run's files are read whole, rewritten or removed (rename, archive,
     /// delete), so none of them sees another half done.
     files: Mutex<()>,
+    /// Ended runs read back from disk and still held by someone (a viewer's socket, a
+    /// download): every viewer of one run shares one copy (2,000 viewers once held 2,000).
+    read_back: Mutex<HashMap<String, Weak<Run>>>,
 }
 
 impl Registry {
@@ -212,12 +222,12 @@ impl Registry {
                 }
             }
         }
-        (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0), files: Mutex::new(()) }, unreadable)
+        (Registry { runs: RwLock::new(runs), dir, seq: AtomicU64::new(0), files: Mutex::new(()), read_back: Mutex::default() }, unreadable)
     }
 
     /// A registry that saves under `dir` without reading the runs already there (`caplab run`).
     pub fn writing_to(dir: PathBuf) -> Registry {
-        Registry { runs: RwLock::new(BTreeMap::new()), dir, seq: AtomicU64::new(0), files: Mutex::new(()) }
+        Registry { runs: RwLock::new(BTreeMap::new()), dir, seq: AtomicU64::new(0), files: Mutex::new(()), read_back: Mutex::default() }
     }
 
     /// A new id, sortable by creation time and unique even across processes sharing the data
@@ -268,9 +278,21 @@ impl Registry {
             Some(Entry::Live(run)) => return Ok(run.clone()),
             Some(Entry::Saved(_)) => self.dir.join(id),
         };
-        read_view(&saved)
+        if let Some(run) = lock(&self.read_back).get(id).and_then(Weak::upgrade) {
+            return Ok(run);
+        }
+        let run = read_view(&saved)
             .map(|view| Run::saved(view, saved.join("requests.csv")))
-            .map_err(|e| format!("run {id}'s files in {} cannot be read: {e}", saved.display()))
+            .map_err(|e| format!("run {id}'s files in {} cannot be read: {e}", saved.display()))?;
+        let mut read_back = lock(&self.read_back);
+        read_back.retain(|_, held| held.strong_count() > 0);
+        read_back.insert(id.to_string(), Arc::downgrade(&run));
+        Ok(run)
+    }
+
+    /// Forgets the copy of an ended run read back from disk (its files are changing).
+    fn forget_read_back(&self, id: &str) {
+        lock(&self.read_back).remove(id);
     }
 
     /// Every run, newest first.
@@ -337,6 +359,7 @@ impl Registry {
     fn update_saved(&self, id: &str, change: impl FnOnce(&mut RunView)) -> Result<RunInfo, FilesError> {
         let _files = lock(&self.files);
         let path = self.saved_folder(id)?;
+        self.forget_read_back(id);
         let mut view = read_view(&path).map_err(|e| FilesError::Io(format!("run {id}'s files in {} cannot be read: {e}", path.display())))?;
         change(&mut view);
         view.info.headline = Headline::of(&view.cells);
@@ -410,6 +433,7 @@ impl Registry {
     /// Forgets a run and removes its folder (the id is one this registry holds, never a path).
     pub fn delete(&self, id: &str) -> std::io::Result<()> {
         let _files = lock(&self.files);
+        self.forget_read_back(id);
         if self.runs.write().unwrap_or_else(|p| p.into_inner()).remove(id).is_some() {
             match std::fs::remove_dir_all(self.dir.join(id)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
@@ -647,6 +671,13 @@ mod tests {
         assert!(tail.is_empty());
         assert_eq!(export::read_requests_csv(&bytes).unwrap().len(), 10);
         assert_eq!(reopened.live(), 0, "reading a saved run does not keep it");
+        // Its viewers share one copy while any holds it; a change to its files makes a new one.
+        assert!(Arc::ptr_eq(&run, &reopened.find(&ids[2]).unwrap()), "one copy for every viewer");
+        reopened.rename(&ids[2], "renamed").unwrap();
+        let after = reopened.find(&ids[2]).unwrap();
+        assert!(!Arc::ptr_eq(&run, &after) && after.info().spec.name == "renamed");
+        drop((run, after));
+        assert_eq!(reopened.find(&ids[2]).unwrap().info().spec.name, "renamed");
 
         // A folder whose run.json is damaged: listed from its index, and its reading says why.
         std::fs::write(dir.join(&ids[0]).join("run.json"), b"{ not json").unwrap();

@@ -92,13 +92,17 @@ impl Viewer {
     }
 }
 
-/// Sends one message; false when the socket is gone or took nothing for `limit` (a viewer that
-/// does not read would otherwise hold its task, and its buffers, for ever).
-async fn send_within(socket: &mut WebSocket, msg: &ServerMsg, limit: Duration) -> bool {
-    match serde_json::to_string(msg) {
-        Ok(text) => matches!(tokio::time::timeout(limit, socket.send(Message::Text(text.into()))).await, Ok(Ok(()))),
-        Err(_) => false,
-    }
+/// The text sent for a message. Made (and the message dropped) before the send is awaited, so
+/// a viewer that reads slowly holds only these bytes, not a copy of the run's view as well.
+fn encode(msg: ServerMsg) -> Option<String> {
+    serde_json::to_string(&msg).ok()
+}
+
+/// Sends one message's text; false when the socket is gone or took nothing for `limit` (a
+/// viewer that does not read would otherwise hold its task, and its buffers, for ever).
+async fn send_within(socket: &mut WebSocket, text: Option<String>, limit: Duration) -> bool {
+    let Some(text) = text else { return false };
+    matches!(tokio::time::timeout(limit, socket.send(Message::Text(text.into()))).await, Ok(Ok(())))
 }
 
 async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::sync::CancellationToken, ping_every: Duration, mut viewer: Viewer) {
@@ -106,7 +110,8 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
     // gone: its socket is closed.
     let silence_limit = ping_every * 2 + Duration::from_secs(10);
     let (view, mut rx) = run.subscribe();
-    if !send_within(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) }), silence_limit).await {
+    let text = encode(viewer.shown(ServerMsg::Snapshot { view: Box::new(view) }));
+    if !send_within(&mut socket, text, silence_limit).await {
         return;
     }
     let mut ping = tokio::time::interval(ping_every);
@@ -115,11 +120,15 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {
-                Ok(m) => if !send_within(&mut socket, &viewer.shown(m), silence_limit).await { break },
+                Ok(m) => {
+                    let text = encode(viewer.shown(m));
+                    if !send_within(&mut socket, text, silence_limit).await { break }
+                }
                 Err(RecvError::Lagged(_)) => {
                     let (view, fresh) = run.subscribe();
                     rx = fresh;
-                    if !send_within(&mut socket, &viewer.shown(ServerMsg::Snapshot { view: Box::new(view) }), silence_limit).await { break }
+                    let text = encode(viewer.shown(ServerMsg::Snapshot { view: Box::new(view) }));
+                    if !send_within(&mut socket, text, silence_limit).await { break }
                 }
                 Err(RecvError::Closed) => break,
             },
@@ -160,7 +169,7 @@ async fn stream_run(mut socket: WebSocket, run: Arc<Run>, shutdown: tokio_util::
                     };
                     let Ok(m) = next else { break };
                     let ended = matches!(&m, ServerMsg::Status { status, .. } if status.is_terminal());
-                    if !send_within(&mut socket, &m, silence_limit).await { return }
+                    if !send_within(&mut socket, encode(m), silence_limit).await { return }
                     if ended { break }
                 }
                 let frame = CloseFrame { code: close_code::AWAY, reason: "caplab is shutting down".into() };
