@@ -254,6 +254,9 @@ pub struct LimitArgs {
     /// Most runs kept; a new run is refused beyond it until one is deleted
     #[arg(long, default_value_t = Limits::default().runs_kept)]
     pub runs_kept: usize,
+    /// A run is refused while the data folder's disk has less free than this many MB (0: no floor)
+    #[arg(long, default_value_t = Limits::default().min_free_mb)]
+    pub min_free_mb: u64,
 }
 
 impl LimitArgs {
@@ -270,6 +273,7 @@ impl LimitArgs {
             max_body_bytes: self.max_body_bytes.max(1024),
             max_import_bytes: self.max_import_bytes.max(1024),
             runs_kept: self.runs_kept.max(1),
+            min_free_mb: self.min_free_mb,
         })
     }
 }

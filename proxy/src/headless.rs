@@ -147,10 +147,12 @@ pub async fn run(file: &Path, overrides: Overrides, out: &Path) -> anyhow::Resul
     } else {
         eprintln!("results were not saved (see the error above)");
     }
-    // 0: every cell ran; 2: stopped (by a user, a signal or max_error_rate); 3: every request failed.
+    // 0: every cell ran; 2: stopped (by a user, a signal or max_error_rate); 3: every request
+    // failed; 4: what it measured could not all be saved (a full disk: the message says how much).
     Ok(match view.info.status {
         RunStatus::Finished if view.every_request_failed() => ExitCode::from(3),
         RunStatus::Finished => ExitCode::SUCCESS,
+        RunStatus::Failed => ExitCode::from(4),
         _ => ExitCode::from(2),
     })
 }

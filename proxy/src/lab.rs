@@ -81,6 +81,9 @@ impl Lab {
         if !errors.is_empty() {
             return Err(Refusal::Invalid(errors));
         }
+        if let Some(room) = self.short_of_room() {
+            return Err(Refusal::Conflict(room));
+        }
         if let Some(limits) = &self.limits {
             let kept = self.registry.len();
             if kept >= limits.runs_kept {
@@ -172,17 +175,72 @@ impl Lab {
                     run.publish(ServerMsg::Status { status: RunStatus::Stopped, message });
                 }
             }
-            match registry.save(&run) {
-                Ok(path) => tracing::info!("run {} saved in {}", run.id, path.display()),
-                Err(e) => tracing::error!("could not save run {} (it stays in memory until caplab stops): {e}", run.id),
+            // A run whose requests the disk would not take was stopped by it: it failed, and says why.
+            if let Some(fault) = run.disk_fault() {
+                let message = format!("stopped: its requests could no longer be saved ({fault})");
+                run.publish(ServerMsg::Status { status: RunStatus::Failed, message: Some(message) });
             }
+            save_or_say_why(&registry, &run);
         });
     }
 
     /// Stops every run, closes every socket, and waits (up to `limit`) for runs to be saved.
+    /// A run whose files could not be written is tried once more; what still cannot be written
+    /// is named, with its count, before caplab exits.
     pub async fn shut_down(&self, limit: Duration) {
         self.shutdown.cancel();
         self.tasks.close();
         let _ = tokio::time::timeout(limit, self.tasks.wait()).await;
+        for run in self.registry.ended_unsaved() {
+            let held = run.unwritten();
+            match self.registry.save(&run) {
+                Ok(path) => tracing::info!("run {} saved in {} as caplab stops", run.id, path.display()),
+                Err(e) => tracing::error!(
+                    "run {} could not be saved as caplab stops ({}): its {held} requests held in memory are lost; the rest are in its folder, and the next start lists it",
+                    run.id,
+                    crate::runs::disk_words(&e)
+                ),
+            }
+        }
     }
+
+    /// Why no run can start now for lack of room in the data folder (`--min-free-mb`), if so.
+    pub fn short_of_room(&self) -> Option<String> {
+        let floor = self.limits.as_ref()?.min_free_mb;
+        if floor == 0 {
+            return None;
+        }
+        let free = free_mb(self.registry.dir())?;
+        (free < floor).then(|| {
+            format!(
+                "the data folder ({}) has {free} MB free, below this caplab's floor of {floor} MB (--min-free-mb): a run could not keep what it measures; free some space first",
+                self.registry.dir().display()
+            )
+        })
+    }
+}
+
+/// Saves an ended run's files; when they cannot be written, the run says so (status `failed`,
+/// the cause and the counts) and stays in memory, to be tried again when caplab stops.
+fn save_or_say_why(registry: &Registry, run: &Arc<Run>) {
+    match registry.save(run) {
+        Ok(path) => tracing::info!("run {} saved in {}", run.id, path.display()),
+        Err(e) => {
+            let cause = crate::runs::disk_words(&e);
+            tracing::error!("could not save run {} ({cause}): it stays in memory and is tried again when caplab stops", run.id);
+            let before = run.info().message.map(|m| format!("{m}; ")).unwrap_or_default();
+            let message = format!(
+                "{before}not saved: its files could not be written ({cause}); {} requests are held in memory and written when caplab stops, if there is room by then",
+                run.unwritten()
+            );
+            run.publish(ServerMsg::Status { status: RunStatus::Failed, message: Some(message) });
+        }
+    }
+}
+
+/// Megabytes free for an unprivileged writer on the filesystem holding `dir`.
+fn free_mb(dir: &std::path::Path) -> Option<u64> {
+    let dir = if dir.exists() { dir } else { dir.parent().filter(|p| p.exists()).unwrap_or(std::path::Path::new(".")) };
+    let stat = rustix::fs::statvfs(dir).ok()?;
+    Some(stat.f_bavail.saturating_mul(stat.f_frsize) / (1024 * 1024))
 }

@@ -21,6 +21,8 @@ pub struct Limits {
     pub max_import_bytes: usize,
     /// Most runs kept; beyond it, a new run is refused until one is deleted.
     pub runs_kept: usize,
+    /// A run is refused while the data folder's filesystem has less free than this (MB; 0: no floor).
+    pub min_free_mb: u64,
 }
 
 impl Default for Limits {
@@ -34,6 +36,7 @@ impl Default for Limits {
             max_body_bytes: 64 * 1024,
             max_import_bytes: 16 * 1024 * 1024,
             runs_kept: 10_000,
+            min_free_mb: 64,
         }
     }
 }

@@ -38,13 +38,49 @@ pub struct Run {
 /// aggregator tick, so a `kill -9` loses at most the requests still in flight; `run.json`
 /// beside it says the run was running, and a restart finds it `interrupted` and rebuilds its
 /// cells from these rows), and, only when that file cannot be written, memory.
+///
+/// The file only ever holds whole rows: an append that fails (a full disk) is cut back to the
+/// last whole row, and the batch is kept in memory, so no row is on disk twice or torn, and a
+/// download (the file's whole rows, then the rows in memory) never repeats one.
 #[derive(Default)]
 struct Requests {
     path: Option<PathBuf>,
     /// Open for appending while the run goes on.
     journal: Option<std::fs::File>,
+    /// Bytes of the file that are whole rows (its header included).
+    whole: u64,
+    /// Requests whose rows are in the file.
+    rows: u64,
     /// Requests that could not be written to the file (kept until they are).
     unwritten: Vec<RequestSample>,
+    /// Why the file could not be written, once it could not.
+    fault: Option<String>,
+}
+
+/// Appends `batch`'s rows to `file`, whose whole rows end at `whole`, in one write: either all
+/// of them are there after, or the file is cut back to `whole` and the error returned.
+fn append_whole(file: &mut std::fs::File, whole: &mut u64, info: &RunInfo, batch: &[RequestSample]) -> std::io::Result<()> {
+    use std::io::Write;
+    let bytes = export::request_rows(info, batch)?;
+    match file.write_all(&bytes).and_then(|()| file.flush()) {
+        Ok(()) => {
+            *whole += bytes.len() as u64;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = file.set_len(*whole);
+            Err(e)
+        }
+    }
+}
+
+/// A file error in words that name the cause: a full disk says so.
+pub fn disk_words(e: &std::io::Error) -> String {
+    match e.raw_os_error() {
+        Some(28) => format!("the disk is full ({e})"),
+        Some(122) => format!("the disk quota is used up ({e})"),
+        _ => e.to_string(),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -117,23 +153,44 @@ impl Run {
     }
 
     /// Keeps a batch of completed requests: appended to the journal. A journal that cannot be
-    /// written is reported once and closed; from then on requests are kept in memory and
-    /// written when the run is saved.
+    /// written (a full disk) stops the run: what it measured could no longer be kept. The file
+    /// is cut back to its last whole row, the batch (and any later one) kept in memory, and
+    /// the cause kept for the run's final status (`disk_fault`).
     pub fn record(&self, batch: &[RequestSample]) {
         if batch.is_empty() {
             return;
         }
-        let mut requests = lock(&self.requests);
+        let info = self.info();
+        let mut guard = lock(&self.requests);
+        let requests = &mut *guard;
         if let Some(file) = requests.journal.as_mut() {
-            match export::append_requests(file, &self.info(), batch) {
-                Ok(()) => return,
+            match append_whole(file, &mut requests.whole, &info, batch) {
+                Ok(()) => {
+                    requests.rows += batch.len() as u64;
+                    return;
+                }
                 Err(e) => {
-                    tracing::error!("run {}: cannot append to its journal ({e}); its requests are kept in memory until it is saved", self.id);
+                    let cause = disk_words(&e);
+                    tracing::error!("run {}: cannot append to {} ({cause}): the run is stopped; its requests are kept in memory", self.id, requests.path.as_deref().unwrap_or(Path::new("its journal")).display());
+                    requests.fault.get_or_insert(cause);
                     requests.journal = None;
+                    self.cancel.cancel();
                 }
             }
         }
         requests.unwritten.extend(batch.iter().map(|s| RequestSample { itl_gaps_ms: Vec::new(), ..s.clone() }));
+    }
+
+    /// Why this run's requests could not all be kept on disk, with the counts, if they could not.
+    pub fn disk_fault(&self) -> Option<String> {
+        let requests = lock(&self.requests);
+        let cause = requests.fault.as_ref()?;
+        Some(format!("{cause}: {} of the run's requests are on disk, {} more held in memory", requests.rows, requests.unwritten.len()))
+    }
+
+    /// Requests held in memory because the disk would not take them.
+    pub fn unwritten(&self) -> usize {
+        lock(&self.requests).unwritten.len()
     }
 
     /// `requests.csv` as it stands: the bytes on disk (up to the last whole batch written; the
@@ -141,6 +198,9 @@ impl Run {
     pub fn requests_csv(&self) -> std::io::Result<(Option<(PathBuf, u64)>, Vec<u8>)> {
         let requests = lock(&self.requests);
         let on_disk = match &requests.path {
+            // While the run writes its journal, only its whole rows (an append in progress or
+            // cut back is not served); once settled, the file as it is.
+            Some(p) if requests.whole > 0 => Some((p.clone(), requests.whole)),
             Some(p) => match std::fs::metadata(p) {
                 Ok(m) => Some((p.clone(), m.len())),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -213,9 +273,19 @@ impl Registry {
         let mut unreadable = Vec::new();
         if let Ok(entries) = std::fs::read_dir(&dir) {
             for entry in entries.flatten().filter(|e| e.path().is_dir()) {
+                let removed = remove_partials(&entry.path());
+                if removed > 0 {
+                    tracing::info!("removed {removed} half-written file(s) from {}", entry.path().display());
+                }
                 match index_entry(&entry.path()) {
-                    Ok(Some(info)) => {
+                    Ok(Some(Indexed::Saved(info))) => {
                         runs.insert(info.id.clone(), Entry::Saved(info));
+                    }
+                    // Recovered, but its files could not be rewritten (a full disk): listed from
+                    // memory, with the reason; rewritten at the next start with room.
+                    Ok(Some(Indexed::Unwritten(view))) => {
+                        let run = Run::saved(view, entry.path().join("requests.csv"));
+                        runs.insert(run.id.clone(), Entry::Live(run));
                     }
                     Ok(None) => {}
                     Err(e) => unreadable.push(format!("{}: {e}", entry.path().display())),
@@ -313,6 +383,22 @@ impl Registry {
         self.runs.read().unwrap_or_else(|p| p.into_inner()).len()
     }
 
+    /// Runs that have ended but are held in memory because their files could not be written.
+    pub fn ended_unsaved(&self) -> Vec<Arc<Run>> {
+        let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
+        runs.values()
+            .filter_map(|e| match e {
+                Entry::Live(run) if run.info().status.is_terminal() => Some(run.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The folder runs are saved in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// How many runs are held whole in memory (those going on, and any whose files failed).
     pub fn live(&self) -> usize {
         self.runs.read().unwrap_or_else(|p| p.into_inner()).values().filter(|e| matches!(e, Entry::Live(_))).count()
@@ -328,7 +414,9 @@ impl Registry {
         let csv = path.join("requests.csv");
         write_atomic(&csv, &export::requests_csv(&view.info, &[])?)?;
         let mut requests = lock(&run.requests);
-        requests.journal = Some(std::fs::OpenOptions::new().append(true).open(&csv)?);
+        let journal = std::fs::OpenOptions::new().append(true).open(&csv)?;
+        requests.whole = journal.metadata()?.len();
+        requests.journal = Some(journal);
         requests.path = Some(csv);
         Ok(())
     }
@@ -465,22 +553,28 @@ impl Registry {
         let mut view = run.view();
         view.info.headline = Headline::of(&view.cells);
         {
-            let mut requests = lock(&run.requests);
+            let mut guard = lock(&run.requests);
+            let requests = &mut *guard;
             let csv = path.join("requests.csv");
             if let Some(file) = requests.journal.take() {
                 file.sync_all()?;
             }
             if !requests.unwritten.is_empty() || !csv.exists() {
-                // Requests the journal could not take (or no journal at all): written now.
+                // Requests the journal could not take (or no journal at all): written now,
+                // after the file's whole rows (it is cut back to them if this fails too).
                 let mut file = match std::fs::OpenOptions::new().append(true).open(&csv) {
                     Ok(f) if requests.path.is_some() => f,
                     _ => {
                         write_atomic(&csv, &export::requests_csv(&view.info, &[])?)?;
+                        requests.whole = std::fs::metadata(&csv)?.len();
+                        requests.rows = 0;
                         std::fs::OpenOptions::new().append(true).open(&csv)?
                     }
                 };
-                export::append_requests(&mut file, &view.info, &requests.unwritten)?;
+                file.set_len(requests.whole)?;
+                append_whole(&mut file, &mut requests.whole, &view.info, &requests.unwritten)?;
                 file.sync_all()?;
+                requests.rows += requests.unwritten.len() as u64;
                 requests.unwritten = Vec::new();
                 requests.path = Some(csv);
             }
@@ -520,20 +614,41 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // A name of its own, so two writers of one file never share a half-written copy.
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let tmp = path.with_extension(format!("{PARTIAL}{}-{}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed)));
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, path)
+    let written = std::fs::File::create(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    let done = written.and_then(|()| std::fs::rename(&tmp, path));
+    if done.is_err() {
+        // A full disk leaves no half-written copy behind.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    done
+}
+
+/// Removes the half-written copies a crash or a full disk left in a run's folder; how many.
+fn remove_partials(folder: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(folder) else { return 0 };
+    entries.flatten().map(|e| e.path()).filter(|p| p.is_file() && is_partial(p)).filter(|p| std::fs::remove_file(p).is_ok()).count()
 }
 
 fn read_view(path: &Path) -> anyhow::Result<RunView> {
     Ok(serde_json::from_slice(&std::fs::read(path.join("run.json"))?)?)
 }
 
+/// What a run folder gives the index.
+enum Indexed {
+    Saved(RunInfo),
+    /// A run recovered whose files could not be rewritten: its view, held in memory.
+    Unwritten(RunView),
+}
+
 /// The index entry of one run folder (None: an empty folder, such as an id just claimed).
 /// A run that was going on when caplab died is recovered here, once: marked `interrupted`,
-/// its cells recomputed from its journal, and its files rewritten as final.
-fn index_entry(path: &Path) -> anyhow::Result<Option<RunInfo>> {
+/// its cells recomputed from its journal, and its files rewritten as final (when they cannot
+/// be, say on a full disk, the recovered view is returned to be held in memory, and the
+/// recovery is done again at the next start).
+fn index_entry(path: &Path) -> anyhow::Result<Option<Indexed>> {
     let info_json = path.join("info.json");
     let info: RunInfo = match std::fs::read(&info_json) {
         Ok(bytes) => serde_json::from_slice(&bytes)?,
@@ -543,7 +658,9 @@ fn index_entry(path: &Path) -> anyhow::Result<Option<RunInfo>> {
             }
             // A folder from a caplab before the index: its info.json is written once.
             let view = read_view(path)?;
-            write_atomic(&info_json, &serde_json::to_vec_pretty(&view.info)?)?;
+            if write_atomic(&info_json, &serde_json::to_vec_pretty(&view.info)?).is_err() && view.info.status.is_terminal() {
+                return Ok(Some(Indexed::Unwritten(view)));
+            }
             view.info
         }
         Err(e) => return Err(e.into()),
@@ -553,7 +670,7 @@ fn index_entry(path: &Path) -> anyhow::Result<Option<RunInfo>> {
         anyhow::bail!("its run id {:?} is not its folder's name (a copied or renamed folder?)", info.id);
     }
     if info.status.is_terminal() {
-        return Ok(Some(info));
+        return Ok(Some(Indexed::Saved(info)));
     }
     let mut view = read_view(path)?;
     // A journal cut mid-row (a kill during an append) keeps every whole row before the cut; a
@@ -571,9 +688,17 @@ fn index_entry(path: &Path) -> anyhow::Result<Option<RunInfo>> {
         "caplab stopped (killed or crashed) while this run was in progress: the {} requests that completed before are kept, and its cells are recomputed from them{torn}",
         samples.len()
     ));
-    write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?)?;
-    write_view(path, &view)?;
-    Ok(Some(view.info))
+    let rewritten = write_atomic(&path.join("summary.csv"), &export::summary_csv(&view.info, &view.cells)?).and_then(|()| write_view(path, &view));
+    match rewritten {
+        Ok(()) => Ok(Some(Indexed::Saved(view.info))),
+        Err(e) => {
+            let _ = remove_partials(path);
+            if let Some(m) = view.info.message.as_mut() {
+                m.push_str(&format!("; its files could not be updated ({}): they will be when caplab starts with room on the disk", disk_words(&e)));
+            }
+            Ok(Some(Indexed::Unwritten(view)))
+        }
+    }
 }
 
 /// The cells of an interrupted run, from its journalled requests (cells with none are left out).
@@ -723,6 +848,45 @@ mod tests {
         assert!(view.info.message.unwrap().contains("1 unreadable line(s)"));
         assert_eq!(unreadable.len(), 1, "{unreadable:?}");
         assert!(unreadable[0].contains("not its folder's name"), "{unreadable:?}");
+    }
+
+    #[test]
+    fn a_journal_the_disk_will_not_take_stops_the_run_and_keeps_its_rows_once() {
+        let dir = temp_dir("full");
+        let reg = Registry::writing_to(dir.clone());
+        let run = make_run(&reg, 4, false);
+        let sample = |i| RequestSample { cell: 0, index: i, e2e_ms: 1.0, ..Default::default() };
+        // The disk fills: /dev/full answers every write with ENOSPC.
+        lock(&run.requests).journal = Some(std::fs::OpenOptions::new().append(true).open("/dev/full").unwrap());
+        run.record(&[sample(4), sample(5)]);
+        run.record(&[sample(6)]);
+        assert!(run.cancel.is_cancelled(), "a run that cannot keep its requests stops");
+        let fault = run.disk_fault().unwrap();
+        assert!(fault.starts_with("the disk is full") && fault.ends_with(": 4 of the run's requests are on disk, 3 more held in memory"), "{fault}");
+        // Served: the file's whole rows, then memory's, none twice.
+        let (on_disk, tail) = run.requests_csv().unwrap();
+        let (path, len) = on_disk.unwrap();
+        let mut bytes = std::fs::read(path).unwrap()[..len as usize].to_vec();
+        bytes.extend_from_slice(&tail);
+        let rows = export::read_requests_csv(&bytes).unwrap();
+        assert_eq!(rows.iter().map(|s| s.index).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4, 5, 6]);
+        // Saved once there is room: every row in the file, once.
+        run.publish(ServerMsg::Status { status: RunStatus::Stopped, message: None });
+        reg.save(&run).unwrap();
+        let saved = export::read_requests_csv(&std::fs::read(dir.join(&run.id).join("requests.csv")).unwrap()).unwrap();
+        assert_eq!(saved.len(), 7);
+        assert_eq!(run.unwritten(), 0);
+    }
+
+    #[test]
+    fn half_written_files_are_removed_at_start() {
+        let dir = temp_dir("partials");
+        let reg = Registry::writing_to(dir.clone());
+        let id = make_run(&reg, 2, true).id.clone();
+        std::fs::write(dir.join(&id).join("summary.tmp5303-0"), b"half").unwrap();
+        let (reopened, _) = Registry::open(dir.clone());
+        assert_eq!(reopened.len(), 1);
+        assert!(!dir.join(&id).join("summary.tmp5303-0").exists());
     }
 
     #[test]
