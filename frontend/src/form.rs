@@ -111,7 +111,7 @@ pub fn ExperimentForm() -> impl IntoView {
         }
     });
     let mode = move || FormMode::from_value(&text(texts, "mode")).unwrap_or(FormMode::Closed);
-    let parsed = move || form::read(|k| text(texts, k)).ok();
+    let parsed = move || form::read_with_inputs(|k| text(texts, k), inputs_info.get().as_ref()).ok();
     let concurrency_warning = move || parsed().and_then(|s| concurrency_warning(&s, ctx.defaults.with(|d| d.documents)));
     let length_warning = move || {
         chosen.with(|t| {
@@ -136,7 +136,7 @@ pub fn ExperimentForm() -> impl IntoView {
     let submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         general_error.set(None);
-        let spec = match form::read(|k| text_untracked(texts, k)) {
+        let spec = match form::read_with_inputs(|k| text_untracked(texts, k), inputs_info.get_untracked().as_ref()) {
             Ok(s) => s,
             Err(e) => return errors.set(e),
         };
@@ -265,6 +265,7 @@ pub fn ExperimentForm() -> impl IntoView {
                     };
                     match (text(texts, "inputs").is_empty(), inputs_info.get()) {
                         (true, _) => builtin,
+                        (false, Some(r)) if r.is_trace() => format!("{} · {} requests over {:.0} s ({}): replay it in the rate mode with a speedup", r.name, r.items, r.duration_s.unwrap_or_default(), r.format),
                         (false, Some(r)) => format!("{} · {} {} ({})", r.name, r.items, if r.workload == Some(Workload::Chat) { "chat requests" } else { "documents" }, r.format),
                         (false, None) => format!("inputs {}", text(texts, "inputs")),
                     }

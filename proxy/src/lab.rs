@@ -65,8 +65,9 @@ impl Lab {
     /// Admits `spec` against `target`: checks it whole (every problem at once), probes the
     /// target, prepares the spec, and registers the run (`queued` when its target is busy).
     pub async fn admit(&self, mut spec: ExperimentSpec, target: &Target) -> Result<Arc<Run>, Refusal> {
-        let mut errors = spec.validate();
-        errors.extend(self.resolve_inputs(&mut spec));
+        // The inputs first: what they are (a trace, say) decides what the rest must be.
+        let mut errors = self.resolve_inputs(&mut spec);
+        errors.extend(spec.validate());
         errors.extend(crate::fd_limit::check(&spec, crate::fd_limit::raise(), crate::fd_limit::reserved(), target.in_process));
         errors.extend(caplab_shared::search::probe_error(&spec, self.engine.inputs_for(&spec).documents.len()));
         if let Some(limits) = &self.limits {

@@ -23,3 +23,8 @@ pub mod target;
 pub mod targets;
 pub mod telemetry;
 pub mod workload;
+
+/// Milliseconds for a note: "12.3", or "–" when unknown.
+pub fn fmt_ms(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.1}"))
+}

@@ -249,6 +249,15 @@ pub const FIELDS: &[FormField] = &[
         set: |s, t| number_list(t).map(|v| s.rate = v),
     },
     FormField {
+        key: "speedup",
+        label: "Speedup (trace replay)",
+        hint: "with a trace as the inputs: its arrival times divided by this (1 = as recorded, 10 = ten times faster); one cell per value",
+        input: Input::Text,
+        shown: Shown::OpenLoop,
+        get: |s| list(&s.speedup),
+        set: |s, t| number_list(t).map(|v| s.speedup = v),
+    },
+    FormField {
         key: "burstiness",
         label: "Burstiness",
         hint: "gamma shape of arrival gaps; 1 = Poisson, lower = burstier",
@@ -417,12 +426,23 @@ pub fn texts(spec: &ExperimentSpec) -> Vec<(&'static str, String)> {
 /// cannot be read, then what `ExperimentSpec::validate` refuses in the others. Fields that do
 /// not apply to the chosen mode keep their defaults.
 pub fn read(text: impl Fn(&str) -> String) -> Result<ExperimentSpec, Vec<FieldError>> {
+    read_with_inputs(text, None)
+}
+
+/// As `read`, knowing the uploaded inputs the form's `inputs` field names (what caplab said of
+/// them: a trace, say), so the spec is checked as the server will check it.
+pub fn read_with_inputs(text: impl Fn(&str) -> String, known: Option<&crate::spec::InputsRef>) -> Result<ExperimentSpec, Vec<FieldError>> {
     let mut spec = ExperimentSpec::default();
     let mut errors = Vec::new();
     let mode = FormMode::from_value(&text("mode")).unwrap_or(FormMode::Closed);
     for f in FIELDS.iter().filter(|f| f.shown.applies(mode)) {
         if let Err(message) = (f.set)(&mut spec, &text(f.key)) {
             errors.push(FieldError::new(f.key, message));
+        }
+    }
+    if let (Some(named), Some(known)) = (spec.inputs.as_ref(), known) {
+        if named.id == known.id {
+            spec.inputs = Some(known.clone());
         }
     }
     let unreadable: Vec<String> = errors.iter().map(|e| e.field.clone()).collect();

@@ -34,7 +34,7 @@ impl Workload {
 /// by `id` (an upload to this caplab, `POST /api/inputs`) or, in `caplab run`'s files, by `file`
 /// (a path, relative to the experiment file); caplab fills in the rest when it admits the run,
 /// so a run's spec says what it sent: name, format, count and content hash.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct InputsRef {
     /// The first 16 hex digits of the content's SHA-256: the same inputs have the same id.
@@ -50,6 +50,17 @@ pub struct InputsRef {
     pub items: u32,
     /// Which workload they are for.
     pub workload: Option<Workload>,
+    /// A trace (arrival times with their lengths): the time from its first arrival to its
+    /// last, in seconds. None: documents or prompts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_s: Option<f64>,
+}
+
+impl InputsRef {
+    /// Whether these inputs are a trace to replay.
+    pub fn is_trace(&self) -> bool {
+        self.duration_s.is_some()
+    }
 }
 
 /// How requests are issued.
@@ -145,6 +156,9 @@ pub struct ExperimentSpec {
     pub prefix_groups: u32,
     /// Rate mode: one cell per value, in requests/s.
     pub rate: Vec<f64>,
+    /// Trace replay (`inputs` a trace, rate mode): one cell per value, the trace's arrival times
+    /// divided by it (10 = ten times faster); each cell replays every request of the trace.
+    pub speedup: Vec<f64>,
     /// Rate mode: gamma shape of the inter-arrival gaps (1 = Poisson; lower = burstier).
     pub burstiness: f64,
     /// Rate mode: most requests in flight at once (0 = unbounded); extra arrivals wait client-side.
@@ -197,6 +211,7 @@ impl Default for ExperimentSpec {
             prefix_tokens: 0,
             prefix_groups: 1,
             rate: vec![],
+            speedup: vec![],
             burstiness: 1.0,
             max_in_flight: 0,
             requests: 0,
@@ -313,6 +328,13 @@ impl ExperimentSpec {
                     format!("each concurrency must be between 1 and {MAX_CONCURRENCY}"),
                 );
             }
+            LoadMode::Rate if self.trace().is_some() => {
+                check(self.rate.is_empty(), "rate", "a trace sets its own arrival times: give speedup (1 = as recorded, 10 = ten times faster), not rate".into());
+                check(!self.speedup.is_empty(), "speedup", "give at least one speedup for the trace (1 = as recorded)".into());
+                check(self.speedup.iter().all(|&x| x.is_finite() && x > 0.0 && x <= 10_000.0), "speedup", "each speedup must be above 0 and at most 10000".into());
+                check(self.input_tokens.is_empty(), "input_tokens", "a trace gives each request's prompt length".into());
+                check(self.max_new_tokens.len() == 1, "max_new_tokens", "a trace gives each request's output length: leave one max_new_tokens (it is not used)".into());
+            }
             LoadMode::Rate => {
                 check(!self.rate.is_empty(), "rate", "give at least one rate (requests/s)".into());
                 check(
@@ -332,6 +354,12 @@ impl ExperimentSpec {
                 );
             }
         }
+        check(
+            self.trace().is_none() || self.mode == LoadMode::Rate,
+            "mode",
+            "a trace is replayed in open loop: give mode = \"rate\" and a speedup".into(),
+        );
+        check(self.trace().is_some() || self.speedup.is_empty(), "speedup", "speedup replays a trace: give a trace file as the inputs".into());
         check(!self.max_new_tokens.is_empty(), "max_new_tokens", "give at least one max_new_tokens".into());
         check(
             self.max_new_tokens.iter().all(|&m| (1..=MAX_NEW_TOKENS).contains(&m)),
@@ -429,8 +457,21 @@ impl ExperimentSpec {
     fn axis_len(&self) -> usize {
         match self.mode {
             LoadMode::Closed => self.concurrency.len(),
+            LoadMode::Rate if self.trace().is_some() => self.speedup.len(),
             LoadMode::Rate => self.rate.len(),
         }
+    }
+
+    /// The trace these inputs are, if they are one.
+    pub fn trace(&self) -> Option<&InputsRef> {
+        self.inputs.as_ref().filter(|r| r.is_trace())
+    }
+
+    /// A replay's mean offered rate at `speedup` (requests/s), once its trace is known.
+    pub fn trace_rate(&self, speedup: f64) -> Option<f64> {
+        let t = self.trace()?;
+        let span = t.duration_s.filter(|d| *d > 0.0)?;
+        Some((f64::from(t.items) / span * speedup * 1000.0).round() / 1000.0)
     }
 
     /// The grid's cells in run order: outer loop over concurrency (or rate), then input_tokens
@@ -439,6 +480,8 @@ impl ExperimentSpec {
         let mut out = Vec::new();
         let axis: Vec<(u32, Option<f64>)> = match self.mode {
             LoadMode::Closed => self.concurrency.iter().map(|&c| (c, None)).collect(),
+            // A replay's cells by speedup, each at the trace's mean offered rate.
+            LoadMode::Rate if self.trace().is_some() => self.speedup.iter().map(|&x| (0, Some(self.trace_rate(x).unwrap_or(x)))).collect(),
             LoadMode::Rate => self.rate.iter().map(|&r| (0, Some(r))).collect(),
         };
         let inputs: Vec<Option<u32>> = if self.input_tokens.is_empty() { vec![None] } else { self.input_tokens.iter().map(|&n| Some(n)).collect() };
@@ -458,6 +501,10 @@ impl ExperimentSpec {
     /// every candidate is loaded at its concurrency (a probe of 64 requests at c256 never has
     /// more than 64 in flight, and would vouch for a load it never carried).
     pub fn cell_requests(&self, cell: &CellSpec, documents: usize) -> u32 {
+        // A replay sends every request of its trace, once.
+        if let Some(t) = self.trace() {
+            return t.items.max(1);
+        }
         let base = if self.requests > 0 {
             self.requests
         } else {

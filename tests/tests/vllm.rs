@@ -248,3 +248,33 @@ async fn a_shared_prefix_is_served_from_the_prefix_cache_and_answers_sooner() {
     let ttft = |v: &caplab_shared::RunView| v.cells[0].ttft.p50.unwrap();
     assert!(ttft(&shared) < ttft(&own), "a cached prefix answers sooner: {} vs {} ms", ttft(&shared), ttft(&own));
 }
+
+#[tokio::test]
+#[ignore = "needs a real vLLM: scripts/test.sh starts one"]
+async fn an_azure_trace_replays_at_ten_times_with_its_lengths() {
+    let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
+    let c = caplab_tests::client();
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/traces/azure_sample.csv")).unwrap();
+    let trace: caplab_shared::InputsRef =
+        c.post(caplab.api("inputs")).json(&json!({"name": "azure_sample.csv", "workload": "chat", "text": text})).send().await.unwrap().json().await.unwrap();
+    let id = start_run(&c, &caplab, json!({"workload": "chat", "mode": "rate", "speedup": [10], "max_new_tokens": [16], "inputs": {"id": trace.id}})).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(300)).await.unwrap();
+    let cell = &view.cells[0];
+    assert_eq!((cell.requests_ok, cell.requests_failed), (40, 0));
+    assert!(cell.notes.iter().any(|n| n.starts_with("arrivals: 40 requests sent")), "{:?}", cell.notes);
+    let csv_text = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let at = |n: &str| h.iter().position(|x| x == n).unwrap();
+    let (asked, counted, out) = (at("prompt_tokens_requested"), at("prompt_tokens"), at("completion_tokens"));
+    let mut outputs: Vec<u32> = Vec::new();
+    for r in rdr.records().map(Result::unwrap) {
+        let (a, n): (f64, f64) = (r[asked].parse().unwrap(), r[counted].parse().unwrap());
+        assert!((n - a).abs() <= a * 0.01, "usage.prompt_tokens {n} vs the trace's {a}");
+        outputs.push(r[out].parse().unwrap());
+    }
+    let mut recorded: Vec<u32> = text.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect();
+    outputs.sort_unstable();
+    recorded.sort_unstable();
+    assert_eq!(outputs, recorded, "vLLM generated each request's recorded output length (ignore_eos)");
+}

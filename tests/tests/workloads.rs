@@ -189,3 +189,56 @@ async fn an_input_length_axis_finds_the_context_and_kv_limits() {
     assert!(surface.contains(r#"data-outcome="preemptions""#) || surface.contains(r#"data-outcome="queueing""#), "8 × 432 tokens exhaust 64 blocks of 16: {surface}");
     assert!(surface.contains(r#"data-outcome="meets_slo""#), "a short prompt alone fits");
 }
+
+/// The requests.csv rows of a run as (requested prompt tokens, server's prompt tokens, server's
+/// completion tokens).
+fn replay_rows(csv_text: &str) -> Vec<(u32, u32, u32)> {
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let at = |name: &str| h.iter().position(|c| c == name).unwrap();
+    let (a, p, c) = (at("prompt_tokens_requested"), at("prompt_tokens"), at("completion_tokens"));
+    rdr.records().map(|r| r.unwrap()).map(|r| (r[a].parse().unwrap(), r[p].parse().unwrap(), r[c].parse().unwrap())).collect()
+}
+
+#[tokio::test]
+async fn a_trace_is_replayed_at_its_speedup_with_its_lengths() {
+    let caplab = Caplab::start(FAST_SIM).await.unwrap();
+    let api = client();
+    let trace_text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../data/traces/azure_sample.csv")).unwrap();
+    let r = api.post(caplab.api("inputs")).json(&json!({"name": "azure_sample.csv", "workload": "chat", "text": trace_text})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let trace: caplab_shared::InputsRef = r.json().await.unwrap();
+    assert_eq!((trace.items, trace.format.as_str()), (40, "Azure trace"));
+    let span = trace.duration_s.unwrap();
+    // Open loop is required, and a speedup instead of a rate.
+    let closed = api.post(caplab.api("runs")).json(&json!({"workload": "chat", "target": "sim", "inputs": {"id": trace.id}})).send().await.unwrap();
+    assert_eq!(closed.status(), 422);
+    let started = std::time::Instant::now();
+    let id = start_run(&api, &caplab, json!({"workload": "chat", "target": "sim", "mode": "rate", "speedup": [10], "max_new_tokens": [16], "inputs": {"id": trace.id}})).await.unwrap();
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(120)).await.unwrap();
+    let cell = &view.cells[0];
+    assert_eq!((cell.requests_ok, cell.requests_failed), (40, 0), "every request of the trace, once");
+    assert!(started.elapsed().as_secs_f64() >= span / 10.0 * 0.9, "ten times faster than the trace's {span:.1} s, not all at once");
+    assert!((cell.rate.unwrap() - 40.0 / span * 10.0).abs() < 0.01, "the cell's offered rate is the trace's × 10: {:?}", cell.rate);
+    let notes = cell.notes.join(" | ");
+    assert!(notes.contains("arrivals: 40 requests sent") && notes.contains("after their time in the trace"), "{notes}");
+    let csv_text = api.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let rows = replay_rows(&csv_text);
+    let wanted: Vec<(u32, u32)> = trace_text.lines().skip(1).map(|l| {
+        let c: Vec<&str> = l.split(',').collect();
+        (c[1].parse().unwrap(), c[2].parse().unwrap())
+    }).collect();
+    let mut got: Vec<(u32, u32)> = rows.iter().map(|(asked, counted, out)| {
+        assert_eq!(asked, counted, "prompt tokens as recorded");
+        (*counted, *out)
+    }).collect();
+    let mut wanted_sorted = wanted.clone();
+    got.sort_unstable();
+    wanted_sorted.sort_unstable();
+    assert_eq!(got, wanted_sorted, "each request's prompt and output lengths are the trace's");
+    // A trace out of time order is refused, naming its line.
+    let back = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:50,10,1\n2023-11-16 18:15:46,10,1\n";
+    let r = api.post(caplab.api("inputs")).json(&json!({"name": "back.csv", "workload": "chat", "text": back})).send().await.unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert!(body["fields"][0]["message"].as_str().unwrap().contains("back.csv: line 3: its time is 4.000 s before"), "{body}");
+}

@@ -164,10 +164,14 @@ impl Engine {
         let (target, spec) = (&info.target, &info.spec);
         let mut set: RequestSet = request_set(&self.inputs_for(spec), spec.workload, &spec.model, cell.max_new_tokens, target.server, spec.ignore_eos);
         let mut notes = Vec::new();
+        let inputs = self.inputs_for(spec);
         if let Some(tokens) = cell.input_tokens {
             (set, notes) = self.synthetic(set, info, auth.clone(), tokens, cell.index).await;
+        } else if !inputs.trace.is_empty() {
+            (set, notes) = self.replay(set, info, auth.clone(), &inputs.trace, cell).await;
         }
         let url = format!("{}{}", target.url, set.path);
+        let set_is_replay = set.arrivals.is_some();
         let ctx = Arc::new(schedule::CellCtx {
             client: self.client.clone(),
             url,
@@ -197,7 +201,39 @@ impl Engine {
         let slo = spec.slo.effective(spec.workload);
         let mut result = CellResult::compute(cell, &agg.take_cell_samples(), &slo, self.cell_requests(spec, cell));
         result.notes.extend(notes);
+        if set_is_replay {
+            // How far the replay kept to the trace's schedule: each request's wait between its
+            // scheduled and actual send (a cap on requests in flight, or caplab falling behind).
+            result.notes.push(format!(
+                "arrivals: {} requests sent {} / {} / {} ms (p50 / p95 / max) after their time in the trace",
+                result.requests_ok + result.requests_failed,
+                crate::fmt_ms(result.queue.p50),
+                crate::fmt_ms(result.queue.p95),
+                crate::fmt_ms(result.queue.max)
+            ));
+        }
         result
+    }
+
+    /// The cell's requests as a replay of `trace` at the cell's speedup: each request's recorded
+    /// prompt and output lengths (prompts measured with the target's tokenizer, as synthetic
+    /// ones), sent at its recorded time divided by the speedup.
+    async fn replay(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, trace: &[crate::workload::trace::TraceRequest], cell: &CellSpec) -> (RequestSet, Vec<String>) {
+        let spec = &info.spec;
+        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
+        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, spec.workload).await;
+        let mut notes: Vec<String> = maker.approximate.iter().cloned().collect();
+        let speedup = match (cell.rate, spec.trace_rate(1.0)) {
+            (Some(r), Some(base)) if base > 0.0 => r / base,
+            _ => 1.0,
+        };
+        let short = trace.iter().filter(|r| maker.words_for(r.input_tokens).is_err()).count();
+        if short > 0 {
+            notes.push(format!("{short} trace requests are shorter than the prompt template: each was sent one word"));
+        }
+        notes.push(format!("replay of {} at {speedup:.3}× its recorded pace: prompt and output lengths from the trace", spec.trace().map_or("the trace".to_string(), |t| t.name.clone())));
+        let run_salt = info.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        (set.with_trace(maker, std::sync::Arc::new(trace.to_vec()), speedup, spec.seed ^ run_salt, spec.workload), notes)
     }
 
     /// The cell's requests with synthetic prompts of `tokens` tokens, measured with the

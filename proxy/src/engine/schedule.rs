@@ -43,7 +43,7 @@ impl CellCtx {
         }
         s.cell = self.cell;
         s.index = i;
-        s.prompt_tokens_requested = self.set.prompt_tokens;
+        s.prompt_tokens_requested = self.set.prompt_tokens(i);
         s.warmup = i < self.warmup;
         s.scheduled_s = (scheduled - self.start).as_secs_f64();
         s
@@ -55,8 +55,11 @@ pub async fn drive(ctx: Arc<CellCtx>, spec: ExperimentSpec, cell: CellSpec, tx: 
     match spec.mode {
         LoadMode::Closed => closed_loop(ctx, cell.concurrency, tx).await,
         LoadMode::Rate => {
-            let rate = cell.rate.unwrap_or(1.0);
-            let offsets = arrival_offsets(rate, spec.burstiness, ctx.total, spec.seed.wrapping_add(u64::from(cell.index)));
+            // A replay's arrivals are the trace's; otherwise drawn for the rate.
+            let offsets = match &ctx.set.arrivals {
+                Some(trace) => trace.clone(),
+                None => arrival_offsets(cell.rate.unwrap_or(1.0), spec.burstiness, ctx.total, spec.seed.wrapping_add(u64::from(cell.index))),
+            };
             open_loop(ctx, offsets, spec.max_in_flight, tx).await
         }
     }

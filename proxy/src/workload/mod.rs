@@ -6,6 +6,7 @@ pub mod sources;
 pub mod store;
 pub mod synthetic;
 pub mod tokens;
+pub mod trace;
 
 use bytes::Bytes;
 use caplab_shared::{LengthControl, ServerKind, Workload};
@@ -48,63 +49,95 @@ impl Message {
 pub struct Inputs {
     pub documents: Vec<String>,
     pub chats: Vec<Vec<Message>>,
+    /// A trace to replay (arrival times and lengths; prompts are made to its lengths).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trace: Vec<trace::TraceRequest>,
 }
 
 impl Default for Inputs {
     /// The built-in ones: the notes' five `[DOC]` documents and the chat prompts in `data/`.
     fn default() -> Self {
-        Inputs { documents: parse_documents(DOCS), chats: parse_prompts(CHAT_PROMPTS).into_iter().map(|p| vec![Message::user(p)]).collect() }
+        Inputs { documents: parse_documents(DOCS), chats: parse_prompts(CHAT_PROMPTS).into_iter().map(|p| vec![Message::user(p)]).collect(), trace: vec![] }
     }
 }
 
 /// What each request of a cell needs: the endpoint path and its bodies, pre-serialized per
-/// prompt, or made per request for synthetic prompts (each its own words).
+/// prompt, or made per request for synthetic prompts (each its own words) and trace replays.
 #[derive(Clone, Debug)]
 pub struct RequestSet {
     pub path: &'static str,
     pub bodies: Vec<Bytes>,
-    /// Synthetic prompts: how they are made, and the body they go into.
+    /// A body without its prompt: synthetic prompts are put into it.
+    template: serde_json::Value,
+    /// The field that caps the output (`max_tokens`, or chat's name for it on this server).
+    max_field: &'static str,
+    /// Synthetic prompts: how they are made, and how long each is.
     synthetic: Option<SyntheticBodies>,
-    /// The prompt tokens each request was made to have (synthetic prompts), for its CSV row.
-    pub prompt_tokens: Option<u32>,
+    /// A replay: when each request is sent, in seconds after the cell starts.
+    pub arrivals: Option<Vec<f64>>,
 }
 
 #[derive(Clone, Debug)]
 struct SyntheticBodies {
     maker: synthetic::Synthetic,
-    words: u32,
-    prefix: synthetic::Prefix,
+    lengths: Lengths,
     seed: u64,
-    /// The body without its prompt (`prompt` or `messages` is set per request).
-    template: serde_json::Value,
     workload: Workload,
+}
+
+/// How long each synthetic prompt is.
+#[derive(Clone, Debug)]
+enum Lengths {
+    /// Every prompt `tokens` tokens (`words` words), after the shared prefix.
+    Fixed { words: u32, tokens: u32, prefix: synthetic::Prefix },
+    /// Each as its trace request: prompt and output lengths, shared blocks.
+    Trace(std::sync::Arc<Vec<trace::TraceRequest>>),
 }
 
 impl RequestSet {
     /// Body for the i-th request (prompts cycle in order, like the notes' `docs * repeat`;
     /// synthetic prompts are made for `i` alone).
     pub fn body(&self, i: u32) -> Bytes {
-        if let Some(s) = &self.synthetic {
-            let text = s.maker.text(s.words, s.seed, i, s.prefix);
-            let mut v = s.template.clone();
-            match s.workload {
-                Workload::Batch => v["prompt"] = json!(text),
-                Workload::Chat => v["messages"] = json!([{ "role": "user", "content": text }]),
+        let Some(s) = &self.synthetic else { return self.bodies[i as usize % self.bodies.len()].clone() };
+        let mut v = self.template.clone();
+        let text = match &s.lengths {
+            Lengths::Fixed { words, prefix, .. } => s.maker.text(*words, s.seed, i, *prefix),
+            Lengths::Trace(trace) => {
+                let r = &trace[i as usize % trace.len()];
+                v[self.max_field] = json!(r.output_tokens);
+                if v.get("min_tokens").is_some() {
+                    v["min_tokens"] = json!(r.output_tokens);
+                }
+                // A prompt too short for the template still sends one word (the cell says so).
+                s.maker.blocks_text(s.maker.words_for(r.input_tokens).unwrap_or(1), &r.hash_ids, s.seed, i)
             }
-            return Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        };
+        match s.workload {
+            Workload::Batch => v["prompt"] = json!(text),
+            Workload::Chat => v["messages"] = json!([{ "role": "user", "content": text }]),
         }
-        self.bodies[i as usize % self.bodies.len()].clone()
+        Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
+    }
+
+    /// The prompt tokens request `i` was made to have (synthetic prompts and replays).
+    pub fn prompt_tokens(&self, i: u32) -> Option<u32> {
+        match &self.synthetic.as_ref()?.lengths {
+            Lengths::Fixed { tokens, .. } => Some(*tokens),
+            Lengths::Trace(trace) => trace.get(i as usize % trace.len().max(1)).map(|r| r.input_tokens),
+        }
     }
 
     /// The same requests with synthetic prompts of `tokens` tokens (`words` words from `maker`).
     pub fn with_synthetic(mut self, maker: synthetic::Synthetic, words: u32, prefix: synthetic::Prefix, tokens: u32, seed: u64, workload: Workload) -> RequestSet {
-        let mut template: serde_json::Value = self.bodies.first().and_then(|b| serde_json::from_slice(b).ok()).unwrap_or_default();
-        if let Some(obj) = template.as_object_mut() {
-            obj.remove("prompt");
-            obj.remove("messages");
-        }
-        self.synthetic = Some(SyntheticBodies { maker, words, prefix, seed, template, workload });
-        self.prompt_tokens = Some(tokens);
+        self.synthetic = Some(SyntheticBodies { maker, lengths: Lengths::Fixed { words, tokens, prefix }, seed, workload });
+        self
+    }
+
+    /// A replay of `trace`, its arrival times divided by `speedup`: each request with the
+    /// recorded prompt and output lengths (prompts from `maker`, equal blocks equal).
+    pub fn with_trace(mut self, maker: synthetic::Synthetic, trace: std::sync::Arc<Vec<trace::TraceRequest>>, speedup: f64, seed: u64, workload: Workload) -> RequestSet {
+        self.arrivals = Some(trace.iter().map(|r| r.at_s / speedup).collect());
+        self.synthetic = Some(SyntheticBodies { maker, lengths: Lengths::Trace(trace), seed, workload });
         self
     }
 }
@@ -126,20 +159,16 @@ pub fn request_set(inputs: &Inputs, workload: Workload, model: &str, max_tokens:
         }
         Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
     };
-    match workload {
-        Workload::Batch => RequestSet {
-            path: "/v1/completions",
-            bodies: inputs.documents.iter().map(|d| body(json!({ "prompt": summarize_prompt(d) }), "max_tokens")).collect(),
-            synthetic: None,
-            prompt_tokens: None,
-        },
-        Workload::Chat => RequestSet {
-            path: "/v1/chat/completions",
-            bodies: inputs.chats.iter().map(|m| body(json!({ "messages": m }), server.chat_max_tokens_field())).collect(),
-            synthetic: None,
-            prompt_tokens: None,
-        },
-    }
+    let (path, max_field) = match workload {
+        Workload::Batch => ("/v1/completions", "max_tokens"),
+        Workload::Chat => ("/v1/chat/completions", server.chat_max_tokens_field()),
+    };
+    let bodies = match workload {
+        Workload::Batch => inputs.documents.iter().map(|d| body(json!({ "prompt": summarize_prompt(d) }), max_field)).collect(),
+        Workload::Chat => inputs.chats.iter().map(|m| body(json!({ "messages": m }), max_field)).collect(),
+    };
+    let template = serde_json::from_slice(&body(json!({}), max_field)).unwrap_or_default();
+    RequestSet { path, bodies, template, max_field, synthetic: None, arrivals: None }
 }
 
 #[cfg(test)]

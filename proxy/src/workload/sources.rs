@@ -26,11 +26,21 @@ pub struct Parsed {
     pub documents: Vec<String>,
     /// Chat: each request's messages.
     pub chats: Vec<Vec<Message>>,
+    /// A trace: when each request arrived, with its lengths (`super::trace`).
+    pub trace: Vec<super::trace::TraceRequest>,
 }
 
 impl Parsed {
     pub fn items(&self) -> usize {
-        self.documents.len() + self.chats.len()
+        self.documents.len() + self.chats.len() + self.trace.len()
+    }
+
+    fn documents(format: &'static str, documents: Vec<String>) -> Parsed {
+        Parsed { format, documents, chats: vec![], trace: vec![] }
+    }
+
+    fn chats(format: &'static str, chats: Vec<Vec<Message>>) -> Parsed {
+        Parsed { format, documents: vec![], chats, trace: vec![] }
     }
 }
 
@@ -46,16 +56,18 @@ pub fn parse(file: &str, bytes: &[u8], workload: Workload) -> Result<Parsed, Sou
     if trimmed.is_empty() {
         return Err(err("empty: nothing to send".into()));
     }
+    // A trace is a trace whichever workload replays it.
+    if super::trace::kind(trimmed).is_some() {
+        let (format, trace) = super::trace::parse(trimmed).map_err(err)?;
+        return Ok(Parsed { format, documents: vec![], chats: vec![], trace });
+    }
     let parsed = match workload {
-        Workload::Batch if trimmed.starts_with('{') => Parsed { format: "JSONL documents", documents: jsonl(trimmed, document_of).map_err(err)?, chats: vec![] },
-        Workload::Batch if trimmed.contains("[DOC]") => Parsed { format: "[DOC] documents", documents: super::parse_documents(trimmed), chats: vec![] },
-        Workload::Batch => Parsed { format: "one document", documents: vec![trimmed.to_string()], chats: vec![] },
-        Workload::Chat if trimmed.starts_with('[') => Parsed { format: "ShareGPT", documents: vec![], chats: sharegpt(trimmed).map_err(err)? },
-        Workload::Chat if trimmed.starts_with('{') => Parsed { format: "JSONL messages", documents: vec![], chats: jsonl(trimmed, messages_of).map_err(err)? },
-        Workload::Chat => {
-            let prompts = super::parse_prompts(trimmed);
-            Parsed { format: "prompt lines", documents: vec![], chats: prompts.into_iter().map(|p| vec![Message::user(p)]).collect() }
-        }
+        Workload::Batch if trimmed.starts_with('{') => Parsed::documents("JSONL documents", jsonl(trimmed, document_of).map_err(err)?),
+        Workload::Batch if trimmed.contains("[DOC]") => Parsed::documents("[DOC] documents", super::parse_documents(trimmed)),
+        Workload::Batch => Parsed::documents("one document", vec![trimmed.to_string()]),
+        Workload::Chat if trimmed.starts_with('[') => Parsed::chats("ShareGPT", sharegpt(trimmed).map_err(err)?),
+        Workload::Chat if trimmed.starts_with('{') => Parsed::chats("JSONL messages", jsonl(trimmed, messages_of).map_err(err)?),
+        Workload::Chat => Parsed::chats("prompt lines", super::parse_prompts(trimmed).into_iter().map(|p| vec![Message::user(p)]).collect()),
     };
     if parsed.items() == 0 {
         return Err(err(format!("read as {} but it holds none", parsed.format)));
@@ -83,7 +95,7 @@ pub fn folder(dir: &std::path::Path) -> Result<Parsed, SourceError> {
         let one = parse(&p.display().to_string(), &bytes, Workload::Batch)?;
         documents.push(one.documents.join("\n\n"));
     }
-    Ok(Parsed { format: "folder of documents", documents, chats: vec![] })
+    Ok(Parsed::documents("folder of documents", documents))
 }
 
 /// One value per non-empty line, each read by `item`; a bad line is named by its number.

@@ -38,11 +38,11 @@ impl InputStore {
 
     /// Keeps `parsed` (read from a file named `name`) for `workload`; the same content gives the same id.
     pub fn put(&self, name: &str, workload: Workload, parsed: Parsed) -> std::io::Result<InputsRef> {
-        let inputs = Inputs { documents: parsed.documents.clone(), chats: parsed.chats.clone() };
+        let inputs = Inputs { documents: parsed.documents.clone(), chats: parsed.chats.clone(), trace: parsed.trace.clone() };
         let canonical = serde_json::to_vec(&(workload, &inputs)).map_err(std::io::Error::other)?;
         let digest = Sha256::digest(&canonical);
         let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        let reference = InputsRef { id: id.clone(), file: String::new(), name: name.to_string(), format: parsed.format.to_string(), items: parsed.items() as u32, workload: Some(workload) };
+        let reference = InputsRef { id: id.clone(), file: String::new(), name: name.to_string(), format: parsed.format.to_string(), items: parsed.items() as u32, workload: Some(workload), duration_s: parsed.trace.last().map(|t| t.at_s) };
         if let Some(dir) = &self.dir {
             std::fs::create_dir_all(dir)?;
             let path = dir.join(format!("{id}.json"));

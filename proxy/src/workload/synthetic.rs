@@ -94,6 +94,26 @@ impl Synthetic {
         out
     }
 
+    /// A replayed prompt of `words` words in blocks of `trace::MOONCAKE_BLOCK`: a block with a
+    /// hash id is the same words wherever that id appears (so the prefix cache sees what the
+    /// trace's server saw); the rest are the request's own.
+    pub fn blocks_text(&self, words: u32, hash_ids: &[u64], seed: u64, i: u32) -> String {
+        let mut out = String::with_capacity(words as usize * 4);
+        let mut left = words;
+        let mut k = 0u64;
+        while left > 0 {
+            let n = left.min(super::trace::MOONCAKE_BLOCK);
+            let block_seed = match hash_ids.get(k as usize) {
+                Some(id) => seed ^ 0xb10c ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                None => seed ^ (u64::from(i) << 20) ^ (k << 44) ^ 0x5eed,
+            };
+            self.push_words(&mut out, n, &mut rand::rngs::StdRng::seed_from_u64(block_seed));
+            left -= n;
+            k += 1;
+        }
+        out
+    }
+
     fn push_words(&self, out: &mut String, n: u32, rng: &mut rand::rngs::StdRng) {
         for _ in 0..n {
             out.push_str(self.vocab[rng.gen_range(0..self.vocab.len())]);
@@ -125,6 +145,10 @@ mod tests {
         assert_eq!(g0[..120], g0b[..120], "requests 0 and 2 share group 0's prefix");
         assert_ne!(g0[..120], g1[..120], "group 1 has its own");
         assert_ne!(g0[120..], g0b[120..], "after the prefix each is its own");
+        let (x, y) = (s.blocks_text(600, &[7, 8], 1, 0), s.blocks_text(600, &[7, 9], 1, 1));
+        assert_eq!(x.len(), 2400);
+        assert_eq!(x[..2048], y[..2048], "block 7 is the same 512 words in both");
+        assert_ne!(x[2048..], y[2048..], "blocks 8 and 9 differ");
         assert_eq!((a.len() as u32).div_ceil(4), 50, "the simulator counts four characters a token");
     }
 }
