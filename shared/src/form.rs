@@ -157,6 +157,36 @@ fn optional(text: &str) -> Result<Option<f64>, String> {
     t.parse::<f64>().ok().filter(|f| f.is_finite()).map(Some).ok_or_else(|| format!("{t:?} is not a number"))
 }
 
+/// A length distribution as the form writes it: `KIND MEAN STDEV MIN MAX` (e.g.
+/// `lognormal 300 150 32 1500`; uniform: `uniform MIN MAX`); empty = none.
+fn dist_text(d: &Option<crate::spec::LengthDist>) -> String {
+    use crate::spec::DistKind;
+    match d {
+        None => String::new(),
+        Some(d) if d.kind == DistKind::Uniform => format!("uniform {} {}", d.min, d.max),
+        Some(d) => format!("{} {} {} {} {}", if d.kind == DistKind::Normal { "normal" } else { "lognormal" }, d.mean, d.stdev, d.min, d.max),
+    }
+}
+
+fn parse_dist(text: &str) -> Result<Option<crate::spec::LengthDist>, String> {
+    use crate::spec::{DistKind, LengthDist};
+    let parts: Vec<&str> = text.split_whitespace().collect();
+    let num = |p: &str| p.parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| format!("{p:?} is not a number"));
+    let whole = |p: &str| p.parse::<u32>().map_err(|_| format!("{p:?} is not a whole number"));
+    match parts.as_slice() {
+        [] => Ok(None),
+        ["uniform", min, max] => Ok(Some(LengthDist { kind: DistKind::Uniform, mean: 0.0, stdev: 0.0, min: whole(min)?, max: whole(max)? })),
+        [kind @ ("normal" | "lognormal"), mean, stdev, min, max] => Ok(Some(LengthDist {
+            kind: if *kind == "normal" { DistKind::Normal } else { DistKind::Lognormal },
+            mean: num(mean)?,
+            stdev: num(stdev)?,
+            min: whole(min)?,
+            max: whole(max)?,
+        })),
+        _ => Err("write KIND MEAN STDEV MIN MAX (normal or lognormal), or uniform MIN MAX".into()),
+    }
+}
+
 fn d() -> ExperimentSpec {
     ExperimentSpec::default()
 }
@@ -292,6 +322,24 @@ pub const FIELDS: &[FormField] = &[
         shown: Shown::Always,
         get: |s| list(&s.input_tokens),
         set: |s, t| whole_list(t).map(|v| s.input_tokens = v),
+    },
+    FormField {
+        key: "input_dist",
+        label: "Prompt lengths drawn",
+        hint: "synthetic prompts whose lengths each request draws: lognormal 300 150 32 1500 (mean, stdev, min, max), normal …, or uniform 32 1500; instead of a Prompt tokens list",
+        input: Input::Text,
+        shown: Shown::Always,
+        get: |s| dist_text(&s.input_dist),
+        set: |s, t| parse_dist(t).map(|v| s.input_dist = v),
+    },
+    FormField {
+        key: "output_dist",
+        label: "Output lengths drawn",
+        hint: "each request's max_tokens drawn (exact where the server allows, as ignore_eos): e.g. uniform 16 256, or lognormal 200 100 8 1024",
+        input: Input::Text,
+        shown: Shown::Always,
+        get: |s| dist_text(&s.output_dist),
+        set: |s, t| parse_dist(t).map(|v| s.output_dist = v),
     },
     FormField {
         key: "prefix_tokens",
@@ -491,6 +539,17 @@ mod tests {
         unique.sort_unstable();
         unique.dedup();
         assert_eq!(unique.len(), keys.len(), "each key once");
+    }
+
+    #[test]
+    fn length_distributions_are_written_and_read_as_one_line() {
+        let spec = ExperimentSpec { input_dist: parse_dist("lognormal 300 150 32 1500").unwrap(), output_dist: parse_dist("uniform 16 256").unwrap(), ..Default::default() };
+        let texts = form(&spec);
+        assert_eq!((texts["input_dist"].as_str(), texts["output_dist"].as_str()), ("lognormal 300 150 32 1500", "uniform 16 256"));
+        let back = read(|k| texts[k].clone()).unwrap();
+        assert_eq!((back.input_dist, back.output_dist), (spec.input_dist, spec.output_dist));
+        assert!(parse_dist("gamma 1 2 3 4").unwrap_err().contains("KIND MEAN STDEV MIN MAX"));
+        assert!(parse_dist("normal x 1 2 3").unwrap_err().contains("\"x\" is not a number"));
     }
 
     #[test]

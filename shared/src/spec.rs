@@ -63,6 +63,43 @@ impl InputsRef {
     }
 }
 
+/// A distribution of lengths in tokens, each request drawing its own (seeded), clamped to
+/// [min, max] (GuideLLM's and vLLM's benchmarks describe synthetic lengths so).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LengthDist {
+    pub kind: DistKind,
+    pub mean: f64,
+    /// Uniform: ignored (min..=max is the range).
+    #[serde(default)]
+    pub stdev: f64,
+    pub min: u32,
+    pub max: u32,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DistKind {
+    Uniform,
+    Normal,
+    /// Log-normal with the given mean and standard deviation (of the lengths, not their logs).
+    Lognormal,
+}
+
+impl LengthDist {
+    /// Why this distribution cannot be drawn from, naming `field`.
+    fn problems(&self, field: &str) -> Option<FieldError> {
+        let ok = self.min >= 1
+            && self.min <= self.max
+            && self.max <= limits::MAX_INPUT_TOKENS
+            && self.mean.is_finite()
+            && self.stdev.is_finite()
+            && self.stdev >= 0.0
+            && (self.kind == DistKind::Uniform || (self.mean >= f64::from(self.min) && self.mean <= f64::from(self.max)));
+        (!ok).then(|| FieldError::new(field, format!("give 1 ≤ min ≤ max ≤ {}, a mean between them and a stdev ≥ 0", limits::MAX_INPUT_TOKENS)))
+    }
+}
+
 /// How requests are issued.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
@@ -149,6 +186,12 @@ pub struct ExperimentSpec {
     /// endpoint), each request's unique (a random head, so the prefix cache does not flatter
     /// them); one cell per value. Empty: the workload's documents or prompts.
     pub input_tokens: Vec<u32>,
+    /// Synthetic prompts whose lengths are drawn per request from this distribution (instead of
+    /// the `input_tokens` axis).
+    pub input_dist: Option<LengthDist>,
+    /// Output lengths drawn per request from this distribution (`max_tokens` of each request;
+    /// exact where the server can be made to, as with `ignore_eos`), instead of max_new_tokens.
+    pub output_dist: Option<LengthDist>,
     /// Synthetic prompts: their first this many tokens are shared (as a system prompt would
     /// be), so the server's prefix cache can serve them; 0 = every prompt its own from the start.
     pub prefix_tokens: u32,
@@ -208,6 +251,8 @@ impl Default for ExperimentSpec {
             concurrency: vec![16],
             max_new_tokens: vec![256],
             input_tokens: vec![],
+            input_dist: None,
+            output_dist: None,
             prefix_tokens: 0,
             prefix_groups: 1,
             rate: vec![],
@@ -382,6 +427,21 @@ impl ExperimentSpec {
             "a shared prefix is part of synthetic prompts: give input_tokens, each longer than the prefix".into(),
         );
         check((1..=MAX_REPEAT).contains(&self.prefix_groups), "prefix_groups", format!("must be between 1 and {MAX_REPEAT}"));
+        for (field, dist) in [("input_dist", &self.input_dist), ("output_dist", &self.output_dist)] {
+            if let Some(e) = dist.as_ref().and_then(|d| d.problems(field)) {
+                check(false, field, e.message);
+            }
+        }
+        check(
+            self.input_dist.is_none() || (self.input_tokens.is_empty() && self.inputs.is_none()),
+            "input_dist",
+            "give a length distribution, the input_tokens axis or your own inputs: one of them".into(),
+        );
+        check(
+            self.output_dist.is_none() || self.max_new_tokens.len() == 1,
+            "output_dist",
+            "output lengths come from the distribution: leave one max_new_tokens (it is not used)".into(),
+        );
         check(self.requests <= MAX_REQUESTS, "requests", format!("at most {MAX_REQUESTS} per cell"));
         check(
             (1..=MAX_REPEAT).contains(&self.repeat),

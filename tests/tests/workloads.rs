@@ -242,3 +242,32 @@ async fn a_trace_is_replayed_at_its_speedup_with_its_lengths() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["fields"][0]["message"].as_str().unwrap().contains("back.csv: line 3: its time is 4.000 s before"), "{body}");
 }
+
+#[tokio::test]
+async fn lengths_drawn_from_distributions_are_what_each_request_gets() {
+    let caplab = Caplab::start(FAST_SIM).await.unwrap();
+    let api = client();
+    let spec = json!({"workload": "chat", "target": "sim", "concurrency": [4], "max_new_tokens": [16], "requests": 60,
+        "input_dist": {"kind": "lognormal", "mean": 300, "stdev": 150, "min": 32, "max": 1500},
+        "output_dist": {"kind": "uniform", "mean": 0, "min": 4, "max": 64}});
+    let id = start_run(&api, &caplab, spec).await.unwrap();
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(120)).await.unwrap();
+    assert_eq!(view.cells[0].requests_ok, 60);
+    let csv_text = api.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let rows = replay_rows(&csv_text);
+    assert!(rows.iter().all(|(asked, counted, _)| asked == counted), "each prompt has the tokens drawn for it");
+    let mut asked: Vec<u32> = rows.iter().map(|r| r.0).collect();
+    let mean = asked.iter().map(|&x| f64::from(x)).sum::<f64>() / asked.len() as f64;
+    asked.sort_unstable();
+    asked.dedup();
+    assert!(asked.len() > 30 && (200.0..400.0).contains(&mean), "drawn, not fixed: {} distinct, mean {mean}", asked.len());
+    assert!(rows.iter().all(|r| (4..=64).contains(&r.2)), "outputs within 4..64");
+    let mut outs: Vec<u32> = rows.iter().map(|r| r.2).collect();
+    outs.sort_unstable();
+    outs.dedup();
+    assert!(outs.len() > 10, "output lengths drawn too: {outs:?}");
+    // A distribution beside the input_tokens axis is refused, naming the field.
+    let both = api.post(caplab.api("runs")).json(&json!({"workload": "chat", "target": "sim", "input_tokens": [64], "input_dist": {"kind": "normal", "mean": 100, "stdev": 10, "min": 1, "max": 200}})).send().await.unwrap();
+    let body: serde_json::Value = both.json().await.unwrap();
+    assert!(body["fields"].as_array().unwrap().iter().any(|f| f["field"] == "input_dist"), "{body}");
+}

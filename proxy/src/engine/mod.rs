@@ -169,6 +169,8 @@ impl Engine {
             (set, notes) = self.synthetic(set, info, auth.clone(), tokens, cell.index).await;
         } else if !inputs.trace.is_empty() {
             (set, notes) = self.replay(set, info, auth.clone(), &inputs.trace, cell).await;
+        } else if spec.input_dist.is_some() || spec.output_dist.is_some() {
+            (set, notes) = self.drawn_lengths(set, info, auth.clone(), cell).await;
         }
         let url = format!("{}{}", target.url, set.path);
         let set_is_replay = set.arrivals.is_some();
@@ -213,6 +215,33 @@ impl Engine {
             ));
         }
         result
+    }
+
+    /// The cell's requests with lengths drawn per request: synthetic prompts from `input_dist`
+    /// (measured with the target's tokenizer), output caps from `output_dist` (else the cell's).
+    async fn drawn_lengths(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, cell: &CellSpec) -> (RequestSet, Vec<String>) {
+        let spec = &info.spec;
+        let n = (spec.warmup + self.cell_requests(spec, cell)) as usize;
+        let run_salt = info.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        let seed = spec.seed ^ run_salt ^ (u64::from(cell.index) << 32);
+        let outputs = spec.output_dist.as_ref().map(|d| crate::workload::lengths::draw(d, n, seed ^ 0x07_u64));
+        let Some(input) = &spec.input_dist else {
+            return (set.with_output_lengths(outputs.unwrap_or_default()), vec![]);
+        };
+        let inputs = crate::workload::lengths::draw(input, n, seed ^ 0x1u64);
+        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
+        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, spec.workload).await;
+        let mut notes: Vec<String> = maker.approximate.iter().cloned().collect();
+        let short = inputs.iter().filter(|&&t| maker.words_for(t).is_err()).count();
+        if short > 0 {
+            notes.push(format!("{short} drawn prompt lengths are shorter than the prompt template: each was sent one word"));
+        }
+        let lengths = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| crate::workload::trace::TraceRequest { at_s: 0.0, input_tokens: t, output_tokens: outputs.as_ref().map_or(cell.max_new_tokens, |o| o[i]), hash_ids: vec![] })
+            .collect();
+        (set.with_lengths(maker, lengths, seed, spec.workload), notes)
     }
 
     /// The cell's requests as a replay of `trace` at the cell's speedup: each request's recorded

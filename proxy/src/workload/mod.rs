@@ -2,6 +2,7 @@
 //! user's own (`sources`: read from their files; `store`: kept by content hash) — and the request
 //! bodies built from them.
 
+pub mod lengths;
 pub mod sources;
 pub mod store;
 pub mod synthetic;
@@ -75,6 +76,8 @@ pub struct RequestSet {
     synthetic: Option<SyntheticBodies>,
     /// A replay: when each request is sent, in seconds after the cell starts.
     pub arrivals: Option<Vec<f64>>,
+    /// Each request's own output cap (an output length distribution), for bodies made ahead.
+    max_tokens_each: Option<std::sync::Arc<Vec<u32>>>,
 }
 
 #[derive(Clone, Debug)]
@@ -98,7 +101,18 @@ impl RequestSet {
     /// Body for the i-th request (prompts cycle in order, like the notes' `docs * repeat`;
     /// synthetic prompts are made for `i` alone).
     pub fn body(&self, i: u32) -> Bytes {
-        let Some(s) = &self.synthetic else { return self.bodies[i as usize % self.bodies.len()].clone() };
+        let Some(s) = &self.synthetic else {
+            let body = self.bodies[i as usize % self.bodies.len()].clone();
+            let Some(each) = &self.max_tokens_each else { return body };
+            // This request's own output length, written into its prompt's body.
+            let mut v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            let n = each[i as usize % each.len()];
+            v[self.max_field] = json!(n);
+            if v.get("min_tokens").is_some() {
+                v["min_tokens"] = json!(n);
+            }
+            return Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        };
         let mut v = self.template.clone();
         let text = match &s.lengths {
             Lengths::Fixed { words, prefix, .. } => s.maker.text(*words, s.seed, i, *prefix),
@@ -130,6 +144,19 @@ impl RequestSet {
     /// The same requests with synthetic prompts of `tokens` tokens (`words` words from `maker`).
     pub fn with_synthetic(mut self, maker: synthetic::Synthetic, words: u32, prefix: synthetic::Prefix, tokens: u32, seed: u64, workload: Workload) -> RequestSet {
         self.synthetic = Some(SyntheticBodies { maker, lengths: Lengths::Fixed { words, tokens, prefix }, seed, workload });
+        self
+    }
+
+    /// Each request with its own output cap (drawn from a distribution).
+    pub fn with_output_lengths(mut self, each: Vec<u32>) -> RequestSet {
+        self.max_tokens_each = Some(std::sync::Arc::new(each));
+        self
+    }
+
+    /// Synthetic prompts with each request's own lengths (drawn from distributions): `lengths`
+    /// as trace requests without arrival times.
+    pub fn with_lengths(mut self, maker: synthetic::Synthetic, lengths: Vec<trace::TraceRequest>, seed: u64, workload: Workload) -> RequestSet {
+        self.synthetic = Some(SyntheticBodies { maker, lengths: Lengths::Trace(std::sync::Arc::new(lengths)), seed, workload });
         self
     }
 
@@ -168,7 +195,7 @@ pub fn request_set(inputs: &Inputs, workload: Workload, model: &str, max_tokens:
         Workload::Chat => inputs.chats.iter().map(|m| body(json!({ "messages": m }), max_field)).collect(),
     };
     let template = serde_json::from_slice(&body(json!({}), max_field)).unwrap_or_default();
-    RequestSet { path, bodies, template, max_field, synthetic: None, arrivals: None }
+    RequestSet { path, bodies, template, max_field, synthetic: None, arrivals: None, max_tokens_each: None }
 }
 
 #[cfg(test)]
