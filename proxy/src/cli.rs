@@ -39,6 +39,8 @@ pub enum Command {
         profile: ProfileArgs,
         #[command(flatten)]
         sim: SimArgs,
+        #[command(flatten)]
+        calibrate: crate::sim::calibrate_cli::CalibrateArgs,
     },
     /// Fill the notes (data/notes/report_template.md) from saved runs, with no server running:
     /// best configuration, chat vs batch, GPU scaling, cost per token, recommendations; and
@@ -164,12 +166,21 @@ const DEFAULT_SIM_PROFILES: [&str; 3] = ["rtx2000-ada-16gb/qwen2.5-1.5b", "a100-
 /// arguments; unset ones take vLLM's defaults for that GPU.
 #[derive(Args, Debug, Clone)]
 pub struct ProfileArgs {
-    /// GPU profile: rtx2000-ada-16gb, l4-24gb, a100-40gb, a100-80gb, h100-80gb, h200-141gb, cpu-2core
+    /// GPU profile: rtx2000-ada-16gb, l4-24gb, a10g-24gb, rtx4090-24gb, l40s-48gb, a100-40gb, a100-80gb,
+    /// h100-pcie-80gb, h100-80gb, h200-141gb, cpu-2core
     #[arg(long = "gpu", id = "profile_gpu")]
     pub gpu: Option<String>,
     /// Model profile: qwen2.5-0.5b, qwen2.5-1.5b, qwen2.5-7b, llama-3.1-8b, tiny-4.5m
-    #[arg(long = "model", id = "profile_model")]
+    #[arg(long = "model", id = "profile_model", conflicts_with = "profile_model_config")]
     pub model: Option<String>,
+    /// The model from its Hugging Face config.json (the file or the model's folder) instead of
+    /// a profile: Qwen2, Qwen3, Llama and Mistral dense models; served under the folder's path
+    #[arg(long = "model-config", id = "profile_model_config", value_name = "PATH")]
+    pub model_config: Option<PathBuf>,
+    /// The engine's costs from this calibration file (`caplab sim --calibrate … --out FILE`)
+    /// instead of the default (vLLM 0.26 on the H200 anchors, data/calibration/)
+    #[arg(long = "calibration", id = "profile_calibration", value_name = "FILE")]
+    pub calibration: Option<PathBuf>,
     /// Share of GPU memory vLLM may take (vLLM 0.32's default: 0.92)
     #[arg(long = "gpu-memory-utilization", id = "profile_gpu_memory_utilization")]
     pub gpu_memory_utilization: Option<f64>,
@@ -195,6 +206,8 @@ impl Default for ProfileArgs {
         ProfileArgs {
             gpu: None,
             model: None,
+            model_config: None,
+            calibration: None,
             gpu_memory_utilization: None,
             max_num_seqs: None,
             max_num_batched_tokens: None,
@@ -209,11 +222,17 @@ impl ProfileArgs {
     /// The deployment, when a GPU or model is named (the other defaults to RTX 2000 Ada /
     /// Qwen2.5-1.5B); None for the fixed-cost simulator.
     pub fn deployment(&self) -> anyhow::Result<Option<crate::sim::profile::Deployment>> {
-        if self.gpu.is_none() && self.model.is_none() {
+        if self.gpu.is_none() && self.model.is_none() && self.model_config.is_none() {
+            if self.calibration.is_some() {
+                anyhow::bail!("--calibration applies to a simulated GPU and model: give --gpu and --model (or --model-config)");
+            }
             return Ok(None);
         }
         let gpu = crate::sim::profile::gpu(self.gpu.as_deref().unwrap_or("rtx2000-ada-16gb")).map_err(anyhow::Error::msg)?;
-        let model = crate::sim::profile::model(self.model.as_deref().unwrap_or("qwen2.5-1.5b")).map_err(anyhow::Error::msg)?;
+        let model = match &self.model_config {
+            Some(path) => crate::sim::hf_config::read(path)?,
+            None => crate::sim::profile::model(self.model.as_deref().unwrap_or("qwen2.5-1.5b")).map_err(anyhow::Error::msg)?,
+        };
         let defaults = crate::sim::profile::EngineArgs::default();
         let args = crate::sim::profile::EngineArgs {
             gpu_memory_utilization: self.gpu_memory_utilization.unwrap_or(defaults.gpu_memory_utilization),
@@ -223,7 +242,11 @@ impl ProfileArgs {
             tensor_parallel_size: self.tensor_parallel_size,
             num_gpu_blocks_override: self.num_gpu_blocks_override,
         };
-        crate::sim::profile::Deployment::new(gpu, model, &args).map(Some).map_err(anyhow::Error::msg)
+        let d = crate::sim::profile::Deployment::new(gpu, model, &args).map_err(anyhow::Error::msg)?;
+        Ok(Some(match &self.calibration {
+            Some(path) => d.with_costs(crate::sim::calibrate::load(path)?.costs),
+            None => d,
+        }))
     }
 }
 
@@ -348,7 +371,10 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Serve(args) => serve(args).await,
-            Command::Sim { listen, profile, sim } => run_sim(listen, profile, sim).await,
+            Command::Sim { calibrate, profile, .. } if !calibrate.calibrate.is_empty() => {
+                tokio::task::spawn_blocking(move || crate::sim::calibrate_cli::run(&calibrate, &profile)).await?
+            }
+            Command::Sim { listen, profile, sim, .. } => run_sim(listen, profile, sim).await,
             Command::Report { runs, out, html, price, imported_gpu, imported_model, imported_workload } => {
                 let labels = ReportLabels { gpu: imported_gpu.as_deref(), model: imported_model.as_deref(), workload: &imported_workload };
                 report(&runs, out.as_deref(), html.as_deref(), &price, &labels)

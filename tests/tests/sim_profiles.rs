@@ -71,16 +71,19 @@ async fn a_small_kv_cache_queues_preempts_and_refuses_long_requests_in_vllms_wor
     assert_eq!(chat["usage"]["prompt_tokens"], 100 + 4 + 3, "the parts' text counts: {chat}");
 
     // Through caplab: long summaries, 8 workers; 1 024 tokens of cache hold about two of them.
+    // 16 of them, so the cell lasts several of caplab's half-second /metrics scrapes.
     let caplab = Caplab::start(&["--target", &format!("small={url}")]).await.unwrap();
     let c = client();
-    let id = start_run(&c, &caplab, json!({"workload": "batch", "target": "small", "concurrency": [8], "max_new_tokens": [128], "requests": 8})).await.unwrap();
+    let id = start_run(&c, &caplab, json!({"workload": "batch", "target": "small", "concurrency": [8], "max_new_tokens": [256], "requests": 16})).await.unwrap();
     let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(120)).await.unwrap();
     let cell = &view.cells[0];
-    assert_eq!(cell.requests_ok, 8, "{:?}", cell.errors);
+    assert_eq!(cell.requests_ok, 16, "{:?}", cell.errors);
     let server = cell.server.as_ref().unwrap();
     assert!(server.preemptions.unwrap() >= 1.0, "{server:?}");
     assert!(server.max_waiting.unwrap() >= 1.0, "{server:?}");
-    assert!(server.max_kv_usage.unwrap() > 0.8, "{server:?}");
+    // Scraped twice a second: the full cache itself (which the preemptions prove) may fall
+    // between two scrapes.
+    assert!(server.max_kv_usage.unwrap() > 0.6, "{server:?}");
     assert_eq!(caplab_shared::surface::Outcome::of(cell), caplab_shared::surface::Outcome::Preemptions);
     // The label says what was simulated.
     assert!(view.info.spec.gpu.contains("NVIDIA A100 40GB SXM") && view.info.spec.gpu.contains("(simulated)"), "{}", view.info.spec.gpu);

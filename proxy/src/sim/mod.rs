@@ -7,6 +7,11 @@ mod model;
 pub mod profile;
 pub mod scheduler;
 mod fidelity;
+pub mod calibrate;
+pub mod calibrate_cli;
+pub mod frontend;
+pub mod hf_config;
+pub mod replay;
 
 use std::convert::Infallible;
 use std::sync::Arc;

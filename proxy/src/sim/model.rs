@@ -13,6 +13,7 @@ use tokio::time::Instant;
 
 use super::metrics::Metrics;
 use super::profile::{Deployment, BLOCK_SIZE};
+use super::frontend::live::Live;
 use super::scheduler::{Event, Limits, Scheduler, Timing};
 
 /// Knobs of the simulated server. With `deployment`, the GPU and model decide the limits and
@@ -172,34 +173,71 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
     let mut sched = Scheduler::new(limits);
     let mut tracked: HashMap<u64, Tracked> = HashMap::new();
     let mut deadline = Instant::now();
-    let admit = |sched: &mut Scheduler, tracked: &mut HashMap<u64, Tracked>, s: Submit| {
+    // A calibrated deployment's API server (sim::frontend): requests reach the engine and tokens
+    // the streams through its event loop, as in vLLM; without one, directly.
+    let (mut front, lag) = match &timing {
+        Timing::Roofline(d) if d.costs.frontend != Default::default() => (Some((Live::spawn(d.costs.frontend.clone()), HashMap::<u32, u64>::new())), d.costs.output_lag_steps),
+        _ => (None, 0.0),
+    };
+    // The front end knows a request by the low 32 bits of its id (unique among those open).
+    let admit = |sched: &mut Scheduler, tracked: &mut HashMap<u64, Tracked>, front: &mut Option<(Live, HashMap<u32, u64>)>, s: Submit| {
         let id = SEQ.fetch_add(1, Ordering::Relaxed);
-        sched.add(id, s.job.prompt_tokens, s.job.out_tokens);
+        match front {
+            Some((live, ids)) => {
+                ids.insert(id as u32, id);
+                live.send(id as u32, s.out.clone());
+            }
+            None => sched.add(id, s.job.prompt_tokens, s.job.out_tokens),
+        }
         tracked.insert(id, Tracked { job: s.job, out: s.out, arrived: Instant::now(), admitted: None, first: None, last: None, itl: Vec::new() });
     };
     loop {
         while let Ok(s) = rx.try_recv() {
-            admit(&mut sched, &mut tracked, s);
+            admit(&mut sched, &mut tracked, &mut front, s);
+        }
+        if let Some((live, ids)) = &mut front {
+            while let Ok(h) = live.handed.try_recv() {
+                if let Some(t) = ids.get(&h).and_then(|id| tracked.get(id).map(|t| (*id, t.job))) {
+                    sched.add(t.0, t.1.prompt_tokens, t.1.out_tokens);
+                }
+            }
         }
         let gone: Vec<u64> = tracked.iter().filter(|(_, t)| t.out.is_closed()).map(|(id, _)| *id).collect();
         for id in gone {
             sched.abort(id);
             tracked.remove(&id);
+            if let Some((_, ids)) = &mut front {
+                ids.remove(&(id as u32));
+            }
         }
         let Some(step) = sched.plan() else {
             publish(&sim, &sched);
             // Nothing to run: wait for the next request (or the server's end).
-            match rx.recv().await {
-                Some(s) => admit(&mut sched, &mut tracked, s),
+            let next = match &mut front {
+                Some((live, _)) => tokio::select! {
+                    s = rx.recv() => s.map(Ok),
+                    h = live.handed.recv() => h.map(Err),
+                },
+                None => rx.recv().await.map(Ok),
+            };
+            match next {
+                Some(Ok(s)) => admit(&mut sched, &mut tracked, &mut front, s),
+                Some(Err(h)) => {
+                    if let Some((id, job)) = front.as_ref().and_then(|f| f.1.get(&h)).and_then(|id| tracked.get(id).map(|t| (*id, t.job))) {
+                        sched.add(id, job.prompt_tokens, job.out_tokens);
+                    }
+                }
                 None => return,
             }
             deadline = Instant::now();
             continue;
         };
         // Steps follow one another on a running deadline, so timer granularity does not add up.
-        deadline = deadline.max(Instant::now() - Duration::from_millis(5)) + Duration::from_secs_f64(timing.seconds(&step));
+        let step_s = timing.seconds(&step);
+        deadline = deadline.max(Instant::now() - Duration::from_millis(5)) + Duration::from_secs_f64(step_s);
         tokio::time::sleep_until(deadline).await;
         let now = Instant::now();
+        let mut to_front: Vec<(u32, u32, bool)> = Vec::new();
         let Some(strong) = sim.upgrade() else { return };
         for event in sched.finish(&step) {
             match event {
@@ -229,7 +267,14 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
                             &t.itl,
                         );
                     }
-                    if t.out.send((index, last)).is_err() {
+                    if let Some((_, ids)) = &mut front {
+                        // The front end writes it; a client gone is seen by its closed sender.
+                        to_front.push((id as u32, index, last));
+                        if last {
+                            ids.remove(&(id as u32));
+                            tracked.remove(&id);
+                        }
+                    } else if t.out.send((index, last)).is_err() {
                         sched.abort(id);
                         tracked.remove(&id);
                     } else if last {
@@ -237,6 +282,9 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
                     }
                 }
             }
+        }
+        if let Some((live, _)) = &front {
+            live.output(now + Duration::from_secs_f64(lag * step_s), to_front);
         }
         drop(strong);
         publish(&sim, &sched);

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 const GPUS: &str = include_str!("../../../data/profiles/gpus.toml");
 const MODELS: &str = include_str!("../../../data/profiles/models.toml");
@@ -78,6 +78,72 @@ pub fn model(name: &str) -> Result<Model, String> {
     all.into_iter().find(|m| m.key == name).ok_or_else(|| format!("unknown model {name:?}; the profiles are: {}", keys.join(", ")))
 }
 
+/// What an engine step costs besides the GPU's roofline, and how close the GPU comes to its
+/// peaks. Fitted to measured runs by `caplab sim --calibrate` (`sim::calibrate`; the default,
+/// for vLLM 0.26, is `data/calibration/vllm-0.26-h200.json`), or assumed (`assumed`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct EngineCosts {
+    /// Share of the GPU's dense bf16 peak reached by the model's matrix products.
+    pub compute_efficiency: f64,
+    /// Share of the GPU's memory bandwidth reached reading weights and KV cache.
+    pub bandwidth_efficiency: f64,
+    /// The engine core's CPU time per step (scheduling, preparing inputs, launching, handling
+    /// outputs), ms.
+    pub step_ms: f64,
+    /// The engine core's CPU time per sequence in a step, µs.
+    pub seq_us: f64,
+    /// The CPU work of one step overlaps the GPU work of the previous one (vLLM's async
+    /// scheduling): a step takes max(GPU, CPU); without, GPU + CPU.
+    pub overlap: bool,
+    /// Steps between a token being computed and the engine sending it out (async scheduling
+    /// hands a step's outputs over while the next steps run): latency, not throughput.
+    #[serde(default)]
+    pub output_lag_steps: f64,
+    /// vLLM's API server: one Python process on one core.
+    pub frontend: FrontendCosts,
+}
+
+/// The API server's CPU work, on its one core (`sim::frontend` models its event loop): each
+/// request (parsing, chat template, tokenizing, handing it to the engine), each output token
+/// (detokenizing, stats) and each chunk written to a stream. A saturated front end delays
+/// requests and tokens alike: that is the ceiling that bends vLLM's throughput on a fast GPU.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct FrontendCosts {
+    /// Per request, ms.
+    pub request_ms: f64,
+    /// Per output token, µs.
+    pub token_us: f64,
+    /// Per chunk written to a stream (one per stream and loop iteration, holding every token
+    /// that came since), µs.
+    #[serde(default)]
+    pub chunk_us: f64,
+    /// Added to each output token's cost per 1,000 streams open at once, µs (Python's work
+    /// grows with the objects alive: more streams, slower tokens).
+    pub token_us_per_1k_streams: f64,
+}
+
+impl FrontendCosts {
+    /// Output tokens per second the front end can pass with `streams` open, when each chunk
+    /// carries `per_chunk` tokens (its ceiling).
+    pub fn ceiling_tok_s(&self, streams: f64, per_chunk: f64) -> f64 {
+        1e6 / (self.token_us + self.token_us_per_1k_streams * streams / 1000.0 + self.chunk_us / per_chunk.max(1.0)).max(1e-9)
+    }
+}
+
+impl EngineCosts {
+    /// Costs assumed, not measured: efficiencies 0.55 and 0.8, a fixed step cost added to the
+    /// roofline, no front end. What the simulator used before any calibration, and still the
+    /// model of the CPU profile (its step cost fitted to one number of the CPU anchor).
+    pub fn assumed(step_ms: f64) -> EngineCosts {
+        EngineCosts { compute_efficiency: 0.55, bandwidth_efficiency: 0.8, step_ms, seq_us: 0.0, overlap: false, output_lag_steps: 0.0, frontend: FrontendCosts::default() }
+    }
+
+    /// Seconds of engine-core CPU for a step of `seqs` sequences.
+    pub fn cpu_seconds(&self, seqs: usize) -> f64 {
+        (self.step_ms * 1e3 + self.seq_us * seqs as f64) / 1e6
+    }
+}
+
 /// vLLM's engine arguments the simulator honours (None: vLLM's default for the device).
 #[derive(Clone, Debug)]
 pub struct EngineArgs {
@@ -112,9 +178,16 @@ pub struct Deployment {
     /// context and graphs.
     pub reserve_bytes: f64,
     pub kv_blocks: u32,
+    /// What a step costs: the default calibration unless another is given (`with_costs`).
+    pub costs: EngineCosts,
 }
 
 impl Deployment {
+    /// The same deployment with other engine costs (a calibration's).
+    pub fn with_costs(self, costs: EngineCosts) -> Deployment {
+        Deployment { costs, ..self }
+    }
+
     /// Sizes the deployment, or says why vLLM would refuse to start it.
     pub fn new(gpu: Gpu, model: Model, args: &EngineArgs) -> Result<Deployment, String> {
         let u = args.gpu_memory_utilization;
@@ -168,7 +241,13 @@ impl Deployment {
                 "The model's max seq len ({max_model_len}) is larger than the maximum number of tokens that can be stored in KV cache ({kv_tokens}). Try increasing `gpu_memory_utilization` or decreasing `max_model_len` when initializing the engine."
             ));
         }
-        Ok(Deployment { gpu, model, tp, max_num_seqs, max_num_batched_tokens, max_model_len, utilization: u, weight_bytes, reserve_bytes, kv_blocks })
+        // A profile with its own step cost (the CPU) keeps the assumed model; GPUs take the
+        // default calibration.
+        let costs = match gpu.step_overhead_ms {
+            Some(ms) => EngineCosts::assumed(ms),
+            None => super::calibrate::default_calibration().costs.clone(),
+        };
+        Ok(Deployment { gpu, model, tp, max_num_seqs, max_num_batched_tokens, max_model_len, utilization: u, weight_bytes, reserve_bytes, kv_blocks, costs })
     }
 
     /// Memory in use per GPU as `nvidia-smi` would show it: vLLM takes its share at start.
@@ -176,13 +255,24 @@ impl Deployment {
         self.gpu.memory_gib * GIB * self.utilization
     }
 
-    /// Seconds one engine step takes: a roofline of compute against memory traffic for the
-    /// step's tokens, at fixed efficiencies, plus a fixed step cost.
+    /// Seconds one engine step takes: the GPU's time (a roofline of compute against memory
+    /// traffic for the step's tokens, at the costs' efficiencies) and the engine core's CPU
+    /// time (per step and per sequence), overlapped or one after the other as the costs say.
     /// `decode`: context lengths of the sequences decoding one token; `prefill`: (tokens
     /// computed now, tokens already in the cache) per sequence prefilling a chunk.
     pub fn step_seconds(&self, decode: &[u32], prefill: &[(u32, u32)]) -> f64 {
-        const MFU: f64 = 0.55;
-        const BANDWIDTH_EFFICIENCY: f64 = 0.8;
+        let gpu = self.gpu_seconds(decode, prefill);
+        let cpu = self.costs.cpu_seconds(decode.len() + prefill.len());
+        if self.costs.overlap {
+            gpu.max(cpu)
+        } else {
+            gpu + cpu
+        }
+    }
+
+    /// The GPU's part of a step (see `step_seconds`).
+    pub fn gpu_seconds(&self, decode: &[u32], prefill: &[(u32, u32)]) -> f64 {
+        let (mfu, bandwidth_efficiency) = (self.costs.compute_efficiency, self.costs.bandwidth_efficiency);
         let m = &self.model;
         let tokens = decode.len() as f64 + prefill.iter().map(|p| f64::from(p.0)).sum::<f64>();
         if tokens == 0.0 {
@@ -195,11 +285,11 @@ impl Deployment {
         let kv_read: f64 = decode.iter().map(|&c| f64::from(c)).sum::<f64>() + prefill.iter().map(|&(n, b)| f64::from(n + b)).sum::<f64>();
         let bytes = m.weight_bytes() + m.kv_bytes_per_token() * (kv_read + tokens);
         let tp = f64::from(self.tp);
-        let compute_s = flops / tp / (self.gpu.bf16_tflops * 1e12 * MFU);
-        let memory_s = bytes / tp / (self.gpu.bandwidth_gbs * 1e9 * BANDWIDTH_EFFICIENCY);
+        let compute_s = flops / tp / (self.gpu.bf16_tflops * 1e12 * mfu);
+        let memory_s = bytes / tp / (self.gpu.bandwidth_gbs * 1e9 * bandwidth_efficiency);
         // Tensor parallelism adds two all-reduces per layer.
         let tp_s = if self.tp > 1 { 2.0 * f64::from(m.layers) * 15e-6 } else { 0.0 };
-        compute_s.max(memory_s) + tp_s + self.gpu.step_overhead_ms.unwrap_or(2.0) / 1000.0
+        compute_s.max(memory_s) + tp_s
     }
 
     /// A label for results: "NVIDIA A100 80GB SXM · Qwen/Qwen2.5-7B-Instruct".
@@ -251,7 +341,9 @@ mod tests {
 
     #[test]
     fn step_time_is_memory_bound_in_decode_and_compute_bound_in_prefill() {
-        let d = deploy("h100-80gb", "qwen2.5-7b", EngineArgs::default()).unwrap();
+        // The assumed costs (efficiencies 0.55 and 0.8, a 2 ms step cost added), to check the
+        // roofline itself; the calibrated costs are checked against the anchors (fidelity.rs).
+        let d = deploy("h100-80gb", "qwen2.5-7b", EngineArgs::default()).unwrap().with_costs(EngineCosts::assumed(2.0));
         let one = d.step_seconds(&[512], &[]);
         let batch = d.step_seconds(&[512; 64], &[]);
         // Decode reads the weights once per step: 64 sequences cost far less than 64 steps.
@@ -261,6 +353,13 @@ mod tests {
         // An 8k-token prefill is compute bound: 2 × 7.6e9 × 8192 / (989e12 × 0.55) ≈ 0.23 s.
         let prefill = d.step_seconds(&[], &[(8192, 0)]);
         assert!((0.2..0.35).contains(&prefill), "{prefill}");
-        assert!(deploy("rtx2000-ada-16gb", "qwen2.5-1.5b", EngineArgs::default()).unwrap().step_seconds(&[512], &[]) > 2.0 * one / 2.5);
+        let rtx = deploy("rtx2000-ada-16gb", "qwen2.5-1.5b", EngineArgs::default()).unwrap().with_costs(EngineCosts::assumed(2.0));
+        assert!(rtx.step_seconds(&[512], &[]) > 2.0 * one / 2.5);
+        // With async scheduling (the calibrated costs) CPU and GPU overlap: a step is the larger.
+        let overlapped = EngineCosts { overlap: true, step_ms: 3.0, seq_us: 10.0, ..EngineCosts::assumed(0.0) };
+        let o = deploy("h100-80gb", "qwen2.5-0.5b", EngineArgs::default()).unwrap().with_costs(overlapped);
+        let (gpu, cpu) = (o.gpu_seconds(&[100; 64], &[]), o.costs.cpu_seconds(64));
+        assert!(cpu > gpu, "a 0.5B model is CPU bound on an H100: {cpu} vs {gpu}");
+        assert_eq!(o.step_seconds(&[100; 64], &[]), cpu);
     }
 }

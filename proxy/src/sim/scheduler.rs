@@ -24,6 +24,18 @@ pub enum Timing {
 }
 
 impl Timing {
+    /// A step's GPU and engine-CPU seconds (the fixed costs count as GPU time).
+    pub fn parts(&self, step: &Step) -> (f64, f64) {
+        match self {
+            Timing::Fixed { .. } => (self.seconds(step), 0.0),
+            Timing::Roofline(d) => {
+                let decode: Vec<u32> = step.decode.iter().map(|d| d.1).collect();
+                let prefill: Vec<(u32, u32)> = step.prefill.iter().map(|p| (p.1, p.2)).collect();
+                (d.gpu_seconds(&decode, &prefill), d.costs.cpu_seconds(decode.len() + prefill.len()))
+            }
+        }
+    }
+
     pub fn seconds(&self, step: &Step) -> f64 {
         match self {
             Timing::Fixed { itl_ms, itl_ms_per_seq, prefill_ms, prefill_ms_per_1k_tokens } => {
@@ -91,6 +103,10 @@ pub struct Scheduler {
     free_blocks: u32,
     pub preemptions: u64,
     events: Vec<Event>,
+    /// What the last `plan` scheduled, as (index in `running`, tokens computed): lets `finish`
+    /// apply a step without looking each sequence up (a step of 500 sequences would cost
+    /// 500 × 500 comparisons, which the calibration's thousands of replays cannot afford).
+    planned: Vec<(usize, u32)>,
 }
 
 fn blocks_for(tokens: u32) -> u32 {
@@ -99,15 +115,25 @@ fn blocks_for(tokens: u32) -> u32 {
 
 impl Scheduler {
     pub fn new(limits: Limits) -> Scheduler {
-        Scheduler { limits, waiting: VecDeque::new(), running: Vec::new(), free_blocks: limits.kv_blocks, preemptions: 0, events: Vec::new() }
+        Scheduler { limits, waiting: VecDeque::new(), running: Vec::new(), free_blocks: limits.kv_blocks, preemptions: 0, events: Vec::new(), planned: Vec::new() }
     }
 
     pub fn add(&mut self, id: u64, prompt: u32, max_out: u32) {
-        self.waiting.push_back(Seq { id, prompt: prompt.max(1), max_out: max_out.max(1), generated: 0, computed: 0, blocks: 0 });
+        self.add_cached(id, prompt, 0, max_out);
+    }
+
+    /// Queues a request whose first `cached` prompt tokens are already in vLLM's prefix cache:
+    /// they hold blocks but are not computed again (at most all but the last prompt token is
+    /// cached, as in vLLM, which always computes the last one to sample from). A preempted
+    /// sequence is recomputed in full.
+    pub fn add_cached(&mut self, id: u64, prompt: u32, cached: u32, max_out: u32) {
+        let prompt = prompt.max(1);
+        self.waiting.push_back(Seq { id, prompt, max_out: max_out.max(1), generated: 0, computed: cached.min(prompt - 1), blocks: 0 });
     }
 
     /// Drops a sequence (its client went away), freeing its blocks.
     pub fn abort(&mut self, id: u64) {
+        self.planned.clear();
         if let Some(i) = self.running.iter().position(|s| s.id == id) {
             let s = self.running.remove(i);
             self.free_blocks += s.blocks;
@@ -146,6 +172,7 @@ impl Scheduler {
     /// are reported by the following `finish`.
     pub fn plan(&mut self) -> Option<Step> {
         let mut step = Step::default();
+        self.planned.clear();
         let mut budget = self.limits.max_num_batched_tokens;
         let mut preempted = false;
         // Running sequences first, oldest first; the newest are preempted when blocks run out.
@@ -177,21 +204,23 @@ impl Scheduler {
             } else {
                 step.prefill.push((s.id, n, before));
             }
+            self.planned.push((i, n));
             budget -= n;
             i += 1;
         }
         // Then the queue, first come first served, unless this step had to preempt.
         while !preempted && budget > 0 && (self.running.len() as u32) < self.limits.max_num_seqs {
             let Some(s) = self.waiting.front() else { break };
-            let n = (s.tokens() - s.computed).min(budget);
-            if blocks_for(n) > self.free_blocks {
+            let (n, before) = ((s.tokens() - s.computed).min(budget), s.computed);
+            if blocks_for(before + n) > self.free_blocks {
                 break;
             }
             let Some(mut s) = self.waiting.pop_front() else { break };
-            s.blocks = blocks_for(n);
+            s.blocks = blocks_for(before + n);
             self.free_blocks -= s.blocks;
             self.events.push(Event::Admitted { id: s.id });
-            step.prefill.push((s.id, n, 0));
+            step.prefill.push((s.id, n, before));
+            self.planned.push((self.running.len(), n));
             budget -= n;
             self.running.push(s);
         }
@@ -202,21 +231,33 @@ impl Scheduler {
     /// Returns what happened, in order.
     pub fn finish(&mut self, step: &Step) -> Vec<Event> {
         let mut events = std::mem::take(&mut self.events);
-        let done: Vec<(u64, u32)> = step.decode.iter().map(|d| (d.0, 1)).chain(step.prefill.iter().map(|p| (p.0, p.1))).collect();
-        for (id, n) in done {
-            let Some(i) = self.running.iter().position(|s| s.id == id) else { continue };
+        let planned = std::mem::take(&mut self.planned);
+        let scheduled = step.decode.len() + step.prefill.len();
+        // The step `plan` made last, in running order; any other is looked up by id.
+        let order: Vec<(usize, u32)> = if planned.len() == scheduled && planned.iter().all(|&(i, _)| i < self.running.len()) {
+            planned
+        } else {
+            let done = step.decode.iter().map(|d| (d.0, 1)).chain(step.prefill.iter().map(|p| (p.0, p.1)));
+            done.filter_map(|(id, n)| self.running.iter().position(|s| s.id == id).map(|i| (i, n))).collect()
+        };
+        let mut finished = false;
+        for (i, n) in order {
             let s = &mut self.running[i];
             s.computed += n;
             if s.computed == s.tokens() {
                 let index = s.generated;
                 s.generated += 1;
                 let last = s.generated >= s.max_out;
-                events.push(Event::Token { id, index, last });
+                events.push(Event::Token { id: s.id, index, last });
                 if last {
-                    let s = self.running.remove(i);
                     self.free_blocks += s.blocks;
+                    s.blocks = 0;
+                    finished = true;
                 }
             }
+        }
+        if finished {
+            self.running.retain(|s| s.generated < s.max_out);
         }
         events
     }
