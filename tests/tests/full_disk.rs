@@ -52,6 +52,14 @@ fn rows(csv: &str) -> Vec<(u32, u32)> {
         .collect()
 }
 
+/// Writes `path` until the disk takes no more.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let block = [0u8; 512];
+    while f.write_all(&block).and_then(|()| f.flush()).is_ok() {}
+}
+
 fn partial_files(folder: &Path) -> Vec<String> {
     std::fs::read_dir(folder).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains(".tmp")).collect()
 }
@@ -106,6 +114,9 @@ async fn a_full_disk_stops_the_run_says_why_and_loses_nothing_silently() {
     let stopped = caplab.output();
     assert!(stopped.contains(&format!("run {id} could not be saved as caplab stops")) && stopped.contains("requests held in memory are lost"), "{stopped}");
     drop(caplab);
+
+    // Whatever the cut-back journal left free is taken too: the disk is full to the byte.
+    fill(&disk.0.join("filler"));
 
     // A restart on the still-full disk lists the run, with the reason.
     let caplab = Caplab::start_in(disk.0.clone(), &["--min-free-mb", "100"]).await.unwrap();
