@@ -192,7 +192,12 @@ pub fn LineChart(
                         }
                         view! {
                             <line class="cell-mark" x1=px x2=px y1=TOP y2=H - BOTTOM><title>{format!("{label} starts")}</title></line>
-                            {labelled.then(|| view! { <text class="cell-label" x=px + 2.0 y=TOP + 8.0>{label.clone()}</text> })}
+                            // Near the right edge a label goes left of its line, never cut off.
+                            {labelled.then(|| {
+                                let left_of_line = px + 6.0 * label.len() as f64 > W - RIGHT;
+                                let (x, anchor) = if left_of_line { (px - 2.0, "end") } else { (px + 2.0, "start") };
+                                view! { <text class="cell-label" x=x y=TOP + 8.0 text-anchor=anchor>{label.clone()}</text> }
+                            })}
                         }
                     }).collect_view())
                 }}
@@ -208,7 +213,8 @@ pub fn LineChart(
                 <div class="chart-tip" style=format!("left:{:.1}%", left.clamp(8.0, 70.0))>
                     <div class="tip-time">{format!("{t:.1} s")}</div>
                     {rows.into_iter().map(|(name, class, value)| view! {
-                        <div class=format!("key {class}")>{name} ": " <strong>{value.map_or("–".to_string(), |v| format!("{v} {unit}"))}</strong></div>
+                        // A chart of mixed units (a "% · W" chart) names them in its series instead.
+                        <div class=format!("key {class}")>{name} ": " <strong>{value.map_or("–".to_string(), |v| if unit.contains('·') { v } else { format!("{v} {unit}") })}</strong></div>
                     }).collect_view()}
                 </div>
             })}

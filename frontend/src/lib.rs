@@ -64,6 +64,8 @@ pub struct Ctx {
     pub face: RwSignal<Face>,
     /// High-contrast dark colours (for projectors).
     pub dark: RwSignal<bool>,
+    /// This page's link no longer opens caplab (a viewer link the operator replaced).
+    pub revoked: RwSignal<bool>,
 }
 
 impl Ctx {
@@ -114,6 +116,7 @@ pub fn App() -> impl IntoView {
         form_load: RwSignal::new(None),
         face: RwSignal::new(face_in_address().unwrap_or(Face::Lab)),
         dark: RwSignal::new(false),
+        revoked: RwSignal::new(false),
     };
     provide_context(ctx);
     leptos::task::spawn_local(async move {
@@ -169,6 +172,9 @@ pub fn App() -> impl IntoView {
                 </button>
             </span>
         </header>
+        <Show when=move || ctx.revoked.get()>
+            <p class="revoked" id="link-revoked">"This link no longer works: the person running caplab made a new one. What is on screen stopped updating; ask them for the new link."</p>
+        </Show>
         <Show when=presenting fallback=move || view! {
             <main>
                 <section class="left">

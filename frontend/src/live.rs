@@ -18,8 +18,11 @@ pub fn linked_run() -> Option<String> {
 /// Shows run `id` and follows it until it ends or another run is shown.
 pub fn watch(ctx: Ctx, id: String) {
     ctx.watching.set(Some(id.clone()));
-    if let Some(location) = web_sys::window().map(|w| w.location()) {
-        let _ = location.set_hash(&format!("run={id}"));
+    // The address names the run for the operator's reloads and links; a client's shows no id.
+    if ctx.is_operator() {
+        if let Some(location) = web_sys::window().map(|w| w.location()) {
+            let _ = location.set_hash(&format!("run={id}"));
+        }
     }
     let generation = ctx.watch_gen.get_untracked() + 1;
     ctx.watch_gen.set(generation);
@@ -52,6 +55,12 @@ pub fn watch(ctx: Ctx, id: String) {
             }
             let finished = ctx.current.with_untracked(|c| c.as_ref().is_some_and(|v| v.info.status.is_terminal()));
             if finished || ctx.watch_gen.get_untracked() != generation {
+                return;
+            }
+            // A link that no longer opens caplab (rotated): say so instead of retrying forever.
+            if api::get_json::<caplab_shared::api::WhoAmI>("api/whoami").await.is_err_and(|e| e.contains("401") || e.contains("token")) {
+                ctx.revoked.set(true);
+                ctx.connected.set(false);
                 return;
             }
             gloo_timers::future::TimeoutFuture::new(delay_ms).await;

@@ -114,7 +114,7 @@ fn CapacityCard(c: Capacity, title: String) -> impl IntoView {
     let big = |value: String, label: String, id: &'static str| view! { <div class="big-stat" id=id><div class="value">{value}</div><div class="label">{label}</div></div> };
     // The number large ("≥ 64 users"); what qualifies it ("the grid's highest") in the label.
     let (users, qualifier) = match (c.max_stable.clone(), c.max_stable_concurrency) {
-        (Some(words), Some(n)) => {
+        (Some(words), Some(n)) if !words.contains("rps") => {
             let open = if words.starts_with('≥') { "≥ " } else { "" };
             let unit = if c.workload == "chat" { " users" } else { " in flight" };
             let rest = words.split_once('(').map(|(_, r)| format!(" ({r}")).unwrap_or_default();
@@ -130,7 +130,7 @@ fn CapacityCard(c: Capacity, title: String) -> impl IntoView {
                 {(!status.is_empty()).then(|| view! { <span class="status-line">{status.clone()}</span> })}
             </div>
             <div class="big-stats">
-                {big(users.unwrap_or_else(|| "—".into()), format!("max stable concurrency within the SLO ({}){qualifier}", c.slo), "cap-max-stable")}
+                {big(users.unwrap_or_else(|| "—".into()), format!("{} within the SLO ({}){qualifier}", if c.max_stable.as_deref().is_some_and(|m| m.contains("rps")) { "highest request rate" } else { "max stable concurrency" }, c.slo), "cap-max-stable")}
                 {big(c.output_tok_s.map_or("—".into(), |t| format!("{} tok/s", n0(t))), c.best.clone().map_or("output tokens/s".into(), |b| format!("output at the best configuration, {b}")), "cap-throughput")}
                 {big(c.p95_ms.map_or("—".into(), |p| format!("{} ms", n0(p))), "p95 end-to-end latency there".into(), "cap-p95")}
                 {big(c.usd_per_million_tokens.map_or("—".into(), |d| format!("${d:.3}")), c.usd_per_hour.map_or("per million output tokens: no price known for this GPU".into(), |h| format!("per million output tokens at ${h:.2}/hour")), "cap-cost")}
@@ -143,6 +143,9 @@ fn CapacityCard(c: Capacity, title: String) -> impl IntoView {
                 <dt>"Date"</dt><dd>{c.date_unix_ms.map_or("not stated".to_string(), when)}</dd>
                 <dt>"Workload"</dt><dd>{c.workload.clone()}</dd>
             </dl>
+            {c.status.is_terminal().then(|| view! {
+                <a class="button" id="present-report" href=format!("api/runs/{}/report.html", c.run_id) download="" title="one self-contained HTML file: the card, the charts, the numbers behind them">"Download the report (HTML)"</a>
+            })}
             {(!c.caveats.is_empty()).then(|| view! {
                 <ul class="caveats">{c.caveats.iter().map(|w| view! { <li>{w.clone()}</li> }).collect_view()}</ul>
             })}

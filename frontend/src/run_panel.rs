@@ -143,7 +143,9 @@ fn RunHeader() -> impl IntoView {
             {move || message().map(|m| view! { <p class="muted">{m}</p> })}
             {move || stream_facts().map(|m| view! { <p class="muted small" id="stream-facts">{m}</p> })}
             <div class="downloads">
-                <a id="download-csv" class="button" href=move || format!("api/runs/{}/requests.csv", id()) download="">"Download CSV (one row per request)"</a>
+                <Show when=move || imported().is_none()>
+                    <a id="download-csv" class="button" href=move || format!("api/runs/{}/requests.csv", id()) download="">"Download CSV (one row per request)"</a>
+                </Show>
                 <a id="download-summary" class="button" href=move || format!("api/runs/{}/summary.csv", id()) download="">"Summary CSV (one row per cell)"</a>
                 <a id="download-json" class="button" href=move || format!("api/runs/{}/results.json", id()) download="">"JSON"</a>
                 <Show when=move || status().is_terminal()>
@@ -294,7 +296,11 @@ fn ResultsTable() -> impl IntoView {
                 }).collect_view())}
             </ul>
             <p class="muted small" id="slo-note">{slo_note}</p>
-            <p class="muted small">"Latencies count from each request's scheduled send time. Percentiles interpolate linearly between ranks (numpy's default). Token counts come from the server's usage, never from counting events. A cell marked partial was cut short by a stop: its numbers cover only the requests that ended."</p>
+            <p class="muted small">{move || if imported_run(ctx) {
+                "These numbers are the imported file's, as the other tool measured and defined them (see each cell's notes): caplab did not measure them."
+            } else {
+                "Latencies count from each request's scheduled send time. Percentiles interpolate linearly between ranks (numpy's default). Token counts come from the server's usage, never from counting events. A cell marked partial was cut short by a stop: its numbers cover only the requests that ended."
+            }}</p>
         </div>
     }
 }
@@ -318,7 +324,7 @@ fn result_row(label: String, r: &CellResult) -> impl IntoView {
             <td class="num">{fmt_opt(r.tpot.p95, 1)}</td>
             <td class="num">{fmt_opt(r.queue.p95, 0)}</td>
             <td class=slo_class title=slo_text.clone()>{slo_text.clone()}</td>
-            <td class="num">{format!("{:.2}", r.goodput_rps)}</td>
+            <td class="num">{if r.partial { "–".to_string() } else { format!("{:.2}", r.goodput_rps) }}</td>
         </tr>
     }
 }
@@ -350,8 +356,9 @@ fn Summary() -> impl IntoView {
         with_view(ctx, |v| {
             let price = ctx.defaults.with(|d| d.price_for(&v.info.spec.gpu));
             let c = caplab_shared::decide::capacity(v, price);
-            let stable = c.max_stable.map(|m| format!("max stable concurrency {m} within {}", c.slo));
-            let cost = c.usd_per_million_tokens.map(|d| format!("${d:.3} per million output tokens"));
+            let what = if c.max_stable.as_deref().is_some_and(|m| m.contains("rps")) { "highest rate" } else { "max stable concurrency" };
+            let stable = c.max_stable.map(|m| format!("{what} {m} within {}", c.slo));
+            let cost = c.usd_per_million_tokens.zip(c.usd_per_hour).map(|(d, h)| format!("${d:.3} per million output tokens at ${h:.2}/hour"));
             let parts: Vec<String> = [stable, cost, c.why_none].into_iter().flatten().collect();
             (!parts.is_empty()).then(|| parts.join(" · "))
         })

@@ -5,7 +5,7 @@
 use caplab_shared::{RunInfo, Workload};
 use leptos::prelude::*;
 
-use crate::{api, fmt_opt, live, Ctx};
+use crate::{api, live, Ctx};
 
 /// `2026-11-29 10:01 UTC` for a Unix time in ms.
 fn when(unix_ms: u64) -> String {
@@ -19,12 +19,17 @@ fn headline(run: &RunInfo) -> String {
         None if run.status.is_terminal() => "no finished cell".into(),
         None => String::new(),
         Some(h) => match (&h.best, &h.why_none) {
-            (Some(best), _) => format!(
-                "best {best} · {} tok/s · max stable {} · p95 {} ms",
-                fmt_opt(h.best_tok_s, 0),
-                h.max_stable.clone().unwrap_or_else(|| "–".into()),
-                fmt_opt(h.p95_at_peak_ms, 0)
-            ),
+            // Only what the run measured: no unit after a missing value.
+            (Some(best), _) => [
+                Some(format!("best {best}")),
+                h.best_tok_s.map(|t| format!("{} tok/s", crate::thousands(t))),
+                h.max_stable.clone().map(|m| format!("max stable {m}")),
+                h.p95_at_peak_ms.map(|p| format!("p95 {} ms", crate::thousands(p))),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" · "),
             (None, Some(why)) => why.clone(),
             (None, None) => String::new(),
         },
@@ -65,7 +70,14 @@ fn rename(ctx: Ctx, run: &RunInfo, error: RwSignal<Option<String>>) {
     let Some(window) = web_sys::window() else { return };
     let Ok(Some(name)) = window.prompt_with_message_and_default(&format!("Name for run {}", run.id), &run.spec.name) else { return };
     let id = run.id.clone();
-    act(ctx, async move { api::post_json::<RunInfo>(&format!("api/runs/{id}/rename"), &serde_json::json!({ "name": name })).await.map(|_| ()).map_err(|e| e.error) }, error);
+    act(ctx, async move {
+        api::post_json::<RunInfo>(&format!("api/runs/{id}/rename"), &serde_json::json!({ "name": name })).await.map_err(|e| e.error)?;
+        // The shown run's heading says its new name at once.
+        if ctx.watching.get_untracked().as_deref() == Some(id.as_str()) {
+            live::watch(ctx, id);
+        }
+        Ok(())
+    }, error);
 }
 
 fn delete(ctx: Ctx, run: &RunInfo, error: RwSignal<Option<String>>) {
@@ -75,7 +87,19 @@ fn delete(ctx: Ctx, run: &RunInfo, error: RwSignal<Option<String>>) {
     }
     let id = run.id.clone();
     ctx.selected.update(|s| s.retain(|i| *i != id));
-    act(ctx, async move { api::delete(&format!("api/runs/{id}")).await }, error);
+    act(ctx, async move {
+        api::delete(&format!("api/runs/{id}")).await?;
+        // A deleted run is not left on screen with links that no longer work.
+        if ctx.watching.get_untracked().as_deref() == Some(id.as_str()) {
+            ctx.watch_gen.update(|g| *g += 1);
+            ctx.watching.set(None);
+            ctx.current.set(None);
+            if let Some(location) = web_sys::window().map(|w| w.location()) {
+                let _ = location.set_hash("");
+            }
+        }
+        Ok(())
+    }, error);
 }
 
 #[component]

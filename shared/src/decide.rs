@@ -42,9 +42,16 @@ impl Pick {
             Some(r) => format!("{r} rps × {}", self.max_new_tokens),
             None => format!("c{} × {}", self.concurrency, self.max_new_tokens),
         };
-        match self.input_tokens {
+        let base = match self.input_tokens {
             Some(n) => format!("{base} ({n} in)"),
             None => base,
+        };
+        // A configuration is named by what it carried: a cell that never had its concurrency
+        // in flight says so.
+        if self.rate.is_none() && self.reached > 0 && self.reached < self.concurrency {
+            format!("{base} (only {} in flight)", self.reached)
+        } else {
+            base
         }
     }
 }

@@ -127,7 +127,7 @@ fn parts(text: &str) -> impl Iterator<Item = &str> {
 
 /// Whole numbers separated by commas (an empty text is an empty list: `validate` says if one is needed).
 fn whole_list(text: &str) -> Result<Vec<u32>, String> {
-    parts(text).map(|p| p.parse::<u32>().map_err(|_| format!("{p:?} is not a whole number ≥ 0: give whole numbers separated by commas"))).collect()
+    parts(text).map(|p| p.parse::<u32>().map_err(|_| format!("{p:?} is not a whole number: give whole numbers separated by commas"))).collect()
 }
 
 fn number_list(text: &str) -> Result<Vec<f64>, String> {
@@ -140,7 +140,7 @@ fn whole(text: &str, default: u32) -> Result<u32, String> {
     if t.is_empty() {
         return Ok(default);
     }
-    t.parse::<u32>().map_err(|_| format!("{t:?} is not a whole number ≥ 0"))
+    t.parse::<u32>().map_err(|_| format!("{t:?} is not a whole number"))
 }
 
 /// A number; an empty text keeps the default.

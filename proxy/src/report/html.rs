@@ -236,7 +236,8 @@ fn workload(view: &RunView) -> String {
         LoadMode::Closed => format!("concurrency {}", list(&spec.concurrency)),
         LoadMode::Rate => format!("rates {} requests/s", list(&spec.rate)),
     };
-    let mut grid = format!("{axis} × max_new_tokens {} ({} cells)", list(&spec.max_new_tokens), view.info.cells_total);
+    let inputs_axis = if spec.input_tokens.is_empty() { String::new() } else { format!(" × prompt tokens {}", list(&spec.input_tokens)) };
+    let mut grid = format!("{axis}{inputs_axis} × max_new_tokens {} ({} cells)", list(&spec.max_new_tokens), view.info.cells_total);
     if spec.search {
         grid.push_str("; an SLO search: only the cells needed to find the highest load within the SLO were run");
     }
@@ -258,7 +259,20 @@ fn workload(view: &RunView) -> String {
             [(n, _)] => format!("{n} measured per cell, after {} warm-up", spec.warmup),
             many => format!("{} (measured per cell), after {} warm-up each", many.iter().map(|(n, cells)| format!("{n} for {}", cells.join(", "))).collect::<Vec<_>>().join("; "), spec.warmup),
         };
+        let prefix = if spec.prefix_tokens > 0 {
+            format!(", the first {} tokens shared{}", spec.prefix_tokens, if spec.prefix_groups > 1 { format!(" in {} groups", spec.prefix_groups) } else { String::new() })
+        } else {
+            String::new()
+        };
+        let drawn = |d: &caplab_shared::spec::LengthDist| match d.kind {
+            caplab_shared::spec::DistKind::Uniform => format!("uniform {}–{}", d.min, d.max),
+            k => format!("{} mean {} stdev {} within {}–{}", if k == caplab_shared::spec::DistKind::Normal { "normal" } else { "log-normal" }, d.mean, d.stdev, d.min, d.max),
+        };
+        let outputs = spec.output_dist.as_ref().map_or(String::new(), |d| format!("; output lengths drawn per request ({})", drawn(d)));
         let prompts = match (spec.workload, &spec.inputs) {
+            _ if !spec.input_tokens.is_empty() => format!("synthetic prompts of {} tokens as the target counts them, every request its own words{prefix}{outputs}", list(&spec.input_tokens)),
+            _ if spec.input_dist.is_some() => format!("synthetic prompts with lengths drawn per request ({}){prefix}{outputs}", spec.input_dist.as_ref().map(drawn).unwrap_or_default()),
+            (_, Some(r)) if r.is_trace() => format!("a replay of {} ({} requests over {:.0} s, content id {}) at speedup {}: each request's prompt and output lengths as recorded", r.name, r.items, r.duration_s.unwrap_or_default(), r.id, spec.speedup.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")),
             (Workload::Chat, Some(r)) => format!("the user's {} chat requests from {} ({}, content id {}), in turn", r.items, r.name, r.format, r.id),
             (Workload::Batch, Some(r)) => format!("the notes' summarization prompt over the user's {} documents from {} ({}, content id {}), {} passes", r.items, r.name, r.format, r.id, spec.repeat),
             (Workload::Chat, None) => format!("caplab's {} built-in chat prompts (data/chat_prompts.txt), in turn", inputs.chats.len()),

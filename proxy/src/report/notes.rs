@@ -243,7 +243,8 @@ pub fn notes(runs: &[RunView], prices: &BTreeMap<String, f64>) -> String {
             }
             if let (Some(ca), Some(cb)) = (a.cost(w), b.cost(w)) {
                 if ca > 0.0 && cb > 0.0 {
-                    f.set(&format!("{p}_ratio_cost"), if ca <= cb { format!("A is {:.1}× cheaper", cb / ca) } else { format!("B is {:.1}× cheaper", ca / cb) });
+                    // Within 5 % either way, neither is cheaper in any sense worth a sentence.
+                    f.set(&format!("{p}_ratio_cost"), if (ca - cb).abs() <= 0.05 * ca.min(cb) { "about the same".to_string() } else if ca <= cb { format!("A is {:.1}× cheaper", cb / ca) } else { format!("B is {:.1}× cheaper", ca / cb) });
                 }
             }
             if let (Some((ra, _)), Some((rb, _))) = (a.run(w), b.run(w)) {
@@ -360,7 +361,13 @@ fn insights(f: &mut Fill, a: &Gpu, b: &Gpu) {
     let cost = [Workload::Batch, Workload::Chat].into_iter().find_map(|w| Some((w, a.cost(w)?, b.cost(w)?)));
     match cost {
         Some((w, ca, cb)) => {
-            let verdict = if ca <= cb { format!("A is {:.1}× cheaper per token than B", cb / ca) } else { format!("B is {:.1}× cheaper per token than A", ca / cb) };
+            let verdict = if (ca - cb).abs() <= 0.05 * ca.min(cb) {
+                "they cost about the same per token (within 5 %)".to_string()
+            } else if ca <= cb {
+                format!("A is {:.1}× cheaper per token than B", cb / ca)
+            } else {
+                format!("B is {:.1}× cheaper per token than A", ca / cb)
+            };
             f.set("insight_cost", format!("At their {} peaks, {} costs ${ca:.3} and {} ${cb:.3} per million output tokens: {verdict}", w.as_str(), a.label, b.label));
         }
         None if a.price.is_some() && b.price.is_some() => f.miss("cost per token: needs a run of the same workload meeting its SLO on both GPUs".into()),
