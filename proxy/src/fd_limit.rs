@@ -15,8 +15,9 @@ use caplab_shared::{ExperimentSpec, FieldError, LoadMode};
 pub const RESERVE: u64 = 256;
 
 /// Descriptors kept for caplab's own files, listeners, simulators and logs, besides the
-/// dashboard's connections.
-pub const INTERNAL: u64 = 64;
+/// dashboard's connections, with room for the moments a connection is accepted past a cap
+/// before the oldest idle one is closed (64 was seen to run short under a loaded CPU).
+pub const INTERNAL: u64 = 160;
 
 static LIMIT: OnceLock<u64> = OnceLock::new();
 static RESERVED: OnceLock<u64> = OnceLock::new();
@@ -135,12 +136,12 @@ mod tests {
     #[test]
     fn the_dashboard_never_takes_more_than_half_of_what_is_left() {
         let d = dashboard(1024, None, None, None);
-        assert_eq!((d.max_connections, d.max_websockets, d.max_per_client), (240, 120, 60));
+        assert_eq!((d.max_connections, d.max_websockets, d.max_per_client), (216, 108, 54));
         assert!(d.lowered.is_empty());
         assert_eq!(dashboard(1 << 20, None, None, None).max_connections, 1024, "at most 1,024 by default");
         let asked = dashboard(1024, Some(1024), Some(2000), None);
-        assert_eq!((asked.max_connections, asked.max_websockets), (480, 480));
-        assert!(asked.lowered[0].starts_with("--max-connections 1024 lowered to 480 (caplab's open-file limit is 1024"), "{:?}", asked.lowered);
+        assert_eq!((asked.max_connections, asked.max_websockets), (432, 432));
+        assert!(asked.lowered[0].starts_with("--max-connections 1024 lowered to 432 (caplab's open-file limit is 1024"), "{:?}", asked.lowered);
         assert_eq!(dashboard(65_536, Some(50), Some(10), Some(5)), Dashboard { max_connections: 50, max_websockets: 10, max_per_client: 5, lowered: vec![] });
     }
 }
