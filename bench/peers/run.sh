@@ -17,7 +17,7 @@ if [[ "${1:-}" == --quick ]]; then
   shift
   cargo build -q -p caplab -p caplab-tests "${BINS[@]}"
   out=$(mktemp -d)
-  BENCH_BIN_DIR="$PWD/target/debug" python3 bench/peers/bench.py --streams 100 --tools caplab,raw-client --rate 0 --live-requests 0 \
+  BENCH_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/debug" python3 bench/peers/bench.py --streams 100 --tools caplab,raw-client --rate 0 --live-requests 0 \
     --no-real-vllm --target-repeats 0 --out "$out/BENCHMARKS.md" --results "$out/results.json" --command "bench/peers/run.sh --quick" "$@"
   # It ran: both tools finished their 100 streams (no timing is judged here).
   python3 - "$out/results.json" <<'PY'
@@ -31,6 +31,7 @@ PY
   exit 0
 fi
 cargo build --release -p caplab -p caplab-tests "${BINS[@]}"
+export BENCH_BIN_DIR="${CARGO_TARGET_DIR:-$PWD/target}/release"
 scripts/cpu-engine.sh install
 GL="$CACHE/guidellm-venv"
 if [[ ! -f "$GL/.caplab-installed-0.8.1" ]]; then
