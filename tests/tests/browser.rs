@@ -5,32 +5,12 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use caplab_tests::chromium::{browser, free_port};
+use caplab_tests::chromium::{browser, free_port, poll, set_input, text_of};
 use caplab_tests::{client, start_run, temp_dir, Caplab};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
-async fn set_input(c: &Client, id: &str, value: &str) {
-    let el = c.find(Locator::Id(id)).await.unwrap();
-    el.clear().await.unwrap();
-    el.send_keys(value).await.unwrap();
-}
 
-/// Polls `check` every 100 ms until it yields a value.
-async fn poll<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 async fn chart_points(c: &Client, id: &str) -> usize {
     let script = format!("const p = document.querySelector('#{id} path.line'); return p ? (p.getAttribute('d').match(/[ML]/g) || []).length : 0;");
@@ -191,10 +171,6 @@ async fn dashboard_runs_a_batch_experiment_and_downloads_its_csv() {
     let _ = c.clone().close().await;
 }
 
-/// Text of an element, or None while it is not there.
-async fn text_of(c: &Client, id: &str) -> Option<String> {
-    c.find(Locator::Id(id)).await.ok()?.text().await.ok()
-}
 
 /// Shows run `id` in the current tab and waits until it is shown running.
 async fn open_run(c: &Client, base: &str, id: &str) {

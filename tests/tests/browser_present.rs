@@ -5,35 +5,13 @@
 
 use std::time::Duration;
 
-use caplab_tests::chromium::browser;
+use caplab_tests::chromium::{browser, poll, set_input, text_of};
 use caplab_tests::{client, start_run, temp_dir, wait_for_end, Caplab, FAST_SIM, TEST_TOKEN};
 use fantoccini::{Client, Locator};
 use serde_json::json;
 
-async fn poll<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
-async fn text_of(c: &Client, id: &str) -> Option<String> {
-    c.find(Locator::Id(id)).await.ok()?.text().await.ok()
-}
 
-async fn set_input(c: &Client, id: &str, value: &str) {
-    let el = c.find(Locator::Id(id)).await.unwrap();
-    el.clear().await.unwrap();
-    el.send_keys(value).await.unwrap();
-}
 
 /// Picks `value` in a `<select>` as a person would (the change event included).
 async fn choose(c: &Client, id: &str, value: &str) {
