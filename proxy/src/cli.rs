@@ -178,7 +178,8 @@ pub struct ProfileArgs {
     #[arg(long = "model-config", id = "profile_model_config", value_name = "PATH")]
     pub model_config: Option<PathBuf>,
     /// The engine's costs from this calibration file (`caplab sim --calibrate … --out FILE`)
-    /// instead of the default (vLLM 0.26 on the H200 anchors, data/calibration/)
+    /// instead of the default (vLLM 0.26 on the H200 anchors, data/calibration/). With
+    /// --calibrate: check this calibration against those runs instead of fitting one
     #[arg(long = "calibration", id = "profile_calibration", value_name = "FILE")]
     pub calibration: Option<PathBuf>,
     /// Share of GPU memory vLLM may take (vLLM 0.32's default: 0.92)

@@ -117,6 +117,12 @@ async fn a_calibration_is_written_then_served_with() {
     assert!(cal["runs"][0]["engine_measured"]["itl_mean_ms"].as_f64().unwrap() > 1.0, "{}", cal["runs"][0]);
     assert!((cal["runs"][0]["prefix_cache_hit"].as_f64().unwrap() - 0.853).abs() < 0.01);
 
+    // Checked against the same runs, it gives the loss it was fitted to.
+    let (ok, stdout, e) = run_caplab(&["sim", "--calibrate", &anchor("qwen2.5-7b", "chat_128"), &anchor("qwen2.5-7b", "batch"), "--calibration", out.to_str().unwrap()]).await;
+    assert!(ok, "{e}");
+    assert!(stdout.contains(&format!("loss {:.3}", cal["loss"].as_f64().unwrap())), "{stdout}");
+    assert!(stdout.contains("| all (15) |"), "{stdout}");
+
     // The simulator serves with it, and refuses a file that is not one.
     let (_sim, url) = sim(&["--gpu", "h200-141gb", "--model", "qwen2.5-7b", "--calibration", out.to_str().unwrap()]).await;
     let version: Value = reqwest::get(format!("{url}/version")).await.unwrap().json().await.unwrap();

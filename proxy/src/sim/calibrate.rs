@@ -519,8 +519,28 @@ fn start_costs() -> EngineCosts {
 }
 
 /// Fits the costs to `runs` (already checked): restarts of Nelder–Mead, `evals` in all.
+/// The compute efficiency assumed when the runs cannot tell it (`compute_identified`).
+pub const ASSUMED_COMPUTE_EFFICIENCY: f64 = 0.55;
+/// Uncached prompt tokens per request from which a cell's prefill says something about the
+/// GPU's compute.
+const PREFILL_HEAVY_TOKENS: u32 = 512;
+
+/// Whether any cell prefills enough (uncached) tokens for the GPU's compute to show. Without
+/// one, every step is bound by memory bandwidth or CPU, and a fitted compute efficiency would
+/// only soak up what another cost misses (on the H200 anchors it fell to 0.24 to slow the 7B
+/// and 8B at c256–c512, where the 0.5B, with a tenth of the compute, slows the same: the API
+/// server). It is then held at `ASSUMED_COMPUTE_EFFICIENCY` and the file says so.
+pub fn compute_identified(runs: &[MeasuredRun]) -> bool {
+    runs.iter().flat_map(|r| &r.cells).any(|c| c.load.prompt_tokens.saturating_sub(c.load.cached_tokens) >= PREFILL_HEAVY_TOKENS)
+}
+
 pub fn fit(runs: &[MeasuredRun], evals: usize, progress: &dyn Fn(&str)) -> (EngineCosts, f64) {
-    let f = |z: &[f64; PARAMS]| loss(runs, &costs_of(z));
+    let fixed = (!compute_identified(runs)).then_some(ASSUMED_COMPUTE_EFFICIENCY);
+    let costs = |z: &[f64; PARAMS]| {
+        let c = costs_of(z);
+        EngineCosts { compute_efficiency: fixed.unwrap_or(c.compute_efficiency), ..c }
+    };
+    let f = |z: &[f64; PARAMS]| loss(runs, &costs(z));
     let mut best = z_of(&start_costs());
     let mut best_f = f64::INFINITY;
     let rounds = [(0.6, evals / 2), (0.25, evals / 4), (0.1, evals / 4)];
@@ -532,7 +552,7 @@ pub fn fit(runs: &[MeasuredRun], evals: usize, progress: &dyn Fn(&str)) -> (Engi
         }
         progress(&format!("fit round {}: loss {best_f:.4} after {used} replays of {} cells", k + 1, runs.iter().map(|r| r.cells.len()).sum::<usize>()));
     }
-    (costs_of(&best), best_f)
+    (costs(&best), best_f)
 }
 
 /// One cell of a calibration or a prediction: measured, simulated, and the error.
@@ -681,10 +701,16 @@ pub fn calibrate(runs: &[MeasuredRun], evals: usize, progress: &dyn Fn(&str)) ->
     let (costs, loss) = fit(runs, evals, progress);
     let (cells, fits) = compare(runs, &costs);
     let gpus: BTreeSet<&str> = runs.iter().map(|r| r.deployment.gpu.key.as_str()).collect();
-    let mut caveats = vec![
+    let mut caveats = Vec::new();
+    if !compute_identified(runs) {
+        caveats.push(format!(
+            "The compute efficiency is assumed ({ASSUMED_COMPUTE_EFFICIENCY}), not fitted: no cell prefills {PREFILL_HEAVY_TOKENS} or more uncached prompt tokens a request, so no cell shows the GPU's compute. Predictions for long prompts, or for GPUs with little compute for their bandwidth, rest on that assumption."
+        ));
+    }
+    caveats.extend([
         "The CPU costs (engine core per step and per sequence, the API server per request and per token) are this host's: vLLM's engine core and API server are one Python process each, so a faster or slower CPU moves every number that the GPU does not bound.".to_string(),
         "Prefix caching is replayed at each run's measured hit rate; speculative decoding, quantization, LoRA and multi-GPU runs were not measured.".to_string(),
-    ];
+    ]);
     if !runs.iter().all(|r| r.engine.is_some()) {
         caveats.push("Some runs had no /metrics scrapes from before and after (metrics_start.txt, metrics_end.txt): for them only the client's numbers were fitted, and no prefix caching was assumed.".into());
     }

@@ -52,6 +52,13 @@ pub fn run(args: &CalibrateArgs, profile: &ProfileArgs) -> anyhow::Result<ExitCo
     for dir in &args.calibrate {
         runs.push(calibrate::read_run(dir, &hints)?);
     }
+    if let Some(path) = &profile.calibration {
+        // Check a calibration against these runs instead of fitting one.
+        let cal = calibrate::load(path)?;
+        let (cells, _) = calibrate::compare(&runs, &cal.costs);
+        println!("{} (vLLM {}) against {} runs, loss {:.3}:\n\n{}\n{}", path.display(), cal.engine_version, runs.len(), calibrate::loss(&runs, &cal.costs), summary(&cells), cells_table(&cells, "simulated"));
+        return Ok(ExitCode::SUCCESS);
+    }
     calibrate::check(&runs)?;
     say(&format!(
         "{} runs, {} cells, vLLM {}; fitting (at most {} replays of every cell)…",
@@ -329,6 +336,10 @@ pub fn report(command: &str, runs: &[MeasuredRun], cal: &Calibration, loo: &[Lef
         let _ = writeln!(s, "| {} | {} | {} | {} | {} | {:.0} % | {itl} | {pre} |", r.run, r.model, r.gpu, r.workload, r.cells, r.prefix_cache_hit * 100.0);
     }
     let _ = writeln!(s, "\n## The costs fitted on every run\n\n| cost | value |\n|---|---|\n{}", costs_rows(&cal.costs));
+    for c in &cal.caveats {
+        let _ = writeln!(s, "- {c}");
+    }
+    s.push('\n');
     let _ = writeln!(s, "In-sample fit, every cell (simulated / measured − 1):\n\n{}", summary(&cal.cells));
     let _ = writeln!(s, "## The same cells measured twice\n");
     if cal.spread.is_empty() {
