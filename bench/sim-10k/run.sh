@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # 10,000 concurrent streams against the simulator on this machine (issue: "10,000 simulated
 # streams on this 2-core machine"): `caplab sim` (H200 + Qwen2.5-0.5B profile, 10,000 sequence
-# slots) and `caplab run` with 10,000 workers, one request each, 64 new tokens. Prints the wall
-# time, every request's outcome, and both processes' peak RSS.
+# slots, with the simulator's assumed costs: the calibrated ones pace 10,000 streams as vLLM's
+# single-process engine core and API server would, and this measures caplab, not vLLM) and
+# `caplab run` with 10,000 workers, one request each, 64 new tokens. Prints the wall time, every
+# request's outcome, and both processes' peak RSS.
 # Usage: bench/sim-10k/run.sh [path/to/caplab]   (default target/release/caplab)
 set -euo pipefail
 BIN=${1:-target/release/caplab}
 DIR=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$DIR"' EXIT
-"$BIN" sim --listen 127.0.0.1:0 --gpu h200-141gb --model qwen2.5-0.5b --max-num-seqs 10000 --max-num-batched-tokens 65536 > "$DIR/sim.out" &
+"$BIN" sim --listen 127.0.0.1:0 --gpu h200-141gb --model qwen2.5-0.5b --max-num-seqs 10000 --max-num-batched-tokens 65536 --assumed-costs > "$DIR/sim.out" &
 SIM=$!
 until grep -q http:// "$DIR/sim.out" 2>/dev/null; do sleep 0.1; done
 URL=$(grep -o 'http://[0-9.:]*' "$DIR/sim.out" | head -1)

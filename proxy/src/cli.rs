@@ -182,6 +182,11 @@ pub struct ProfileArgs {
     /// --calibrate: check this calibration against those runs instead of fitting one
     #[arg(long = "calibration", id = "profile_calibration", value_name = "FILE")]
     pub calibration: Option<PathBuf>,
+    /// The simulator's assumed costs instead of a calibration (efficiencies 0.55 and 0.8, 2 ms a
+    /// step, no model of vLLM's API server), as before calibrations: for driving caplab itself
+    /// with thousands of streams; the numbers are then nobody's measurement
+    #[arg(long = "assumed-costs", id = "profile_assumed_costs", conflicts_with = "profile_calibration")]
+    pub assumed_costs: bool,
     /// Share of GPU memory vLLM may take (vLLM 0.32's default: 0.92)
     #[arg(long = "gpu-memory-utilization", id = "profile_gpu_memory_utilization")]
     pub gpu_memory_utilization: Option<f64>,
@@ -209,6 +214,7 @@ impl Default for ProfileArgs {
             model: None,
             model_config: None,
             calibration: None,
+            assumed_costs: false,
             gpu_memory_utilization: None,
             max_num_seqs: None,
             max_num_batched_tokens: None,
@@ -244,10 +250,12 @@ impl ProfileArgs {
             num_gpu_blocks_override: self.num_gpu_blocks_override,
         };
         let d = crate::sim::profile::Deployment::new(gpu, model, &args).map_err(anyhow::Error::msg)?;
-        Ok(Some(match &self.calibration {
-            Some(path) => d.with_costs(crate::sim::calibrate::load(path)?.costs),
-            None => d,
-        }))
+        let costs = match &self.calibration {
+            Some(path) => crate::sim::calibrate::load(path)?.costs,
+            None if self.assumed_costs => crate::sim::profile::EngineCosts::assumed(d.gpu.step_overhead_ms.unwrap_or(2.0)),
+            None => d.costs.clone(),
+        };
+        Ok(Some(d.with_costs(costs)))
     }
 }
 

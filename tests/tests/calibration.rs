@@ -130,6 +130,9 @@ async fn a_calibration_is_written_then_served_with() {
     std::fs::write(dir.join("bad.json"), "{\"costs\": 1}").unwrap();
     let (ok, _, e) = run_caplab(&["sim", "--gpu", "h200-141gb", "--model", "qwen2.5-7b", "--calibration", dir.join("bad.json").to_str().unwrap()]).await;
     assert!(!ok && e.contains("bad.json") && e.contains("not a calibration file"), "{e}");
+    // The assumed costs (for driving caplab at scale) are not a calibration's.
+    let (ok, _, e) = run_caplab(&["sim", "--gpu", "h200-141gb", "--model", "qwen2.5-7b", "--assumed-costs", "--calibration", out.to_str().unwrap()]).await;
+    assert!(!ok && e.contains("cannot be used with"), "{e}");
 }
 
 #[tokio::test]
