@@ -214,8 +214,7 @@ fn RunBadge() -> impl IntoView {
                 (None, true) => ("badge simulated", "SIMULATED vLLM".to_string()),
                 (None, false) => ("badge real", format!("{}{version}", t.server.label())),
             };
-            // A simulated GPU's label names its model already: said once.
-            let model = if info.spec.gpu.contains(&info.spec.model) { String::new() } else { info.spec.model.clone() };
+            let model = info.spec.model_beside_gpu().unwrap_or_default().to_string();
             let text = [engine, info.spec.gpu.clone(), model].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(" · ");
             let title = match (&info.imported_from, t.simulated) {
                 (Some(from), _) => format!("measured by another tool, not caplab: {from}"),
@@ -262,4 +261,10 @@ pub fn thousands(v: f64) -> String {
         out.push(ch);
     }
     if v < 0.0 && out != "0" { format!("-{out}") } else { out }
+}
+
+/// `2026-11-29 10:01 UTC` for a Unix time in ms.
+pub fn when(unix_ms: u64) -> String {
+    let iso = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64)).to_iso_string().as_string().unwrap_or_default();
+    format!("{} UTC", iso.get(..16).unwrap_or_default().replace('T', " "))
 }

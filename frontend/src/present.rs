@@ -7,12 +7,8 @@ use caplab_shared::decide::{capacity, Capacity, Provenance};
 use caplab_shared::{RunInfo, RunStatus, RunView};
 use leptos::prelude::*;
 
-use crate::{fmt_opt, live, thousands as n0, with_view, Ctx};
+use crate::{fmt_opt, live, thousands as n0, when, with_view, Ctx};
 
-fn when(unix_ms: u64) -> String {
-    let iso = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64)).to_iso_string().as_string().unwrap_or_default();
-    format!("{} UTC", iso.get(..16).unwrap_or_default().replace('T', " "))
-}
 
 /// A run's title for clients: its name, else what it ran on what.
 fn title_of(info: &RunInfo) -> String {

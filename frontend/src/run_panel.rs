@@ -92,8 +92,7 @@ fn RunHeader() -> impl IntoView {
         with_view(ctx, |v| {
             let s = &v.info.spec;
             let t = &v.info.target;
-            // A simulated GPU's label names its model already: said once.
-            let model = if s.gpu.contains(&s.model) { String::new() } else { format!(" · {}", s.model) };
+            let model = s.model_beside_gpu().map_or(String::new(), |m| format!(" · {m}"));
             let target = if t.url.is_empty() { String::new() } else { format!(" · target {} ({})", t.url, t.server.label()) };
             format!("{} · {}{model} · {}{target}", s.workload.as_str(), s.mode.as_str(), s.gpu)
         })

@@ -5,13 +5,8 @@
 use caplab_shared::{RunInfo, Workload};
 use leptos::prelude::*;
 
-use crate::{api, live, Ctx};
+use crate::{api, live, when, Ctx};
 
-/// `2026-11-29 10:01 UTC` for a Unix time in ms.
-fn when(unix_ms: u64) -> String {
-    let iso = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(unix_ms as f64)).to_iso_string().as_string().unwrap_or_default();
-    format!("{} UTC", iso.get(..16).unwrap_or_default().replace('T', " "))
-}
 
 /// The run's answer in one line: best configuration, its tok/s, max stable concurrency, p95 there.
 fn headline(run: &RunInfo) -> String {

@@ -226,8 +226,7 @@ impl RunView {
     pub fn chart_title(&self) -> String {
         let info = &self.info;
         let simulated = if info.target.simulated { " — SIMULATED" } else { "" };
-        // A simulated GPU's label names its model already: said once.
-        let model = if info.spec.gpu.contains(&info.spec.model) { String::new() } else { format!(" · {}", info.spec.model) };
+        let model = info.spec.model_beside_gpu().map_or(String::new(), |m| format!(" · {m}"));
         format!("{} · {}{model} · run {}{simulated}", info.spec.workload.as_str(), info.spec.gpu, info.id)
     }
 

@@ -503,6 +503,12 @@ impl ExperimentSpec {
         errs
     }
 
+    /// The model, where a label beside the GPU's should name it: not when the GPU label names
+    /// it already (a simulated GPU's "NVIDIA A100 80GB SXM · Qwen/… (simulated)"), so it is said once.
+    pub fn model_beside_gpu(&self) -> Option<&str> {
+        (!self.model.is_empty() && !self.gpu.contains(&self.model)).then_some(self.model.as_str())
+    }
+
     /// The GPU label results carry: a simulated target's numbers never carry a bare GPU name.
     pub fn results_label(&self, simulated: bool) -> String {
         let gpu = self.gpu.trim();

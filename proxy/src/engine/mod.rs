@@ -217,21 +217,27 @@ impl Engine {
         result
     }
 
+    /// Synthetic prompts' maker, measured with the target's own tokenizer, and a note when its
+    /// lengths can only be estimates.
+    async fn prompt_maker(&self, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>) -> (crate::workload::synthetic::Synthetic, Vec<String>) {
+        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: info.spec.model.clone() };
+        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, info.spec.workload).await;
+        let notes = maker.approximate.iter().cloned().collect();
+        (maker, notes)
+    }
+
     /// The cell's requests with lengths drawn per request: synthetic prompts from `input_dist`
     /// (measured with the target's tokenizer), output caps from `output_dist` (else the cell's).
     async fn drawn_lengths(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, cell: &CellSpec) -> (RequestSet, Vec<String>) {
         let spec = &info.spec;
         let n = (spec.warmup + self.cell_requests(spec, cell)) as usize;
-        let run_salt = info.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        let seed = spec.seed ^ run_salt ^ (u64::from(cell.index) << 32);
+        let seed = prompt_seed(info) ^ (u64::from(cell.index) << 32);
         let outputs = spec.output_dist.as_ref().map(|d| crate::workload::lengths::draw(d, n, seed ^ 0x07_u64));
         let Some(input) = &spec.input_dist else {
             return (set.with_output_lengths(outputs.unwrap_or_default()), vec![]);
         };
         let inputs = crate::workload::lengths::draw(input, n, seed ^ 0x1u64);
-        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
-        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, spec.workload).await;
-        let mut notes: Vec<String> = maker.approximate.iter().cloned().collect();
+        let (maker, mut notes) = self.prompt_maker(info, auth).await;
         let short = inputs.iter().filter(|&&t| maker.words_for(t).is_err()).count();
         if short > 0 {
             notes.push(format!("{short} drawn prompt lengths are shorter than the prompt template: each was sent one word"));
@@ -249,9 +255,7 @@ impl Engine {
     /// ones), sent at its recorded time divided by the speedup.
     async fn replay(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, trace: &[crate::workload::trace::TraceRequest], cell: &CellSpec) -> (RequestSet, Vec<String>) {
         let spec = &info.spec;
-        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
-        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, spec.workload).await;
-        let mut notes: Vec<String> = maker.approximate.iter().cloned().collect();
+        let (maker, mut notes) = self.prompt_maker(info, auth).await;
         let speedup = match (cell.rate, spec.trace_rate(1.0)) {
             (Some(r), Some(base)) if base > 0.0 => r / base,
             _ => 1.0,
@@ -261,27 +265,28 @@ impl Engine {
             notes.push(format!("{short} trace requests are shorter than the prompt template: each was sent one word"));
         }
         notes.push(format!("replay of {} at {speedup:.3}× its recorded pace: prompt and output lengths from the trace", spec.trace().map_or("the trace".to_string(), |t| t.name.clone())));
-        let run_salt = info.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        (set.with_trace(maker, std::sync::Arc::new(trace.to_vec()), speedup, spec.seed ^ run_salt, spec.workload), notes)
+        (set.with_trace(maker, std::sync::Arc::new(trace.to_vec()), speedup, prompt_seed(info), spec.workload), notes)
     }
 
     /// The cell's requests with synthetic prompts of `tokens` tokens, measured with the
     /// target's own tokenizer; notes say when the length is an estimate or cannot be met.
     async fn synthetic(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, tokens: u32, cell: u32) -> (RequestSet, Vec<String>) {
         let spec = &info.spec;
-        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
-        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, spec.workload).await;
-        let mut notes: Vec<String> = maker.approximate.iter().cloned().collect();
+        let (maker, mut notes) = self.prompt_maker(info, auth).await;
         let words = maker.words_for(tokens).unwrap_or_else(|why| {
             notes.push(format!("{why}: its prompts have one word"));
             1
         });
-        // The run's id in the seed: a later run's prompts are not the cached ones of this one.
-        let run_salt = info.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
-        let seed = spec.seed ^ run_salt ^ (u64::from(cell) << 32);
+        let seed = prompt_seed(info) ^ (u64::from(cell) << 32);
         let prefix = crate::workload::synthetic::Prefix { words: spec.prefix_tokens, groups: spec.prefix_groups };
         (set.with_synthetic(maker, words, prefix, tokens, seed, spec.workload), notes)
     }
+}
+
+/// The seed of a run's synthetic prompts: the spec's, salted with the run's id (FNV-1a), so a
+/// later run's prompts are not the ones an earlier run left in the server's prefix cache.
+fn prompt_seed(info: &RunInfo) -> u64 {
+    info.spec.seed ^ info.id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The spec as it will run against `target` (already validated on its own): the model
