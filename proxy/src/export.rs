@@ -19,6 +19,9 @@ pub struct RequestRow {
     #[serde(default)]
     pub input_tokens: Option<u32>,
     pub request: u32,
+    /// A conversation's turn (1 = first), when the run held conversations.
+    #[serde(default)]
+    pub turn: Option<u32>,
     pub warmup: bool,
     pub scheduled_s: f64,
     pub queue_ms: f64,
@@ -63,6 +66,7 @@ impl RequestRow {
             rate: cell.as_ref().and_then(|c| c.rate),
             input_tokens: cell.and_then(|c| c.input_tokens),
             request: s.index,
+            turn: s.turn,
             warmup: s.warmup,
             scheduled_s: (s.scheduled_s * 1e6).round() / 1e6,
             queue_ms: r3(s.queue_ms),
@@ -87,6 +91,7 @@ impl RequestRow {
         RequestSample {
             cell: self.cell,
             index: self.request,
+            turn: self.turn,
             warmup: self.warmup,
             scheduled_s: self.scheduled_s,
             queue_ms: self.queue_ms,

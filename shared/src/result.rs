@@ -95,6 +95,61 @@ pub struct CellResult {
     /// What the GPUs did during the cell (None: no GPU could be read).
     #[serde(default)]
     pub gpu: Option<crate::telemetry::GpuCellStats>,
+    /// Conversations (the spec's `turns`): the successful measured requests of each turn number,
+    /// first turn first. Empty for single requests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub by_turn: Vec<TurnStats>,
+}
+
+/// One turn number of a cell's conversations: every turn resends the history, so later turns
+/// carry longer prompts, which the prefix cache may serve.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct TurnStats {
+    /// 1 = the conversations' first turn.
+    pub turn: u32,
+    /// Successful measured requests of this turn.
+    pub requests: u32,
+    /// Their time to first token (ms, from the scheduled time).
+    pub ttft: Dist,
+    /// Mean of the server's `usage.prompt_tokens` over them (the history grows each turn).
+    pub prompt_tokens_mean: Option<f64>,
+}
+
+impl TurnStats {
+    /// Per turn number, from the successful measured requests that have one.
+    pub fn of(ok: &[&RequestSample]) -> Vec<TurnStats> {
+        let mut turns: BTreeMap<u32, Vec<&RequestSample>> = BTreeMap::new();
+        for s in ok {
+            if let Some(t) = s.turn {
+                turns.entry(t).or_default().push(s);
+            }
+        }
+        turns
+            .into_iter()
+            .map(|(turn, of)| {
+                let prompts: Vec<f64> = of.iter().filter_map(|s| s.prompt_tokens.map(f64::from)).collect();
+                TurnStats {
+                    turn,
+                    requests: of.len() as u32,
+                    ttft: Dist::of(&mut of.iter().filter_map(|s| s.ttft_ms).collect::<Vec<_>>()),
+                    prompt_tokens_mean: (!prompts.is_empty()).then(|| prompts.iter().sum::<f64>() / prompts.len() as f64),
+                }
+            })
+            .collect()
+    }
+
+    /// "TTFT by turn (p50 / p95 ms, mean prompt tokens): 1: 41 / 52 (38 tok) · 2: …".
+    pub fn words(turns: &[TurnStats]) -> Option<String> {
+        let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.0}"));
+        let each: Vec<String> = turns
+            .iter()
+            .map(|t| {
+                let tokens = t.prompt_tokens_mean.map(|p| format!(" ({p:.0} tok)")).unwrap_or_default();
+                format!("{}: {} / {}{tokens}", t.turn, ms(t.ttft.p50), ms(t.ttft.p95))
+            })
+            .collect();
+        (!each.is_empty()).then(|| format!("TTFT by turn (p50 / p95 ms, mean prompt tokens): {}", each.join(" · ")))
+    }
 }
 
 impl CellResult {
@@ -162,6 +217,8 @@ impl CellResult {
         if tokens_unknown > 0 {
             notes.push(format!("{tokens_unknown} of {} responses had no usage: their tokens are not counted", ok.len()));
         }
+        let by_turn = TurnStats::of(&ok);
+        notes.extend(TurnStats::words(&by_turn));
 
         CellResult {
             cell: cell.index,
@@ -198,6 +255,7 @@ impl CellResult {
             tokens_unknown,
             done_markers,
             notes,
+            by_turn,
             server: None,
             gpu: None,
         }
@@ -401,6 +459,27 @@ mod tests {
                 "1 of 3 responses had no usage: their tokens are not counted",
             ]
         );
+    }
+
+    #[test]
+    fn ttft_is_summarised_per_turn_over_successful_requests() {
+        let s = |turn: u32, ttft: f64, prompt: u32, failed: bool| RequestSample {
+            turn: Some(turn),
+            ttft_ms: Some(ttft),
+            e2e_ms: ttft + 10.0,
+            prompt_tokens: Some(prompt),
+            completion_tokens: Some(4),
+            error: failed.then_some(ErrorClass::Server),
+            ..Default::default()
+        };
+        let samples = [s(1, 10.0, 20, false), s(1, 30.0, 22, false), s(2, 50.0, 60, false), s(2, 999.0, 0, true), s(3, 70.0, 100, false)];
+        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 4, rate: None, input_tokens: None };
+        let r = CellResult::compute(&cell, &samples, &Slo::default(), 5);
+        let turns: Vec<(u32, u32, Option<f64>, Option<f64>)> = r.by_turn.iter().map(|t| (t.turn, t.requests, t.ttft.p50, t.prompt_tokens_mean)).collect();
+        assert_eq!(turns, vec![(1, 2, Some(20.0), Some(21.0)), (2, 1, Some(50.0), Some(60.0)), (3, 1, Some(70.0), Some(100.0))], "the failed turn is left out");
+        assert!(r.notes.contains(&"TTFT by turn (p50 / p95 ms, mean prompt tokens): 1: 20 / 29 (21 tok) · 2: 50 / 50 (60 tok) · 3: 70 / 70 (100 tok)".to_string()), "{:?}", r.notes);
+        let single = CellResult::compute(&cell, &[RequestSample { turn: None, ..samples[0].clone() }], &Slo::default(), 1);
+        assert!(single.by_turn.is_empty() && !single.notes.iter().any(|n| n.contains("by turn")));
     }
 
     #[test]

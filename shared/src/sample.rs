@@ -90,6 +90,10 @@ pub struct RequestSample {
     pub index: u32,
     /// Warm-up requests are recorded but left out of every statistic.
     pub warmup: bool,
+    /// A conversation's turn this request was (1 = its first; the spec's `turns`); None:
+    /// single requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<u32>,
     /// Scheduled send time, seconds since the cell started.
     pub scheduled_s: f64,
     /// Time the request waited client-side between its scheduled and actual send.

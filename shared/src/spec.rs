@@ -197,6 +197,13 @@ pub struct ExperimentSpec {
     pub prefix_tokens: u32,
     /// How many different shared prefixes requests take in turn (1 = all share one).
     pub prefix_groups: u32,
+    /// Chat, closed loop: each worker is a user holding a conversation of this many turns;
+    /// every turn resends the whole history (the earlier prompts and the server's own replies)
+    /// with a new user message. Each turn is one request. 1 = single requests.
+    pub turns: u32,
+    /// Seconds a user waits after a reply before sending the next turn of its conversation (the
+    /// next turn's scheduled time is when the wait ends: it is not counted in any latency).
+    pub think_time_s: f64,
     /// Rate mode: one cell per value, in requests/s.
     pub rate: Vec<f64>,
     /// Trace replay (`inputs` a trace, rate mode): one cell per value, the trace's arrival times
@@ -255,6 +262,8 @@ impl Default for ExperimentSpec {
             output_dist: None,
             prefix_tokens: 0,
             prefix_groups: 1,
+            turns: 1,
+            think_time_s: 0.0,
             rate: vec![],
             speedup: vec![],
             burstiness: 1.0,
@@ -328,6 +337,9 @@ pub mod limits {
     pub const MAX_CONCURRENCY: u32 = 10_000;
     pub const MAX_NEW_TOKENS: u32 = 131_072;
     pub const MAX_INPUT_TOKENS: u32 = 1_048_576;
+    /// Turns of one conversation (each resends the whole history).
+    pub const MAX_TURNS: u32 = 100;
+    pub const MAX_THINK_TIME_S: f64 = 600.0;
     pub const MAX_REQUESTS: u32 = 1_000_000;
     pub const MAX_WARMUP: u32 = 10_000;
     pub const MAX_REPEAT: u32 = 10_000;
@@ -427,6 +439,18 @@ impl ExperimentSpec {
             "a shared prefix is part of synthetic prompts: give input_tokens, each longer than the prefix".into(),
         );
         check((1..=MAX_REPEAT).contains(&self.prefix_groups), "prefix_groups", format!("must be between 1 and {MAX_REPEAT}"));
+        check((1..=MAX_TURNS).contains(&self.turns), "turns", format!("must be between 1 and {MAX_TURNS} (1 = single requests)"));
+        check(
+            self.turns == 1 || (self.workload == Workload::Chat && self.mode == LoadMode::Closed),
+            "turns",
+            "conversations are chat in a closed loop: each worker is one user; give workload = \"chat\" and mode = \"closed\"".into(),
+        );
+        check(
+            self.think_time_s.is_finite() && (0.0..=MAX_THINK_TIME_S).contains(&self.think_time_s),
+            "think_time_s",
+            format!("must be between 0 and {MAX_THINK_TIME_S} s"),
+        );
+        check(self.think_time_s == 0.0 || self.turns > 1, "think_time_s", "a think time separates the turns of a conversation: give turns above 1".into());
         for (field, dist) in [("input_dist", &self.input_dist), ("output_dist", &self.output_dist)] {
             if let Some(e) = dist.as_ref().and_then(|d| d.problems(field)) {
                 check(false, field, e.message);

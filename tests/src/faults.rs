@@ -60,6 +60,8 @@ pub struct FaultServer {
     pub served: AtomicUsize,
     /// The `Authorization` header of the last generation request, if any.
     pub last_auth: std::sync::Mutex<Option<String>>,
+    /// Every generation request's body, in the order served (unreadable ones as null).
+    pub bodies: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
 /// Starts the server on 127.0.0.1:0; returns its base URL.
@@ -79,7 +81,7 @@ pub fn serve_on(
     token_delay: Duration,
     transformers_like: bool,
 ) -> (String, Arc<FaultServer>, tokio::task::JoinHandle<()>) {
-    let state = Arc::new(FaultServer { plan, transformers_like, tokens, token_delay, served: AtomicUsize::new(0), last_auth: Default::default() });
+    let state = Arc::new(FaultServer { plan, transformers_like, tokens, token_delay, served: AtomicUsize::new(0), last_auth: Default::default(), bodies: Default::default() });
     let mut app = Router::new()
         .route("/v1/models", get(|| async { Json(json!({"object":"list","data":[{"id":"m","object":"model","owned_by":"faulty"}]})) }))
         .route("/v1/completions", post(generate))
@@ -141,7 +143,12 @@ async fn generate(State(s): State<Arc<FaultServer>>, headers: axum::http::Header
         let detail = json!({"detail": "Unexpected fields in the request: {'ignore_eos'}"});
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(detail)).into_response();
     }
-    let n = s.served.fetch_add(1, Ordering::SeqCst);
+    let n = {
+        // Numbered and recorded under one lock, so bodies[n] is request n's.
+        let mut bodies = s.bodies.lock().unwrap_or_else(|p| p.into_inner());
+        bodies.push(serde_json::from_slice(&body).unwrap_or_default());
+        s.served.fetch_add(1, Ordering::SeqCst)
+    };
     let fault = s.plan[n % s.plan.len()];
     match fault {
         Fault::Status500 => return error(StatusCode::INTERNAL_SERVER_ERROR, "injected failure"),

@@ -249,6 +249,32 @@ async fn a_shared_prefix_is_served_from_the_prefix_cache_and_answers_sooner() {
     assert!(ttft(&shared) < ttft(&own), "a cached prefix answers sooner: {} vs {} ms", ttft(&shared), ttft(&own));
 }
 
+/// Three-turn conversations: every turn resends the history with vLLM's own replies, so the
+/// prompt vLLM counts grows turn over turn, the history is served from its prefix cache, and
+/// the cell reports TTFT per turn.
+#[tokio::test]
+#[ignore = "needs a real vLLM: scripts/test.sh starts one"]
+async fn a_three_turn_conversation_reports_ttft_per_turn() {
+    let caplab = Caplab::start(&["--target", &vllm_url()]).await.unwrap();
+    let c = caplab_tests::client();
+    let spec = json!({"workload": "chat", "concurrency": [2], "input_tokens": [200], "max_new_tokens": [16], "requests": 6, "turns": 3, "think_time_s": 0.1});
+    let id = start_run(&c, &caplab, spec).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(300)).await.unwrap();
+    let cell = &view.cells[0];
+    assert_eq!((cell.requests_ok, cell.requests_failed), (6, 0), "{:?}", cell.errors);
+    let turns: Vec<(u32, u32)> = cell.by_turn.iter().map(|t| (t.turn, t.requests)).collect();
+    assert_eq!(turns, vec![(1, 2), (2, 2), (3, 2)]);
+    let prompt = |i: usize| cell.by_turn[i].prompt_tokens_mean.unwrap();
+    // Each turn adds vLLM's 16-token reply and a new 200-token message (plus the template's tokens).
+    for i in 1..3 {
+        assert!(prompt(i) >= prompt(i - 1) + 216.0, "turn {} prompt {} after {}", i + 1, prompt(i), prompt(i - 1));
+    }
+    assert!(cell.by_turn.iter().all(|t| t.ttft.p50.is_some_and(|v| v > 0.0)));
+    assert!(cell.notes.iter().any(|n| n.starts_with("TTFT by turn")), "{:?}", cell.notes);
+    let hit = cell.server.as_ref().and_then(|s| s.prefix_cache_hit_rate).expect("vLLM's prefix-cache counters");
+    assert!(hit > 0.2, "later turns resend the history, which vLLM has cached: hit rate {hit}");
+}
+
 #[tokio::test]
 #[ignore = "needs a real vLLM: scripts/test.sh starts one"]
 async fn an_azure_trace_replays_at_ten_times_with_its_lengths() {

@@ -30,6 +30,12 @@ async fn a_small_kv_cache_shows_waiting_requests_and_preemptions() {
             let Ok(msg) = serde_json::from_str::<caplab_shared::ServerMsg>(text) else { continue };
             match msg {
                 caplab_shared::ServerMsg::Server { sample } => live_waiting = live_waiting.max(sample.waiting.unwrap_or(0.0)),
+                // A snapshot (the first message, or one after falling behind) carries the series so far.
+                caplab_shared::ServerMsg::Snapshot { view } => {
+                    for sample in &view.server {
+                        live_waiting = live_waiting.max(sample.waiting.unwrap_or(0.0));
+                    }
+                }
                 caplab_shared::ServerMsg::Status { status, .. } if status.is_terminal() => break,
                 _ => {}
             }
@@ -38,7 +44,10 @@ async fn a_small_kv_cache_shows_waiting_requests_and_preemptions() {
     tokio::time::timeout(Duration::from_secs(900), live).await.expect("the run ends");
     let view = wait_for_end(&http, &caplab, &id, Duration::from_secs(60)).await.unwrap();
     assert_eq!(view.info.status, RunStatus::Finished, "{:?}", view.info.message);
-    assert!(live_waiting >= 1.0, "waiting requests seen live: {live_waiting}");
+    // What the server panel had, to explain a failure: its source (or why there is none) and series.
+    let series = std::fs::read_to_string(caplab.data_dir.join(&id).join("server_metrics.csv")).unwrap_or_default();
+    let why = format!("telemetry {:?}\nserver_metrics.csv:\n{series}", view.telemetry);
+    assert!(live_waiting >= 1.0, "waiting requests seen live: {live_waiting}\n{why}");
 
     let cell = &view.cells[0];
     let server = cell.server.as_ref().expect("vLLM has /metrics");

@@ -188,6 +188,8 @@ impl Engine {
             warmup: spec.warmup,
             total: spec.warmup + self.cell_requests(spec, cell),
             start: Instant::now(),
+            turns: spec.turns.max(1),
+            think: Duration::from_secs_f64(spec.think_time_s.max(0.0)),
         });
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut load = tokio::spawn(schedule::drive(ctx, spec.clone(), cell.clone(), tx));

@@ -9,7 +9,7 @@ use futures_util::StreamExt;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::sse::{error_message, parse_chunk, SseParser, Usage};
+use super::sse::{chunk_text, error_message, parse_chunk, SseParser, Usage};
 use crate::fd_limit;
 use crate::secrets::Redactor;
 use crate::target::root_cause;
@@ -91,10 +91,20 @@ impl Drop for InFlight<'_> {
 /// Sends `body` now and measures it against `scheduled` (the time it was due).
 /// Never fails: a fault of the server becomes the sample's error class.
 pub async fn execute(call: &Call<'_>, body: Bytes, scheduled: Instant) -> RequestSample {
-    let sent = Instant::now();
+    measure(call, body, Measure::new(scheduled, Instant::now())).await.0
+}
+
+/// As `execute`, and keeps the reply's text (a conversation resends it with the next turn).
+pub async fn execute_keeping_reply(call: &Call<'_>, body: Bytes, scheduled: Instant) -> (RequestSample, String) {
+    let mut m = Measure::new(scheduled, Instant::now());
+    m.reply = Some(String::new());
+    measure(call, body, m).await
+}
+
+async fn measure(call: &Call<'_>, body: Bytes, mut m: Measure) -> (RequestSample, String) {
+    let sent = m.sent;
     call.live.in_flight.fetch_add(1, Ordering::Relaxed);
     let _guard = InFlight(&call.live.in_flight);
-    let mut m = Measure::new(scheduled, sent);
     let outcome = tokio::select! {
         biased;
         _ = call.cancel.cancelled() => Err((ErrorClass::Cancelled, "the run was stopped".to_string())),
@@ -103,7 +113,8 @@ pub async fn execute(call: &Call<'_>, body: Bytes, scheduled: Instant) -> Reques
         }
         r = stream(call, body, &mut m) => r,
     };
-    m.finish(outcome, call.live, call.redactor)
+    let reply = m.reply.take().unwrap_or_default();
+    (m.finish(outcome, call.live, call.redactor), reply)
 }
 
 /// Per-request measurement state.
@@ -118,11 +129,13 @@ struct Measure {
     finish_reason: Option<String>,
     status: Option<u16>,
     done_marker: bool,
+    /// The reply's text so far, when it is kept (conversations).
+    reply: Option<String>,
 }
 
 impl Measure {
     fn new(scheduled: Instant, sent: Instant) -> Self {
-        Measure { scheduled, sent, first: None, last: None, gaps: Vec::new(), events: 0, usage: None, finish_reason: None, status: None, done_marker: false }
+        Measure { scheduled, sent, first: None, last: None, gaps: Vec::new(), events: 0, usage: None, finish_reason: None, status: None, done_marker: false, reply: None }
     }
 
     fn on_text(&mut self, now: Instant, live: &LiveCounters) {
@@ -236,6 +249,9 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
                 }
                 if info.has_text {
                     m.on_text(Instant::now(), call.live);
+                    if let (Some(reply), Some(text)) = (m.reply.as_mut(), chunk_text(data)) {
+                        reply.push_str(&text);
+                    }
                 }
                 if info.finish_reason.is_some() {
                     m.finish_reason = info.finish_reason;

@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::request::{execute, Call, LiveCounters};
+use super::request::{execute, execute_keeping_reply, Call, LiveCounters};
 use crate::workload::RequestSet;
 
 /// Everything a cell's workers share.
@@ -32,12 +32,19 @@ pub struct CellCtx {
     /// Requests in the cell, warm-ups included.
     pub total: u32,
     pub start: Instant,
+    /// Turns of each conversation (1: single requests) and the think time between them.
+    pub turns: u32,
+    pub think: Duration,
 }
 
 impl CellCtx {
-    async fn one(&self, i: u32, scheduled: Instant) -> RequestSample {
-        let call = Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required, auth: self.auth.as_ref(), redactor: &self.redactor };
-        let mut s = execute(&call, self.set.body(i), scheduled).await;
+    fn call(&self) -> Call<'_> {
+        Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required, auth: self.auth.as_ref(), redactor: &self.redactor }
+    }
+
+    /// Files request `i`'s sample under its cell and schedule (and stops the run if the error
+    /// breaker trips).
+    fn stamp(&self, s: &mut RequestSample, i: u32, scheduled: Instant) {
         if self.live.record_outcome(s.error) {
             self.cancel.cancel();
         }
@@ -46,6 +53,35 @@ impl CellCtx {
         s.prompt_tokens_requested = self.set.prompt_tokens(i);
         s.warmup = i < self.warmup;
         s.scheduled_s = (scheduled - self.start).as_secs_f64();
+    }
+
+    async fn one(&self, i: u32, scheduled: Instant) -> RequestSample {
+        let mut s = execute(&self.call(), self.set.body(i), scheduled).await;
+        self.stamp(&mut s, i, scheduled);
+        s
+    }
+
+    /// Request `i` as turn `turn` (1 = first) of a conversation: its new user message after
+    /// `history`, which then holds the message and the server's reply. The body is made before
+    /// the request's scheduled time: building it is not counted in its latency.
+    async fn turn(&self, i: u32, turn: u32, history: &mut Vec<serde_json::Value>) -> RequestSample {
+        let mut v: serde_json::Value = serde_json::from_slice(&self.set.body(i)).unwrap_or_default();
+        if let Some(serde_json::Value::Array(new)) = v.get_mut("messages").map(serde_json::Value::take) {
+            history.extend(new);
+        }
+        v["messages"] = serde_json::Value::Array(history.clone());
+        let body = bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
+        let scheduled = Instant::now();
+        let (mut s, reply) = execute_keeping_reply(&self.call(), body, scheduled).await;
+        self.stamp(&mut s, i, scheduled);
+        s.turn = Some(turn);
+        if turn > 1 {
+            // Only the new message was made to a length; the history's tokens are the server's count.
+            s.prompt_tokens_requested = None;
+        }
+        if s.error.is_none() {
+            history.push(serde_json::json!({ "role": "assistant", "content": reply }));
+        }
         s
     }
 }
@@ -53,6 +89,7 @@ impl CellCtx {
 /// Sends the cell's requests and returns when all have ended (or the run was stopped).
 pub async fn drive(ctx: Arc<CellCtx>, spec: ExperimentSpec, cell: CellSpec, tx: UnboundedSender<RequestSample>) {
     match spec.mode {
+        LoadMode::Closed if ctx.turns > 1 => conversations(ctx, cell.concurrency, tx).await,
         LoadMode::Closed => closed_loop(ctx, cell.concurrency, tx).await,
         LoadMode::Rate => {
             // A replay's arrivals are the trace's; otherwise drawn for the rate.
@@ -73,6 +110,25 @@ pub async fn drive(ctx: Arc<CellCtx>, spec: ExperimentSpec, cell: CellSpec, tx: 
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(50);
 const UNREACHABLE_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// The wait before a worker's next request after one that ended with `error`.
+fn backoff_after(backoff: Duration, error: Option<ErrorClass>) -> Duration {
+    match error {
+        Some(ErrorClass::Connect | ErrorClass::Stream) => (backoff * 2).clamp(UNREACHABLE_BACKOFF, UNREACHABLE_BACKOFF_MAX),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Sleeps `wait` unless the run is stopped first (false then).
+async fn pause(ctx: &CellCtx, wait: Duration) -> bool {
+    if wait.is_zero() {
+        return true;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => true,
+        _ = ctx.cancel.cancelled() => false,
+    }
+}
+
 /// `concurrency` workers; each sends its next request as soon as its last one ends (after a
 /// short backoff when the target could not be reached). A request's scheduled time is the
 /// moment its worker became free to send it.
@@ -84,21 +140,15 @@ async fn closed_loop(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<Re
             tokio::spawn(async move {
                 let mut backoff = Duration::ZERO;
                 while !ctx.cancel.is_cancelled() {
-                    if !backoff.is_zero() {
-                        tokio::select! {
-                            _ = tokio::time::sleep(backoff) => {}
-                            _ = ctx.cancel.cancelled() => break,
-                        }
+                    if !pause(&ctx, backoff).await {
+                        break;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= ctx.total {
                         break;
                     }
                     let sample = ctx.one(i, Instant::now()).await;
-                    backoff = match sample.error {
-                        Some(ErrorClass::Connect | ErrorClass::Stream) => (backoff * 2).clamp(UNREACHABLE_BACKOFF, UNREACHABLE_BACKOFF_MAX),
-                        _ => Duration::ZERO,
-                    };
+                    backoff = backoff_after(backoff, sample.error);
                     if tx.send(sample).is_err() {
                         break;
                     }
@@ -108,6 +158,48 @@ async fn closed_loop(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<Re
         .collect();
     for w in workers {
         let _ = w.await;
+    }
+}
+
+/// `concurrency` users, each holding conversations of `ctx.turns` turns one after another: a
+/// user takes the next block of `turns` request numbers and sends them in order, each turn
+/// after the last one's reply and the think time. A failed turn leaves no reply to resend: the
+/// user starts a new conversation with the block's next request, so the cell still sends
+/// every planned request.
+async fn conversations(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<RequestSample>) {
+    let next_block = Arc::new(AtomicU32::new(0));
+    let users: Vec<_> = (0..concurrency.min(ctx.total.div_ceil(ctx.turns)))
+        .map(|_| {
+            let (ctx, next_block, tx) = (ctx.clone(), next_block.clone(), tx.clone());
+            tokio::spawn(async move {
+                let mut backoff = Duration::ZERO;
+                'users: while !ctx.cancel.is_cancelled() {
+                    let first = next_block.fetch_add(1, Ordering::Relaxed).saturating_mul(ctx.turns);
+                    let mut history = Vec::new();
+                    for i in first..first.saturating_add(ctx.turns).min(ctx.total) {
+                        let wait = if history.is_empty() { backoff } else { backoff.max(ctx.think) };
+                        if !pause(&ctx, wait).await {
+                            break 'users;
+                        }
+                        let turn = history.iter().filter(|m: &&serde_json::Value| m["role"] == "assistant").count() as u32 + 1;
+                        let sample = ctx.turn(i, turn, &mut history).await;
+                        backoff = backoff_after(backoff, sample.error);
+                        if sample.error.is_some() {
+                            history.clear();
+                        }
+                        if tx.send(sample).is_err() {
+                            break 'users;
+                        }
+                    }
+                    if first.saturating_add(ctx.turns) >= ctx.total {
+                        break;
+                    }
+                }
+            })
+        })
+        .collect();
+    for u in users {
+        let _ = u.await;
     }
 }
 

@@ -99,6 +99,16 @@ pub fn parse_chunk(data: &[u8]) -> Result<ChunkInfo, serde_json::Error> {
     })
 }
 
+/// The generated text a chunk carries (`text` or `delta.content`), for a conversation's
+/// history; None when it carries none or is not a chunk. Parses the whole chunk: only
+/// conversations ask, never the plain path.
+pub fn chunk_text(data: &[u8]) -> Option<String> {
+    let raw: RawChunk<'_> = serde_json::from_slice(data).ok()?;
+    let first = raw.choices.0?;
+    let text = first.text.or(first.delta.and_then(|d| d.content))?;
+    (!text.is_empty()).then(|| text.into_owned())
+}
+
 /// The common chunk, read without parsing: compact JSON (as every engine caplab knows writes
 /// it) whose choice has `"finish_reason":null`, with no `usage` and no `error`. Whether it carries
 /// text is whether its `text` or `content` string is non-empty. Anything else (a finish reason,
@@ -256,6 +266,17 @@ mod tests {
         assert_eq!(infos.iter().filter(|i| i.has_text).count(), 9);
         assert_eq!(infos[10].finish_reason.as_deref(), Some("length"));
         assert_eq!(infos[11].usage, Some(Usage { prompt_tokens: 33, completion_tokens: 10 }));
+    }
+
+    #[test]
+    fn a_replys_text_is_its_chunks_text_in_order() {
+        let evs = events(VLLM_CHAT, 4);
+        let text: String = evs.iter().filter_map(|e| chunk_text(e.as_bytes())).collect();
+        let texts = evs.iter().filter(|e| chunk_text(e.as_bytes()).is_some()).count();
+        assert_eq!(texts, 9, "the text-bearing chunks, as has_text counts them");
+        assert!(!text.is_empty());
+        assert_eq!(chunk_text(br#"{"choices":[{"index":0,"delta":{"content":"a \"quoted\" word"},"finish_reason":null}]}"#).as_deref(), Some("a \"quoted\" word"));
+        assert_eq!(chunk_text(b"[DONE]"), None);
     }
 
     #[test]

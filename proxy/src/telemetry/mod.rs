@@ -24,7 +24,9 @@ use prom::Snapshot;
 
 /// How often `/metrics` is scraped.
 pub const SCRAPE_EVERY: Duration = Duration::from_millis(500);
-const SCRAPE_TIMEOUT: Duration = Duration::from_secs(3);
+/// A server whose CPU is saturated by its own load (vLLM's CPU build on a 2-core machine) can
+/// take seconds to answer; a slow answer only thins the series (ticks are delayed, not queued).
+const SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A run's telemetry: started with the run, asked for each cell's summary, stopped at its end.
 pub struct Telemetry {
@@ -270,7 +272,13 @@ impl Shared {
     /// Scrapes once (a failed scrape, say while the server restarts, is skipped), publishes the
     /// sample, and returns the snapshot.
     async fn scrape_and_publish(&self) -> Option<Snapshot> {
-        let snap = self.scraper.as_ref()?.scrape().await.ok()?;
+        let snap = match self.scraper.as_ref()?.scrape().await {
+            Ok(snap) => snap,
+            Err(why) => {
+                tracing::warn!("run {}: a /metrics scrape was skipped: {why}", self.run.id);
+                return None;
+            }
+        };
         let t_s = self.start.elapsed().as_secs_f64();
         let sample = {
             let mut st = lock(&self.state);
