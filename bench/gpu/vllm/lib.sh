@@ -13,6 +13,7 @@
 # VX_FAKE_BENCH: rehearsal hook only: skip `vllm bench serve`.
 # VX_SERVED: rehearsal hook only: the model name caplab asks for (the fake server's; default: VX_MODEL,
 # the path under which vLLM lists the model).
+: "${VX_MAX_MODEL_LEN:=4096}"                # vLLM's --max-model-len (measure.sh --input-lengths: 17408)
 VX_HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 URL=http://127.0.0.1:$VX_PORT
 CAPLAB=$VX_HOME/caplab
@@ -116,6 +117,9 @@ caplab_run() {
 # concurrency C with 2 x C requests (caplab's count), one Python process for all points
 # (bench_loop.py: the CLI's own parser and main, imported once). DATASET: random (input RANDOM_IN
 # tokens, ~ caplab's chat prompts) or caplab (caplab's 16 chat prompts, data/chat_prompts.txt).
+# BENCH_INPUTS=N,N,... (random only): one point per concurrency and input length (N tokens each, the
+# random dataset's length), files NAME_cC_inN.json, and vLLM's own count of each point's prompt
+# tokens from /metrics (NAME_counted.json).
 bench() {
   local name=$1 ds=$2 olen=$3 tmo=$4; shift 4
   log "vllm bench serve $name ($ds, out $olen, c$*; timeout $tmo s)"
@@ -123,6 +127,7 @@ bench() {
   [ -n "${VX_FAKE_BENCH:-}" ] && { log "bench skipped (VX_FAKE_BENCH)"; return 0; }
   timeout "$tmo" $PY "$VX_HERE/bench_loop.py" --out "$RES/bench" --name "$name" --dataset "$ds" \
     --prompts "$VX_HOME/chat_prompts.jsonl" --random-in "${RANDOM_IN:-31}" --out-len "$olen" \
+    ${BENCH_INPUTS:+--inputs "$BENCH_INPUTS" --metrics-url "$URL/metrics"} \
     --base-url "$URL" --model "$VX_MODEL" "$@" > "$RES/bench/$name.txt" 2>&1
   local rc=$?
   log "vllm bench serve $name exited $rc"; grep -E "^BENCH" "$RES/bench/$name.txt" >&2
@@ -130,9 +135,9 @@ bench() {
 }
 
 # vllm_args VARIANT: the server's flags (A: defaults, torch.compile + CUDA graphs; B: eager;
-# C: eager + Triton attention), common to every model
+# C: eager + Triton attention), common to every model; --max-model-len VX_MAX_MODEL_LEN (4096)
 vllm_args() {
-  local a=(--dtype bfloat16 --max-model-len 4096 --seed 0 --disable-uvicorn-access-log)
+  local a=(--dtype bfloat16 --max-model-len "$VX_MAX_MODEL_LEN" --seed 0 --disable-uvicorn-access-log)
   case "$1" in
     B) a+=(--enforce-eager) ;;
     C) a+=(--enforce-eager --attention-backend TRITON_ATTN) ;;
@@ -146,7 +151,7 @@ vllm_args() {
 small_kv() {
   stop_vllm
   # shellcheck disable=SC2046
-  start_vllm vllm_smallkv "$1" $(vllm_args "$(cat "$VX_HOME/vllm_variant" 2>/dev/null)" | sed 's/--max-model-len 4096/--max-model-len 2048/') \
+  start_vllm vllm_smallkv "$1" $(vllm_args "$(cat "$VX_HOME/vllm_variant" 2>/dev/null)" | sed 's/--max-model-len [0-9]*/--max-model-len 2048/') \
     --num-gpu-blocks-override 128 --max-num-seqs 32 || return 1
   grep -i -E "KV cache|concurrency|blocks" "$RES/vllm_smallkv.log" | head -8 >&2
   metrics smallkv_start

@@ -60,6 +60,16 @@ Finance, Kubernetes, GPUs, TPUs, quantization, speculative decoding, cost per to
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
+# caplab's synthetic prompts (the `input_tokens` axis, proxy/src/workload/synthetic.rs) are words
+# that a real BPE tokenizer reads as one token each (a leading space and three letters); the 4,000
+# tokens learnt from CORPUS make only 6 of these 64 one token, and caplab needs 8 or more to make
+# prompts of an exact length. With VX_WORD_TOKENS=1 in the environment (the input-length anchors)
+# the corpus gets one line of these words, so each becomes one token, as in Qwen's and Llama's
+# tokenizers. Off by default: the first anchors' tokenizers are unchanged.
+CAPLAB_WORDS = ("the and for are but not you all any can had her was one our out day get has him his how man new "
+                "now old see two way who did its let put say she too use may run set end few big low top per own "
+                "far off yet ask try add key job law lot map net act age air art")
+
 
 def make_tokenizer(out, vocab_size):
     """Byte-level BPE trained on CORPUS (4,000 tokens), its vocabulary filled with plain tokens
@@ -72,7 +82,8 @@ def make_tokenizer(out, vocab_size):
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=4000, special_tokens=SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator([CORPUS], trainer)
+    corpus = CORPUS + ((" " + CAPLAB_WORDS + "\n") * 20 if os.environ.get("VX_WORD_TOKENS") == "1" else "")
+    tok.train_from_iterator([corpus], trainer)
     state = json.loads(tok.to_str())
     vocab = state["model"]["vocab"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in state["model"]["merges"]]

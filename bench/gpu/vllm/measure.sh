@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call per model, right after the previous call while the machine is warm:
-#   bash bench/gpu/vllm/measure.sh SHAPE [--unpack .vx/b] [--small-kv] [--then-make SHAPE2]
+#   bash bench/gpu/vllm/measure.sh SHAPE [--unpack .vx/b] [--small-kv] [--then-make SHAPE2] [--input-lengths]
 # --unpack DIR   (the first of these calls, carry DIR): unpack part B (the rest of vLLM + dependencies)
 #                and caplab from DIR, check the imports.
 # Then: wait for the model made in the background since call 1, start vLLM on it (fallback ladder:
@@ -13,20 +13,30 @@
 #   5. `vllm bench serve` with caplab's own 16 chat prompts, 128 out (same prompts as 1)
 #   6. with --small-kv: vLLM restarted with 128 KV blocks and 32 sequence slots, chat_small_kv.toml
 # --then-make SHAPE2: once vLLM is stopped, start making model SHAPE2 in the background for the next call.
+# --input-lengths: instead of steps 1-6, vLLM with --max-model-len 17408 (VX_MAX_MODEL_LEN) and only
+#   I1. caplab chat at input lengths 128, 1k, 4k, 16k (chat_input_len.toml: its concurrency and
+#       input_tokens lists are the points), 128 out
+#   I2. `vllm bench serve` at the same points: random prompts of N tokens (--random-input-len N), 128 out,
+#       vLLM's own count of each point's prompt tokens from /metrics
+#   Results: $OUT/SHAPE-input-lengths.tgz. The model's tokenizer must read caplab's words as one token
+#   each: make it with VX_WORD_TOKENS=1 in stage1.sh's environment (make_model.py).
 # /metrics is saved between steps, nvidia-smi samples every 500 ms. Results: $OUT/SHAPE.tgz
 # (packed after every step, so a call killed at its limit still returns what it had).
 set -u
 shape=${1:?SHAPE}; shift
-unpack=""; smallkv=""; then_make=""
+unpack=""; smallkv=""; then_make=""; inlen=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --unpack) unpack=$2; shift 2 ;;
     --small-kv) smallkv=1; shift ;;
     --then-make) then_make=$2; shift 2 ;;
+    --input-lengths) inlen=1; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
-RES=${VX_HOME:-/root/vx}/res/$shape; mkdir -p "$RES/runs"
+tag=$shape${inlen:+-input-lengths}
+RES=${VX_HOME:-/root/vx}/res/$tag; mkdir -p "$RES/runs"
+[ -n "$inlen" ] && export VX_MAX_MODEL_LEN=${VX_MAX_MODEL_LEN:-17408} VX_WORD_TOKENS=1   # (a model made here, too)
 source "$(dirname "$0")/lib.sh"
 DEADLINE=${VX_DEADLINE:-565}   # the call's limit is 600 s
 VX_MODEL=$VX_MODELS/model-$shape
@@ -36,17 +46,20 @@ finish() {
     setsid $PY "$VX_HERE/make_model.py" "$VX_MODELS/model-$then_make" "$then_make" > "$VX_HOME/make_model.log" 2>&1 < /dev/null &
     echo $! > "$VX_HOME/make_model.pid"; log "make_model $then_make started (pid $!)"
   fi
-  log "measure $shape: done at +$(el)s"
-  pack "$shape"
+  log "measure $tag: done at +$(el)s"
+  pack "$tag"
 }
 trap finish EXIT
-log "measure $shape on $(hostname) (unpack: ${unpack:-no}, small-kv: ${smallkv:-no})"
+log "measure $tag on $(hostname) (unpack: ${unpack:-no}, small-kv: ${smallkv:-no}, input lengths: ${inlen:-no}, deadline +${DEADLINE}s)"
 
-# time each step needs before it is started (a caplab run killed by its timeout keeps nothing)
+# time each step needs before it is started (a caplab run stopped by its timeout keeps only the cells it finished)
 case "$shape" in
   *7b|*8b) need=(150 120 100 180 120) ;;
   *)       need=(90 80 70 110 80) ;;
 esac
+# seconds vLLM's start must leave for the steps after it (the main grids; the input-length steps: the
+# caplab run, ~30 s for the 1.5B; a caplab run stopped by its timeout keeps the cells it finished)
+reserve=180; [ -n "$inlen" ] && reserve=60
 
 if [ -n "$unpack" ]; then
   extract "$unpack/partB.tar.xz" 2>&1 | tee -a "$RES/log.txt"
@@ -72,11 +85,11 @@ with open(sys.argv[2], "w") as f:
     for p in ps:
         f.write(json.dumps({"prompt": p}) + "\n")
 PYEOF
-pack "$shape"
+pack "$tag"
 
 # the model (made in the background since call 1); the maker must be finished too, since it holds
 # GPU memory and vLLM checks at start-up that the memory it asks for is free
-for _ in $(seq 1 "$(min 300 $(( $(left) - 250 )))"); do
+for _ in $(seq 1 "$(min 300 $(( $(left) - reserve - 70 )))"); do
   mp=$(cat "$VX_HOME/make_model.pid" 2>/dev/null)
   { [ -z "$mp" ] || ! kill -0 "$mp" 2>/dev/null; } && break
   sleep 1
@@ -96,12 +109,12 @@ nvidia-smi --query-gpu=memory.used,memory.total --format=csv >&2 2>/dev/null
 start_smi "$VX_HOME/smi_$shape.csv"
 up=""
 for v in A B C; do
-  (( $(left) > 200 )) || break
+  (( $(left) > reserve + 20 )) || break
   # shellcheck disable=SC2046
-  start_vllm "vllm_$v" "$(min $(( $(left) - 180 )) 360)" $(vllm_args $v) && { up=$v; break; }
+  start_vllm "vllm_$v" "$(min $(( $(left) - reserve )) 360)" $(vllm_args $v) && { up=$v; break; }
 done
 echo "${up:-none}" > "$VX_HOME/vllm_variant"
-pack "$shape"
+pack "$tag"
 [ -n "$up" ] || { log "vLLM did not start"; exit 1; }
 grep -E "Loading weights took|Model loading took|torch.compile took|Graph capturing finished|init engine|KV cache|Maximum concurrency|Using .*backend|max_num_seqs|Compiling a graph" "$RES/vllm_$up.log" | head -30 >&2
 {
@@ -116,7 +129,19 @@ grep -E "Loading weights took|Model loading took|torch.compile took|Graph captur
 head -c 1500 "$RES/probe.txt" >&2; echo >&2
 metrics start
 grep -o '^vllm:[a-z_:]*' "$RES/metrics_start.txt" | sort -u > "$RES/metric_names.txt"
-pack "$shape"
+pack "$tag"
+
+if [ -n "$inlen" ]; then
+  # the points: chat_input_len.toml's concurrency and input_tokens lists
+  list() { sed -n "s/^$1 = \[\(.*\)\]/\1/p" "$VX_HERE/chat_input_len.toml" | tr -d ' '; }
+  ins=$(list input_tokens); IFS=, read -r -a cs <<< "$(list concurrency)"
+  (( $(left) > 30 )) && caplab_run chat_input_len "$(toml chat_input_len)" "$(min $(( $(left) - 10 )) 300)"
+  metrics after_chat_input_len; pack "$tag"
+  (( $(left) > 30 )) && BENCH_INPUTS=$ins bench bench_random_input_len random 128 "$(min $(( $(left) - 5 )) 300)" "${cs[@]}"
+  metrics after_bench_random_input_len; pack "$tag"
+  log "left: $(left) s"
+  exit 0
+fi
 
 C=(1 4 8 16 32 64 128 256 512)
 (( $(left) > need[0] )) && caplab_run chat_128 "$(toml chat_128)" "$(min $(( $(left) - 25 )) 300)"
