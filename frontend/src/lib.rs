@@ -17,6 +17,7 @@ mod runs_list;
 mod share;
 mod surface;
 mod telemetry;
+mod tokens;
 
 use caplab_shared::api::{AllowedTarget, Defaults, WhoAmI};
 use caplab_shared::{ExperimentSpec, RunInfo, RunView, TargetInfo};

@@ -22,6 +22,7 @@ pub fn RunPanel() -> impl IntoView {
             </Show>
             <crate::surface::FrontierPanel/>
             <crate::surface::SurfacePanel/>
+            <crate::tokens::TokensPanel/>
             <ResultsTable/>
         </Show>
     }

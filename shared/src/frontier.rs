@@ -7,6 +7,7 @@ use std::fmt::Write;
 
 use crate::decide::verdict;
 use crate::plot::{nice_max, short_label, ticks, xml_escape, Scale};
+use crate::prediction::{PredictedCell, Prediction};
 use crate::result::{CellResult, SloState};
 
 const W: f64 = 640.0;
@@ -31,6 +32,17 @@ pub fn svg(cells: &[CellResult], title: &str) -> String {
 /// Several runs' frontiers overlaid (one line per run and max_new_tokens, each run's SLO and
 /// best configuration drawn), for comparing GPUs or workloads.
 pub fn svg_series(series: &[Series], title: &str) -> String {
+    render(series, None, title)
+}
+
+/// A measured run's frontier with a prediction of it on another GPU overlaid: dashed lines,
+/// hollow diamonds, and a shaded box per cell spanning the ranges its published errors give.
+pub fn svg_with_prediction(cells: &[CellResult], prediction: &Prediction, title: &str) -> String {
+    // The title names both GPUs; the legend says which line is which in a word.
+    render(&[Series { name: "measured".into(), cells }], Some(prediction), title)
+}
+
+fn render(series: &[Series], prediction: Option<&Prediction>, title: &str) -> String {
     let named = series.iter().any(|s| !s.name.is_empty());
     let right = if named { 230.0 } else { 150.0 };
     let points: Vec<(usize, &CellResult)> =
@@ -38,8 +50,14 @@ pub fn svg_series(series: &[Series], title: &str) -> String {
     let mut slos: Vec<f64> = series.iter().filter_map(|s| s.cells.iter().find_map(|c| c.slo.e2e_ms)).collect();
     slos.sort_by(f64::total_cmp);
     slos.dedup();
-    let x_top = nice_max(points.iter().map(|(_, c)| c.output_tok_s).fold(0.0, f64::max), 5);
-    let y_max = points.iter().filter_map(|(_, c)| c.e2e.p95).fold(slos.last().copied().unwrap_or(0.0), f64::max);
+    let predicted: &[PredictedCell] = prediction.map_or(&[], |p| &p.cells);
+    let hi = |v: f64, r: Option<(f64, f64)>| r.map_or(v, |r| v.max(r.1));
+    let x_top = nice_max(points.iter().map(|(_, c)| c.output_tok_s).chain(predicted.iter().map(|p| hi(p.output_tok_s, p.output_tok_s_range))).fold(0.0, f64::max), 5);
+    let y_max = points
+        .iter()
+        .filter_map(|(_, c)| c.e2e.p95)
+        .chain(predicted.iter().map(|p| hi(p.e2e_p95_ms, p.e2e_p95_range)))
+        .fold(slos.last().copied().unwrap_or(0.0), f64::max);
     let y_top = nice_max(y_max * 1.05, 5);
     let x = Scale::new((0.0, x_top), (LEFT, W - right));
     let y = Scale::new((0.0, y_top), (H - BOTTOM, TOP));
@@ -98,6 +116,9 @@ pub fn svg_series(series: &[Series], title: &str) -> String {
         let _ = write!(out, r#"<rect x="{}" y="{}" width="14" height="3" fill="{colour}"/><text x="{}" y="{ly}">{}</text>"#, W - right + 6.0, ly - 5.0, W - right + 24.0, xml_escape(&name));
     }
     let mut k = lines.len();
+    if let Some(p) = prediction {
+        k += predicted_lines(&mut out, p, &x, &y, W - right, k, &legend);
+    }
     for s in series {
         if let Some(best) = verdict(s.cells).best {
             let (px, py) = (x.map(best.output_tok_s), y.map(best.e2e_p95_ms.unwrap_or(0.0)));
@@ -108,11 +129,56 @@ pub fn svg_series(series: &[Series], title: &str) -> String {
             let _ = write!(out, r##"<circle cx="{}" cy="{}" r="6" fill="none" stroke="#111" stroke-width="2"/><text x="{}" y="{ly}">best: {}</text>"##, W - right + 13.0, ly - 4.0, W - right + 24.0, xml_escape(&clip(&label, 30)));
         }
     }
-    if points.is_empty() {
+    if points.is_empty() && predicted.is_empty() {
         let _ = write!(out, r##"<text x="{}" y="{}" text-anchor="middle" fill="#555">no finished cell with a successful request yet</text>"##, (LEFT + W - right) / 2.0, (TOP + H - BOTTOM) / 2.0);
     }
     out.push_str("</svg>");
     out
+}
+
+/// The prediction's lines (one per output and prompt length, dashed), each cell's box of
+/// published error and its diamond; the legend from row `k`. Returns the legend rows used.
+fn predicted_lines(out: &mut String, p: &Prediction, x: &Scale, y: &Scale, legend_x: f64, k: usize, legend: &dyn Fn(usize) -> f64) -> usize {
+    const GREY: &str = "#4b5563";
+    let mut lines: Vec<(u32, Option<u32>)> = p.cells.iter().map(|c| (c.max_new_tokens, c.input_tokens)).collect();
+    lines.sort_unstable();
+    lines.dedup();
+    for (j, (n, input)) in lines.iter().enumerate() {
+        let mut line: Vec<&PredictedCell> = p.cells.iter().filter(|c| c.max_new_tokens == *n && c.input_tokens == *input).collect();
+        line.sort_by_key(|c| c.concurrency);
+        for c in &line {
+            if let (Some((x0, x1)), Some((y0, y1))) = (c.output_tok_s_range, c.e2e_p95_range) {
+                let (px0, px1, py0, py1) = (x.map(x0), x.map(x1), y.map(y1), y.map(y0));
+                let _ = write!(out, r#"<rect class="band" x="{px0:.1}" y="{py0:.1}" width="{:.1}" height="{:.1}" fill="{GREY}" fill-opacity="0.12"/>"#, (px1 - px0).max(1.0), (py1 - py0).max(1.0));
+            }
+        }
+        let d: Vec<String> = line.iter().enumerate().map(|(i, c)| format!("{}{:.1},{:.1}", if i == 0 { 'M' } else { 'L' }, x.map(c.output_tok_s), y.map(c.e2e_p95_ms))).collect();
+        let _ = write!(out, r#"<path class="predicted" d="{}" fill="none" stroke="{GREY}" stroke-width="2" stroke-dasharray="6 4"/>"#, d.join(" "));
+        let range = |r: Option<(f64, f64)>| r.map_or(", no published error".to_string(), |(lo, hi)| format!(" ({}–{})", short_label(lo), short_label(hi)));
+        for c in &line {
+            let (px, py) = (x.map(c.output_tok_s), y.map(c.e2e_p95_ms));
+            let _ = write!(
+                out,
+                r##"<g class="predicted-point"><title>PREDICTED on {}: {}: {} tok/s{}, p95 {} ms{}; bound by {}</title><path d="M{px:.1},{:.1} L{:.1},{py:.1} L{px:.1},{:.1} L{:.1},{py:.1} Z" fill="#fff" stroke="{GREY}" stroke-width="1.5"/></g>"##,
+                xml_escape(&p.gpu),
+                c.label(),
+                short_label(c.output_tok_s),
+                range(c.output_tok_s_range),
+                short_label(c.e2e_p95_ms),
+                range(c.e2e_p95_range),
+                c.bound_by,
+                py - 5.0,
+                px + 5.0,
+                py + 5.0,
+                px - 5.0
+            );
+        }
+        let prompt = input.map_or(String::new(), |i| format!(", {i} in"));
+        let ly = legend(k + j);
+        let name = format!("PREDICTED · {n} tok{prompt}");
+        let _ = write!(out, r#"<line x1="{}" x2="{}" y1="{:.1}" y2="{:.1}" stroke="{GREY}" stroke-width="2" stroke-dasharray="4 2"/><text x="{}" y="{ly}">{}</text>"#, legend_x + 6.0, legend_x + 20.0, ly - 4.0, ly - 4.0, legend_x + 24.0, xml_escape(&name));
+    }
+    lines.len()
 }
 
 /// At most `n` characters, with an ellipsis when cut.

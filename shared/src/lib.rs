@@ -9,6 +9,7 @@ pub mod form;
 pub mod frontier;
 pub mod live;
 pub mod plot;
+pub mod prediction;
 pub mod result;
 pub mod search;
 pub mod sample;
@@ -17,6 +18,7 @@ pub mod spec;
 pub mod stats;
 pub mod surface;
 pub mod telemetry;
+pub mod token_hist;
 
 pub use live::{LiveTick, RunInfo, RunStatus, RunView, ServerMsg, TargetInfo};
 pub use result::{CellResult, Dist};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::sample::{ErrorClass, RequestSample};
 use crate::spec::{CellSpec, Slo};
 pub use crate::stats::Dist;
+use crate::token_hist::TokenHist;
 
 /// One row of the results: everything measured for one grid cell.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -99,6 +100,12 @@ pub struct CellResult {
     /// first turn first. Empty for single requests.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub by_turn: Vec<TurnStats>,
+    /// The successful measured requests by their prompt tokens and by their output tokens, as
+    /// the server counted them (`usage`); requests without usage are not in them.
+    #[serde(default, skip_serializing_if = "TokenHist::is_empty")]
+    pub prompt_tokens_hist: TokenHist,
+    #[serde(default, skip_serializing_if = "TokenHist::is_empty")]
+    pub completion_tokens_hist: TokenHist,
 }
 
 /// One turn number of a cell's conversations: every turn resends the history, so later turns
@@ -256,6 +263,8 @@ impl CellResult {
             done_markers,
             notes,
             by_turn,
+            prompt_tokens_hist: TokenHist::of(ok.iter().filter_map(|s| s.prompt_tokens)),
+            completion_tokens_hist: TokenHist::of(ok.iter().filter_map(|s| s.completion_tokens)),
             server: None,
             gpu: None,
         }

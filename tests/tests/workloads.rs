@@ -171,6 +171,33 @@ async fn synthetic_prompts_have_exactly_the_tokens_asked_for() {
     assert!(view.cells[0].notes.iter().any(|n| n.contains("too short")), "{:?}", view.cells[0].notes);
 }
 
+/// The simulator's block-hashed prefix cache: a shared 1,400-token prefix of 1,500-token prompts
+/// is served from it (its /metrics say so, under vLLM's names) and answers sooner than the same
+/// run without sharing; a conversation's resent history is served too.
+#[tokio::test]
+async fn the_simulators_prefix_cache_serves_shared_prefixes_and_histories() {
+    let (_sim, url) = sim(&["--gpu", "rtx2000-ada-16gb", "--model", "qwen2.5-1.5b"]).await;
+    let caplab = Caplab::start(&["--target", &url]).await.unwrap();
+    let api = client();
+    let run = |spec: serde_json::Value| {
+        let (api, caplab) = (&api, &caplab);
+        async move {
+            let id = start_run(api, caplab, spec).await.unwrap();
+            wait_for_end(api, caplab, &id, Duration::from_secs(120)).await.unwrap()
+        }
+    };
+    let shared_spec = |prefix: u32| json!({"workload": "chat", "concurrency": [1], "input_tokens": [1500], "prefix_tokens": prefix, "max_new_tokens": [4], "requests": 8, "warmup": 1});
+    let own = run(shared_spec(0)).await;
+    let shared = run(shared_spec(1400)).await;
+    let hit = |v: &caplab_shared::RunView| v.cells[0].server.as_ref().and_then(|s| s.prefix_cache_hit_rate).expect("the simulator's prefix-cache counters");
+    assert!(hit(&own) < 0.05, "every prompt its own: {}", hit(&own));
+    assert!(hit(&shared) > 0.7, "1,400 of 1,500 tokens shared: {}", hit(&shared));
+    let ttft = |v: &caplab_shared::RunView| v.cells[0].ttft.p50.unwrap();
+    assert!(ttft(&shared) < ttft(&own) * 0.5, "a cached prefix is not computed again: {} vs {} ms", ttft(&shared), ttft(&own));
+    let talk = run(json!({"workload": "chat", "concurrency": [2], "input_tokens": [300], "max_new_tokens": [16], "requests": 6, "turns": 3})).await;
+    assert!(hit(&talk) > 0.3, "turns 2 and 3 resend the history: {}", hit(&talk));
+}
+
 /// Input length as the grid's third axis, on the simulated RTX 2000 with a small KV cache:
 /// long prompts exhaust it (preemptions or queueing), prompts past the context are refused by
 /// the server, and the surface shows both.

@@ -1,6 +1,6 @@
 //! The notes, filled: `data/notes/report_template.md` (the report structure of the user's lab
 //! notes, data/notes/day003_tier2_batch_and_gpu_anchor.md) with every value measured in the
-//! given runs. The two GPUs are ordered by measured capacity (A the smaller, the notes' RTX; B
+//! given runs. The two GPUs are ordered by capacity (A the smaller, the notes' RTX; B
 //! the larger, the notes' A100); every ratio reads "B is N× A" with N ≥ 1 (or "A is N× B" where
 //! A has more); a sentence whose numbers the runs do not give is left out, and the "Not
 //! measured" list says why.
@@ -148,7 +148,7 @@ fn order<'a>(x: Gpu<'a>, y: Gpu<'a>) -> (Gpu<'a>, Gpu<'a>, String) {
     for w in [Workload::Batch, Workload::Chat] {
         if let (Some(bx), Some(by)) = (x.best(w), y.best(w)) {
             if bx.output_tok_s != by.output_tok_s {
-                let why = format!("ordered by measured {} peak throughput within the SLO (A the lower)", w.as_str());
+                let why = format!("ordered by {} peak throughput within the SLO (A the lower)", w.as_str());
                 return if bx.output_tok_s < by.output_tok_s { (x, y, why) } else { (y, x, why) };
             }
         }
@@ -483,7 +483,7 @@ mod tests {
         "1. Batch was held to a looser latency objective than chat (no interactive user waiting): p95 end-to-end ≤ 30000 ms against chat's p95 end-to-end ≤ 3000 ms",
         "2. On NVIDIA RTX 2000 Ada 16GB · m (simulated), batch peaked at 700 tok/s (c16 × 256) against chat's 280 tok/s (c8 × 128): batch reached 2.5× chat's throughput",
         "3. Batch's best configuration used longer outputs than chat's: max_new_tokens 256 against 128",
-        "A is NVIDIA RTX 2000 Ada 16GB · m (simulated), B is NVIDIA A100 80GB SXM · m (simulated): ordered by measured batch peak throughput within the SLO (A the lower).",
+        "A is NVIDIA RTX 2000 Ada 16GB · m (simulated), B is NVIDIA A100 80GB SXM · m (simulated): ordered by batch peak throughput within the SLO (A the lower).",
         "1. NVIDIA A100 80GB SXM · m (simulated) can push concurrency to 32 concurrent chat users before p95 breaks the SLO (p95 end-to-end ≤ 3000 ms)",
         "2. Peak chat throughput within the SLO: B is 10.0× A (280 tok/s on A against 2,800 on B)",
         "3. Peak batch throughput within the SLO: B is 5.0× A (700 tok/s on A against 3,500 on B)",
@@ -550,7 +550,7 @@ mod tests {
             run("b-y", "pod-y", Workload::Batch, &[(16, 256, 1400.0, 8000.0, true), (32, 256, 1500.0, 32000.0, false)]),
         ];
         let md = notes_of(&runs);
-        assert!(md.contains("A is pod-x, B is pod-y: ordered by measured batch peak throughput"), "{md}");
+        assert!(md.contains("A is pod-x, B is pod-y: ordered by batch peak throughput"), "{md}");
         assert!(md.lines().any(|l| l == "| Max stable concurrency | 32 | 8 | A is 4.0× B |"), "{md}");
         assert!(md.lines().any(|l| l == "| Peak throughput (tok/s) | 1,900 | 400 | A is 4.8× B |"), "{md}");
         assert!(md.lines().any(|l| l == "| Peak throughput (tok/s) | 700 | 1,400 | B is 2.0× A |"), "{md}");
@@ -589,7 +589,7 @@ mod tests {
         assert!(!md.contains("## Batch") && !md.contains("Chat vs Batch"), "{md}");
         assert!(md.contains("- no batch run on NVIDIA RTX 2000 Ada 16GB · m (simulated)"), "{md}");
         // Chat decides the order now; the chat sentences stay.
-        assert!(md.contains("ordered by measured chat peak throughput"), "{md}");
+        assert!(md.contains("ordered by chat peak throughput"), "{md}");
         for kept in [4, 5, 8, 11] {
             let text = SENTENCES[kept].split_once(' ').unwrap().1;
             assert!(md.contains(text), "sentence {kept} should stay: {text}\n{md}");

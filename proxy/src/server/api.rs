@@ -270,6 +270,9 @@ pub struct ReportQuery {
     runs: Option<String>,
     /// $/hour by GPU label (or profile key), as a JSON object: `{"rtx-pod": 0.3}`.
     prices: Option<String>,
+    /// A GPU profile's key: each measured run is also predicted on it (`sim::predict`) and
+    /// compared as "PREDICTED <GPU>", marked simulated.
+    predict: Option<String>,
 }
 
 /// $/hour by GPU label from a `prices` query value (a JSON object), each a number ≥ 0.
@@ -323,7 +326,15 @@ async fn report_input(st: &Arc<AppState>, q: &ReportQuery) -> Result<(Vec<RunVie
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(ApiError::NotFound)?;
-    Ok((views, prices))
+    let Some(key) = q.predict.as_deref().map(str::trim).filter(|k| !k.is_empty()) else { return Ok((views, prices)) };
+    let mut with_predicted = views.clone();
+    for v in &views {
+        let p = crate::sim::predict::predict(v, key, None, crate::sim::calibrate::default_calibration()).map_err(|refused| match refused {
+            crate::sim::predict::Refused::Run(why) | crate::sim::predict::Refused::Field(_, why) => ApiError::field("predict", format!("run {}: {why}", v.info.id)),
+        })?;
+        with_predicted.push(crate::sim::predict::as_run(v, &p));
+    }
+    Ok((with_predicted, prices))
 }
 
 /// The notes filled from runs (`crate::report`), as a markdown download.
@@ -521,6 +532,30 @@ pub async fn compare_report_html(State(st): State<Arc<AppState>>, Query(q): Quer
     .await
     .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(download("caplab_comparison_report.html".into(), "text/html; charset=utf-8", page.into_bytes()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PredictQuery {
+    /// A GPU profile's key (`caplab sim --list`), e.g. "a100-80gb".
+    gpu: String,
+    /// A model profile's key; empty: the profile the run's model name names.
+    #[serde(default)]
+    model: String,
+}
+
+/// A finished run's grid predicted on another GPU by the calibrated simulator, with its frontier
+/// drawn beside the measured one (`sim::predict`).
+pub async fn predict(State(st): State<Arc<AppState>>, Path(id): Path<String>, Query(q): Query<PredictQuery>) -> Result<Json<caplab_shared::prediction::Prediction>, ApiError> {
+    let view = find(&st, &id)?.view();
+    let cal = crate::sim::calibrate::default_calibration();
+    let answer = tokio::task::spawn_blocking(move || crate::sim::predict::predict(&view, &q.gpu, Some(q.model.as_str()), cal))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    answer.map(Json).map_err(|refused| match refused {
+        crate::sim::predict::Refused::Run(why) => ApiError::Conflict(why),
+        crate::sim::predict::Refused::Field(field, why) => ApiError::field(field, &why),
+    })
 }
 
 pub async fn no_such_api() -> ApiError {

@@ -274,7 +274,7 @@ mod tests {
         assert_eq!(a.role_of(&headers(&[(header::AUTHORIZATION, "bearer op")])), Some(Role::Operator), "the scheme is case-insensitive");
         assert_eq!(a.role_of(&headers(&[(header::AUTHORIZATION, "Basic op")])), None);
         assert_eq!(a.role_of(&HeaderMap::new()), None);
-        let mut rotations = a.rotations();
+        let rotations = a.rotations();
         let rotated = a.rotate_viewer();
         assert!(rotations.has_changed().unwrap(), "open viewer sockets are told");
         assert_ne!(rotated, viewer);

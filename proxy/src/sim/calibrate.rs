@@ -84,6 +84,9 @@ pub struct CellNumbers {
     pub ttft_p95_ms: f64,
     pub tpot_p50_ms: f64,
     pub tpot_p95_ms: f64,
+    /// p95 end to end (the frontier's latency); not fitted, reported. 0 in files made before it.
+    #[serde(default)]
+    pub e2e_p95_ms: f64,
 }
 
 impl CellNumbers {
@@ -95,6 +98,7 @@ impl CellNumbers {
             ttft_p95_ms: q(&r.ttft_s, 95.0),
             tpot_p50_ms: q(&r.tpot_s, 50.0),
             tpot_p95_ms: q(&r.tpot_s, 95.0),
+            e2e_p95_ms: q(&r.e2e_s, 95.0),
         }
     }
 
@@ -107,6 +111,7 @@ impl CellNumbers {
             ttft_p95_ms: e(self.ttft_p95_ms, measured.ttft_p95_ms),
             tpot_p50_ms: e(self.tpot_p50_ms, measured.tpot_p50_ms),
             tpot_p95_ms: e(self.tpot_p95_ms, measured.tpot_p95_ms),
+            e2e_p95_ms: e(self.e2e_p95_ms, measured.e2e_p95_ms),
         }
     }
 }
@@ -293,6 +298,7 @@ pub fn read_run(dir: &Path, hints: &RunHints) -> Result<MeasuredRun, Calibration
                 ttft_p95_ms: get("ttft", "p95"),
                 tpot_p50_ms: get("tpot", "p50"),
                 tpot_p95_ms: get("tpot", "p95"),
+                e2e_p95_ms: get("e2e", "p95"),
             },
             preemptions: c["server"]["preemptions"].as_f64(),
         });
@@ -405,7 +411,7 @@ fn z_of(c: &EngineCosts) -> [f64; PARAMS] {
 }
 
 /// How much each number counts in the fit (squared log errors, softened past ±30 %).
-const WEIGHTS: CellNumbers = CellNumbers { output_tok_s: 1.0, ttft_p50_ms: 0.5, ttft_p95_ms: 0.5, tpot_p50_ms: 0.5, tpot_p95_ms: 0.5 };
+const WEIGHTS: CellNumbers = CellNumbers { output_tok_s: 1.0, ttft_p50_ms: 0.5, ttft_p95_ms: 0.5, tpot_p50_ms: 0.5, tpot_p95_ms: 0.5, e2e_p95_ms: 0.0 };
 /// A run's engine numbers count as this many cells.
 const ENGINE_WEIGHT: f64 = 3.0;
 
@@ -615,6 +621,43 @@ pub struct Calibration {
     pub spread: Vec<Spread>,
     /// What the fit does not know.
     pub caveats: Vec<String>,
+    /// The published error of a prediction: each model left out of the fit and predicted by
+    /// the others (`--report`), the range of errors per concurrency band. Empty in a file made
+    /// without `--report`: its predictions then carry no interval.
+    #[serde(default)]
+    pub prediction_error: Vec<BandError>,
+}
+
+/// The range of leave-one-model-out errors (simulated / measured − 1) over the cells of one
+/// concurrency band: how far a prediction in that band has been from a measurement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct BandError {
+    /// E.g. "c1–c32".
+    pub band: String,
+    pub min_concurrency: u32,
+    pub max_concurrency: u32,
+    /// Cells left out and predicted in this band.
+    pub cells: u32,
+    /// (smallest, largest) error of each number.
+    pub output_tok_s: (f64, f64),
+    pub ttft_p95_ms: (f64, f64),
+    pub tpot_p95_ms: (f64, f64),
+    pub e2e_p95_ms: (f64, f64),
+}
+
+impl BandError {
+    /// The values a measurement could take given prediction `pred` and an error range: error =
+    /// predicted / measured − 1, so measured = predicted / (1 + error).
+    pub fn interval(pred: f64, (lo, hi): (f64, f64)) -> (f64, f64) {
+        (pred / (1.0 + hi).max(0.05), pred / (1.0 + lo).max(0.05))
+    }
+}
+
+impl Calibration {
+    /// The band of published errors for concurrency `c` (the last band past its end).
+    pub fn error_at(&self, c: u32) -> Option<&BandError> {
+        self.prediction_error.iter().find(|b| c >= b.min_concurrency && c <= b.max_concurrency).or(self.prediction_error.last())
+    }
 }
 
 /// The cells of `runs` replayed with `costs`, side by side with the measurements.
@@ -726,6 +769,7 @@ pub fn calibrate(runs: &[MeasuredRun], evals: usize, progress: &dyn Fn(&str)) ->
         cells,
         spread: spread(runs),
         caveats,
+        prediction_error: Vec::new(),
     })
 }
 

@@ -11,10 +11,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use super::calibrate::{self, Calibration, CellFit, CellNumbers, LeftOut, MeasuredRun, RunHints};
+use super::calibrate::{self, BandError, Calibration, CellFit, CellNumbers, LeftOut, MeasuredRun, RunHints};
 use super::profile::{self, Deployment, EngineArgs, EngineCosts};
-use super::replay::{replay, CellLoad, Replayed};
-use super::scheduler::{Limits, Timing};
+use super::replay::{CellLoad, Replayed};
 use crate::cli::ProfileArgs;
 
 #[derive(Args, Debug, Clone, Default)]
@@ -67,16 +66,24 @@ pub fn run(args: &CalibrateArgs, profile: &ProfileArgs) -> anyhow::Result<ExitCo
         runs[0].engine_version,
         args.fit_evals
     ));
-    let cal = calibrate::calibrate(&runs, args.fit_evals, &say)?;
+    let mut cal = calibrate::calibrate(&runs, args.fit_evals, &say)?;
     print!("{}", fit_table(&cal));
+    // With a report, the models left out give the error every prediction is published with.
+    let loo = match &args.report {
+        Some(_) => {
+            let loo = calibrate::leave_one_model_out(&runs, args.fit_evals, &say)?;
+            cal.prediction_error = band_errors(&loo.iter().flat_map(|l| l.cells.clone()).collect::<Vec<_>>());
+            Some(loo)
+        }
+        None => None,
+    };
     if let Some(out) = &args.out {
         std::fs::write(out, serde_json::to_string_pretty(&cal)? + "\n")?;
         say(&format!("wrote {}", out.display()));
     }
-    if let Some(path) = &args.report {
-        let loo = calibrate::leave_one_model_out(&runs, args.fit_evals, &say)?;
+    if let (Some(path), Some(loo)) = (&args.report, &loo) {
         let command = std::iter::once("caplab".to_string()).chain(std::env::args().skip(1).map(|a| if a.contains(' ') { format!("'{a}'") } else { a })).collect::<Vec<_>>().join(" ");
-        std::fs::write(path, report(&command, &runs, &cal, &loo))?;
+        std::fs::write(path, report(&command, &runs, &cal, loo))?;
         say(&format!("wrote {}", path.display()));
     }
     Ok(ExitCode::SUCCESS)
@@ -194,31 +201,26 @@ fn mark(e: f64, target: f64) -> String {
 /// start, the knee where the front end saturates, and past it.
 const BANDS: [(&str, u32, u32); 3] = [("c1–c32", 1, 32), ("c64–c128", 64, 128), ("c256–c512", 256, u32::MAX)];
 
-fn band_of(c: u32) -> usize {
-    BANDS.iter().position(|b| c >= b.1 && c <= b.2).unwrap_or(2)
-}
 
-/// The range of relative errors per band and metric: (min, max).
-type Ranges = [[(f64, f64); 3]; 3];
-
-fn ranges(cells: &[CellFit]) -> Ranges {
-    let mut r = [[(f64::INFINITY, f64::NEG_INFINITY); 3]; 3];
-    for c in cells {
-        let b = band_of(c.concurrency);
-        for (m, e) in [c.error.output_tok_s, c.error.ttft_p95_ms, c.error.tpot_p95_ms].into_iter().enumerate() {
-            r[b][m] = (r[b][m].0.min(e), r[b][m].1.max(e));
-        }
-    }
-    r
-}
-
-/// The values a measurement could take given a prediction and the range of errors seen:
-/// error = predicted / measured − 1, so measured = predicted / (1 + error).
-fn interval(pred: f64, (lo, hi): (f64, f64)) -> (f64, f64) {
-    if !lo.is_finite() || !hi.is_finite() {
-        return (f64::NAN, f64::NAN);
-    }
-    (pred / (1.0 + hi).max(0.05), pred / (1.0 + lo).max(0.05))
+/// The range of errors per concurrency band, over `cells` (each left out and predicted).
+pub fn band_errors(cells: &[CellFit]) -> Vec<BandError> {
+    let range = |cs: &[&CellFit], f: fn(&CellNumbers) -> f64| cs.iter().map(|c| f(&c.error)).fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), e| (lo.min(e), hi.max(e)));
+    BANDS
+        .iter()
+        .filter_map(|&(band, lo, hi)| {
+            let cs: Vec<&CellFit> = cells.iter().filter(|c| c.concurrency >= lo && c.concurrency <= hi).collect();
+            (!cs.is_empty()).then(|| BandError {
+                band: band.to_string(),
+                min_concurrency: lo,
+                max_concurrency: hi,
+                cells: cs.len() as u32,
+                output_tok_s: range(&cs, |e| e.output_tok_s),
+                ttft_p95_ms: range(&cs, |e| e.ttft_p95_ms),
+                tpot_p95_ms: range(&cs, |e| e.tpot_p95_ms),
+                e2e_p95_ms: range(&cs, |e| e.e2e_p95_ms),
+            })
+        })
+        .collect()
 }
 
 fn within(cells: &[&CellFit], f: impl Fn(&CellNumbers) -> f64, target: f64) -> String {
@@ -258,25 +260,11 @@ fn summary(cells: &[CellFit]) -> String {
 const GRID: [u32; 6] = [1, 16, 64, 128, 256, 512];
 
 fn predict(d: &Deployment, costs: &EngineCosts, c: u32) -> Replayed {
-    let d = d.clone().with_costs(costs.clone());
-    let limits = Limits { max_num_seqs: d.max_num_seqs, max_num_batched_tokens: d.max_num_batched_tokens, kv_blocks: d.kv_blocks };
-    let load = CellLoad { concurrency: c, requests: 2 * c, prompt_tokens: 47, cached_tokens: 40, max_new_tokens: 128 };
-    replay(limits, &Timing::Roofline(Box::new(d)), &costs.frontend, costs.output_lag_steps, &load)
+    super::predict::replay_cell(d, costs, &CellLoad { concurrency: c, requests: 2 * c, prompt_tokens: 47, cached_tokens: 40, max_new_tokens: 128 })
 }
 
-fn bound_by(r: &Replayed) -> &'static str {
-    let (g, e, f) = (r.gpu_busy_s, r.engine_cpu_busy_s, r.frontend_busy_s);
-    if f >= 0.85 * r.duration_s && f >= g {
-        "front end"
-    } else if e > g {
-        "engine CPU"
-    } else {
-        "GPU"
-    }
-}
-
-fn other_gpus(cal: &Calibration, loo: &[CellFit]) -> String {
-    let r = ranges(loo);
+fn other_gpus(cal: &Calibration) -> String {
+    let within = |pred: f64, c: u32, f: fn(&BandError) -> (f64, f64)| cal.error_at(c).map_or((f64::NAN, f64::NAN), |b| BandError::interval(pred, f(b)));
     let mut s = String::new();
     let gpus: Vec<profile::Gpu> = profile::gpus().into_iter().filter(|g| g.step_overhead_ms.is_none()).collect();
     for key in ["qwen2.5-1.5b", "qwen2.5-7b", "llama-3.1-8b"] {
@@ -303,15 +291,15 @@ fn other_gpus(cal: &Calibration, loo: &[CellFit]) -> String {
             for c in GRID {
                 let p = predict(&d, &cal.costs, c);
                 let tok = p.output_tok_s();
-                let (lo, hi) = interval(tok, r[band_of(c)][0]);
+                let (lo, hi) = within(tok, c, |b| b.output_tok_s);
                 let _ = write!(row, " {} ({}–{}) |", thousands(tok), thousands(lo), thousands(hi));
                 if [1, 64, 256].contains(&c) {
-                    by.push(bound_by(&p));
+                    by.push(super::predict::bound_by(&p));
                 }
                 if [1, 64].contains(&c) {
                     let mut v = p.tpot_s.clone();
                     let t = caplab_shared::stats::percentile(&mut v, 95.0).unwrap_or(0.0) * 1e3;
-                    let (lo, hi) = interval(t, r[band_of(c)][2]);
+                    let (lo, hi) = within(t, c, |b| b.tpot_p95_ms);
                     tpot.push(format!("{} ({}–{})", ms(t), ms(lo), ms(hi)));
                 }
             }
@@ -373,6 +361,6 @@ pub fn report(command: &str, runs: &[MeasuredRun], cal: &Calibration, loo: &[Lef
         s,
         "## Other GPUs: the calibrated costs with each GPU's roofline\n\nThe engine's CPU costs and the API server's are the H200 host's; each GPU changes only the roofline (its memory, bandwidth and bf16 peak from `data/profiles/gpus.toml`, at the fitted efficiencies). The range in brackets is what the leave-one-out errors in the same concurrency band would make of the prediction (measured = predicted / (1 + error), the band's smallest and largest error): a statement about this simulator on the H200, widened by nothing for the GPU itself. **No measurement has checked any of these GPUs**: not their efficiencies, not their host CPUs (the front end and engine costs move with the CPU), not vLLM's kernels on them. A GPU whose rows say *front end* or *engine CPU* is predicted to be limited by the host, not by the card."
     );
-    s.push_str(&other_gpus(cal, &all));
+    s.push_str(&other_gpus(cal));
     s
 }

@@ -100,10 +100,16 @@ impl Sim {
         for (name, v) in gauges {
             let _ = writeln!(out, "# TYPE {name} gauge\n{name}{{{labels}}} {v:?}");
         }
+        let (hits, queries) = {
+            let p = self.prefix.lock().unwrap_or_else(|p| p.into_inner());
+            (p.hits, p.queries)
+        };
         let counters = [
             ("vllm:num_preemptions_total", g.preemptions.load(Ordering::Relaxed)),
             ("vllm:prompt_tokens_total", m.prompt_tokens),
             ("vllm:generation_tokens_total", m.generation_tokens),
+            ("vllm:prefix_cache_queries_total", queries),
+            ("vllm:prefix_cache_hits_total", hits),
         ];
         for (name, v) in counters {
             let _ = writeln!(out, "# TYPE {name} counter\n{name}{{{labels}}} {v}.0");

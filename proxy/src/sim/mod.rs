@@ -11,6 +11,8 @@ pub mod calibrate;
 pub mod calibrate_cli;
 pub mod frontend;
 pub mod hf_config;
+pub mod predict;
+pub mod prefix_cache;
 pub mod replay;
 
 use std::convert::Infallible;
@@ -166,7 +168,13 @@ async fn generate(State(sim): State<Arc<Sim>>, body: Bytes, endpoint: Endpoint) 
     }
     // Like vLLM: prompt + max_tokens beyond the context is clamped, finishing with "length".
     let out_tokens = (max_tokens as u32).min(ctx - prompt_tokens);
-    let job = model::Job { prompt_tokens, out_tokens };
+    let text = match (&req.prompt, &req.messages) {
+        (Some(serde_json::Value::String(p)), _) => p.as_bytes().to_vec(),
+        (_, Some(msgs)) => prefix_cache::chat_text(msgs),
+        _ => Vec::new(),
+    };
+    let cached_tokens = sim.prefix.lock().unwrap_or_else(|p| p.into_inner()).serve(&text, prompt_tokens);
+    let job = model::Job { prompt_tokens, cached_tokens, out_tokens };
     let usage = req.stream_options.is_some_and(|o| o.include_usage);
     if req.stream {
         stream_response(sim, job, endpoint, usage, model)

@@ -112,12 +112,16 @@ pub struct Sim {
     pub config: SimConfig,
     pub gauges: Gauges,
     pub metrics: Mutex<Metrics>,
+    /// Which prompt blocks the KV cache still holds (`prefix_cache`).
+    pub prefix: Mutex<super::prefix_cache::PrefixCache>,
     submit: mpsc::UnboundedSender<Submit>,
 }
 
 #[derive(Clone, Copy, Debug)]
 pub struct Job {
     pub prompt_tokens: u32,
+    /// Of them, found in the prefix cache (not computed again).
+    pub cached_tokens: u32,
     pub out_tokens: u32,
 }
 
@@ -156,7 +160,8 @@ impl Sim {
     /// Starts the engine task (call from within the runtime).
     pub fn new(config: SimConfig) -> Arc<Sim> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let sim = Arc::new(Sim { config, gauges: Gauges::default(), metrics: Mutex::new(Metrics::default()), submit: tx });
+        let prefix = Mutex::new(super::prefix_cache::PrefixCache::new((config.kv_cache_tokens / u64::from(super::prefix_cache::BLOCK_TOKENS)) as usize));
+        let sim = Arc::new(Sim { config, gauges: Gauges::default(), metrics: Mutex::new(Metrics::default()), prefix, submit: tx });
         tokio::spawn(run_engine(Arc::downgrade(&sim), sim.config.limits(), sim.config.timing(), rx));
         sim
     }
@@ -173,6 +178,7 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
     let mut sched = Scheduler::new(limits);
     let mut tracked: HashMap<u64, Tracked> = HashMap::new();
     let mut deadline = Instant::now();
+    let mut last_out = Instant::now();
     // A calibrated deployment's API server (sim::frontend): requests reach the engine and tokens
     // the streams through its event loop, as in vLLM; without one, directly.
     let (mut front, lag) = match &timing {
@@ -187,7 +193,7 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
                 ids.insert(id as u32, id);
                 live.send(id as u32, s.out.clone());
             }
-            None => sched.add(id, s.job.prompt_tokens, s.job.out_tokens),
+            None => sched.add_cached(id, s.job.prompt_tokens, s.job.cached_tokens, s.job.out_tokens),
         }
         tracked.insert(id, Tracked { job: s.job, out: s.out, arrived: Instant::now(), admitted: None, first: None, last: None, itl: Vec::new() });
     };
@@ -198,7 +204,7 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
         if let Some((live, ids)) = &mut front {
             while let Ok(h) = live.handed.try_recv() {
                 if let Some(t) = ids.get(&h).and_then(|id| tracked.get(id).map(|t| (*id, t.job))) {
-                    sched.add(t.0, t.1.prompt_tokens, t.1.out_tokens);
+                    sched.add_cached(t.0, t.1.prompt_tokens, t.1.cached_tokens, t.1.out_tokens);
                 }
             }
         }
@@ -224,7 +230,7 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
                 Some(Ok(s)) => admit(&mut sched, &mut tracked, &mut front, s),
                 Some(Err(h)) => {
                     if let Some((id, job)) = front.as_ref().and_then(|f| f.1.get(&h)).and_then(|id| tracked.get(id).map(|t| (*id, t.job))) {
-                        sched.add(id, job.prompt_tokens, job.out_tokens);
+                        sched.add_cached(id, job.prompt_tokens, job.cached_tokens, job.out_tokens);
                     }
                 }
                 None => return,
@@ -284,7 +290,10 @@ async fn run_engine(sim: std::sync::Weak<Sim>, limits: Limits, timing: Timing, m
             }
         }
         if let Some((live, _)) = &front {
-            live.output(now + Duration::from_secs_f64(lag * step_s), to_front);
+            // Handed out in step order (see Timing::output_lag_seconds).
+            let at = (now + Duration::from_secs_f64(timing.output_lag_seconds(&step, lag))).max(last_out);
+            last_out = at;
+            live.output(at, to_front);
         }
         drop(strong);
         publish(&sim, &sched);

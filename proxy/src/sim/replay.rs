@@ -96,6 +96,7 @@ pub fn replay(limits: Limits, timing: &Timing, frontend: &FrontendCosts, output_
     }
     let mut t = 0.0f64;
     let mut prev_step = 0.0f64;
+    let mut last_out = 0.0f64;
     loop {
         // The API server runs every loop iteration that starts by now.
         while let Some(start) = fe.next_start().filter(|s| *s <= t) {
@@ -144,7 +145,9 @@ pub fn replay(limits: Limits, timing: &Timing, frontend: &FrontendCosts, output_
             let dur = timing.seconds(&step);
             t += dur;
             prev_step = dur;
-            let out_at = t + output_lag_steps * dur;
+            // Handed out in step order: never before the tokens of an earlier step.
+            let out_at = (t + timing.output_lag_seconds(&step, output_lag_steps)).max(last_out);
+            last_out = out_at;
             let mut tokens = Vec::with_capacity(step.decode.len() + step.prefill.len());
             for e in sched.finish(&step) {
                 match e {

@@ -36,6 +36,19 @@ impl Timing {
         }
     }
 
+    /// How long the tokens of `step` wait, after it ends, before the engine hands them out:
+    /// `lag_steps` steps like the ones that follow it, in which every sequence of `step` decodes
+    /// (a prompt just prefilled now decodes too). Timed on the step itself, a long prefill
+    /// would hold its first token for several prefills' time while the next short steps' tokens
+    /// overtook it.
+    pub fn output_lag_seconds(&self, step: &Step, lag_steps: f64) -> f64 {
+        if lag_steps <= 0.0 {
+            return 0.0;
+        }
+        let next = Step { decode: step.decode.iter().map(|&(id, ctx)| (id, ctx + 1)).chain(step.prefill.iter().map(|&(id, now, before)| (id, now + before + 1))).collect(), prefill: Vec::new() };
+        lag_steps * self.seconds(&next)
+    }
+
     pub fn seconds(&self, step: &Step) -> f64 {
         match self {
             Timing::Fixed { itl_ms, itl_ms_per_seq, prefill_ms, prefill_ms_per_1k_tokens } => {
