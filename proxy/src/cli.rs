@@ -233,6 +233,26 @@ impl ProfileArgs {
             if self.calibration.is_some() {
                 anyhow::bail!("--calibration applies to a simulated GPU and model: give --gpu and --model (or --model-config)");
             }
+            // An engine flag without a GPU or model would be silently ignored: say so instead.
+            let given: Vec<&str> = [
+                ("--gpu-memory-utilization", self.gpu_memory_utilization.is_some()),
+                ("--max-num-seqs", self.max_num_seqs.is_some()),
+                ("--max-num-batched-tokens", self.max_num_batched_tokens.is_some()),
+                ("--max-model-len", self.max_model_len.is_some()),
+                ("--num-gpu-blocks-override", self.num_gpu_blocks_override.is_some()),
+                ("--tensor-parallel-size", self.tensor_parallel_size != 1),
+                ("--assumed-costs", self.assumed_costs),
+            ]
+            .into_iter()
+            .filter_map(|(flag, set)| set.then_some(flag))
+            .collect();
+            if !given.is_empty() {
+                anyhow::bail!(
+                    "{} appl{} to a simulated GPU and model: give --gpu and --model (or --model-config); the fixed-timing simulator takes --sim-max-num-seqs and --sim-max-model-len",
+                    given.join(", "),
+                    if given.len() == 1 { "ies" } else { "y" }
+                );
+            }
             return Ok(None);
         }
         let gpu = crate::sim::profile::gpu(self.gpu.as_deref().unwrap_or("rtx2000-ada-16gb")).map_err(anyhow::Error::msg)?;

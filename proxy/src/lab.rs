@@ -99,6 +99,10 @@ impl Lab {
             .map_err(|e| Refusal::Invalid(vec![FieldError::new("target", e.to_string())]))?;
         info.name = target.name.clone();
         let spec = prepare(spec, &info).map_err(Refusal::Invalid)?;
+        let tokenizer = crate::workload::tokens::Tokenizer { client: self.engine.client.clone(), base_url: info.url.clone(), auth: target.auth.clone(), server: info.server, model: spec.model.clone() };
+        if let Some(e) = crate::workload::context::too_long(&spec, &self.engine.inputs_for(&spec), &info, &tokenizer).await {
+            return Err(Refusal::Invalid(vec![e]));
+        }
         let run = Run::new(self.new_run_info(spec, info), &self.shutdown);
         // Two runs loading one server at once would each measure the other's load: a run for a
         // busy target waits its turn, visibly, and can be taken out of the queue with Stop.

@@ -172,3 +172,12 @@ async fn a_model_from_its_config_json_serves_a_chat_grid() {
     let (ok, _, e) = run_caplab(&["sim", "--gpu", "h100-80gb", "--model", "qwen2.5-7b", "--model-config", config.to_str().unwrap()]).await;
     assert!(!ok && e.contains("cannot be used with"), "{e}");
 }
+
+/// An engine flag without a simulated GPU or model is refused, not silently ignored (the
+/// fixed-timing simulator has flags of its own).
+#[tokio::test]
+async fn engine_flags_without_a_gpu_or_model_are_refused() {
+    let (ok, _, e) = run_caplab(&["sim", "--listen", "127.0.0.1:0", "--max-model-len", "512", "--max-num-seqs", "8"]).await;
+    assert!(!ok);
+    assert!(e.contains("--max-num-seqs, --max-model-len apply to a simulated GPU and model") && e.contains("--sim-max-model-len"), "{e}");
+}

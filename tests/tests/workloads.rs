@@ -171,6 +171,34 @@ async fn synthetic_prompts_have_exactly_the_tokens_asked_for() {
     assert!(view.cells[0].notes.iter().any(|n| n.contains("too short")), "{:?}", view.cells[0].notes);
 }
 
+/// Your own prompt longer than the target's context is refused before anything is sent, naming
+/// the prompt and both numbers; prompts that fit run.
+#[tokio::test]
+async fn a_prompt_longer_than_the_context_is_refused_before_the_run() {
+    let (_sim, url) = sim(&["--gpu", "rtx2000-ada-16gb", "--model", "qwen2.5-0.5b", "--max-model-len", "512"]).await;
+    let caplab = Caplab::start(&["--target", &url]).await.unwrap();
+    let api = client();
+    let upload = |name: &str, text: String| {
+        let (api, url, name) = (api.clone(), caplab.api("inputs"), name.to_string());
+        async move { api.post(url).json(&json!({"name": name, "workload": "chat", "text": text})).send().await.unwrap().json::<caplab_shared::InputsRef>().await.unwrap() }
+    };
+    // 3,000 characters: 750 of the simulator's tokens, past its 512.
+    let long = upload("long.txt", format!("a short question\n{}\nanother one\n", "x".repeat(3000))).await;
+    let resp = api.post(caplab.api("runs")).json(&json!({"workload": "chat", "concurrency": [1], "max_new_tokens": [8], "requests": 2, "inputs": {"id": long.id}})).send().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let refusal = &body["fields"][0];
+    assert_eq!(refusal["field"], "inputs", "{body}");
+    let says = refusal["message"].as_str().unwrap();
+    assert!(says.starts_with("prompt 2 of long.txt is 757 tokens as the target counts them") && says.contains("its context is 512 tokens"), "{says}");
+    let listed: Vec<serde_json::Value> = api.get(caplab.api("runs")).send().await.unwrap().json().await.unwrap();
+    assert!(listed.is_empty(), "nothing half-started");
+    let fine = upload("fine.txt", "a short question\nanother one\n".into()).await;
+    let id = start_run(&api, &caplab, json!({"workload": "chat", "concurrency": [1], "max_new_tokens": [8], "requests": 2, "inputs": {"id": fine.id}})).await.unwrap();
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert_eq!(view.cells[0].requests_ok, 2);
+}
+
 /// The simulator's block-hashed prefix cache: a shared 1,400-token prefix of 1,500-token prompts
 /// is served from it (its /metrics say so, under vLLM's names) and answers sooner than the same
 /// run without sharing; a conversation's resent history is served too.

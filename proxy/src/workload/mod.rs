@@ -2,6 +2,7 @@
 //! user's own (`sources`: read from their files; `store`: kept by content hash) — and the request
 //! bodies built from them.
 
+pub mod context;
 pub mod lengths;
 pub mod sources;
 pub mod store;
