@@ -91,3 +91,28 @@ async fn a_server_pinned_to_one_model_refuses_others_as_unknown_model() {
     let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
     assert!(csv.contains("pinned to"), "the server's own words are kept: {csv}");
 }
+
+/// `transformers serve` has no tokenize endpoint: synthetic prompts are measured with one-token
+/// requests whose `usage.prompt_tokens` is the server's own count, and arrive with exactly the
+/// tokens asked for.
+#[tokio::test]
+#[ignore = "needs a real transformers serve: scripts/test.sh starts one"]
+async fn synthetic_prompts_are_exact_without_a_tokenize_endpoint() {
+    let caplab = Caplab::start(&["--target", &url()]).await.unwrap();
+    let c = caplab_tests::client();
+    let spec = json!({"workload": "chat", "model": model(), "concurrency": [2], "input_tokens": [64], "max_new_tokens": [4], "requests": 4, "ignore_eos": false});
+    let id = start_run(&c, &caplab, spec).await.unwrap();
+    let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(300)).await.unwrap();
+    let cell = &view.cells[0];
+    assert_eq!(cell.requests_ok, 4, "{:?}", cell.errors);
+    assert!(cell.notes.iter().all(|n| !n.contains("estimate") && !n.contains("assume")), "counted by the server's usage: {:?}", cell.notes);
+    let csv_text = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let at = |name: &str| h.iter().position(|x| x == name).unwrap();
+    let (asked, counted) = (at("prompt_tokens_requested"), at("prompt_tokens"));
+    for r in rdr.records().map(Result::unwrap) {
+        assert_eq!(&r[asked], "64");
+        assert_eq!(&r[counted], "64", "usage.prompt_tokens is the length asked for");
+    }
+}
