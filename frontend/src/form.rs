@@ -41,8 +41,8 @@ fn concurrency_warning(spec: &ExperimentSpec, documents: u32) -> Option<String> 
     let over: Vec<String> = spec
         .cells()
         .iter()
-        .filter(|c| c.concurrency > spec.cell_requests(c, documents as usize))
-        .map(|c| format!("c{} gets {}", c.concurrency, spec.cell_requests(c, documents as usize)))
+        .filter(|c| c.load.concurrency() > spec.cell_requests(c, documents as usize))
+        .map(|c| format!("{} gets {}", c.load.label(), spec.cell_requests(c, documents as usize)))
         .collect();
     (!over.is_empty()).then(|| {
         format!("fewer requests than workers ({}): at most that many will be in flight (raise requests, repeat or requests per worker)", over.join(", "))

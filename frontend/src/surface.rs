@@ -142,7 +142,7 @@ fn predicted_table(p: &Prediction) -> impl IntoView {
 }
 
 fn detail_of(c: &CellResult) -> (String, Vec<String>) {
-    let x = c.rate.map_or(format!("c{}", c.concurrency), |r| format!("{r} rps"));
+    let x = c.load().label();
     let title = format!("{x} × {}: {}", c.max_new_tokens, Outcome::of(c).label());
     let mut lines = vec![cause(c)];
     lines.push(format!(

@@ -138,7 +138,7 @@ fn need(field: &'static str, given: Option<String>, what: &str, why: &str) -> Re
 /// imported from `tool`; its cells sorted by concurrency (or rate). The tool's file does not
 /// say which engine served it: the target is left unrecognised.
 fn run_of(tool: &str, mut cells: Vec<CellResult>, gpu: &str, model: &str, workload: Workload, files: &[String]) -> RunView {
-    cells.sort_by(|a, b| a.rate.unwrap_or(f64::from(a.concurrency)).total_cmp(&b.rate.unwrap_or(f64::from(b.concurrency))));
+    cells.sort_by(|a, b| a.load().level().total_cmp(&b.load().level()));
     for (i, c) in cells.iter_mut().enumerate() {
         c.cell = i as u32;
     }

@@ -38,10 +38,7 @@ impl Pick {
 
     /// "c16 × 256", "4 rps × 256", or with a prompt length "c16 × 256 (2048 in)".
     pub fn label(&self) -> String {
-        let base = match self.rate {
-            Some(r) => format!("{r} rps × {}", self.max_new_tokens),
-            None => format!("c{} × {}", self.concurrency, self.max_new_tokens),
-        };
+        let base = format!("{} × {}", crate::spec::Load::of(self.concurrency, self.rate).label(), self.max_new_tokens);
         let base = match self.input_tokens {
             Some(n) => format!("{base} ({n} in)"),
             None => base,

@@ -86,12 +86,12 @@ fn render(series: &[Series], prediction: Option<&Prediction>, title: &str) -> St
     for (k, (si, n, input)) in lines.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
         let mut line: Vec<&CellResult> = points.iter().filter(|(i, c)| i == si && c.max_new_tokens == *n && c.input_tokens == *input).map(|(_, c)| *c).collect();
-        line.sort_by(|a, b| a.rate.unwrap_or(f64::from(a.concurrency)).total_cmp(&b.rate.unwrap_or(f64::from(b.concurrency))));
+        line.sort_by(|a, b| a.load().level().total_cmp(&b.load().level()));
         let d: Vec<String> = line.iter().enumerate().map(|(i, c)| format!("{}{:.1},{:.1}", if i == 0 { 'M' } else { 'L' }, x.map(c.output_tok_s), y.map(c.e2e.p95.unwrap_or(0.0)))).collect();
         let _ = write!(out, r#"<path d="{}" fill="none" stroke="{colour}" stroke-width="2"/>"#, d.join(" "));
         let who = if named { format!("{}: ", xml_escape(&series[*si].name)) } else { String::new() };
         for c in &line {
-            let at = c.rate.map_or(format!("c{}", c.concurrency), |r| format!("{r} rps"));
+            let at = c.load().label();
             let (px, py) = (x.map(c.output_tok_s), y.map(c.e2e.p95.unwrap_or(0.0)));
             let _ = write!(
                 out,

@@ -24,5 +24,5 @@ pub use live::{LiveTick, RunInfo, RunStatus, RunView, ServerMsg, TargetInfo};
 pub use result::{CellResult, Dist};
 pub use sample::{ErrorClass, RequestSample};
 pub use server::{LengthControl, ServerKind};
-pub use spec::{CellSpec, ExperimentSpec, FieldError, InputsRef, LoadMode, Slo, Workload};
+pub use spec::{CellSpec, ExperimentSpec, FieldError, InputsRef, Load, LoadMode, Slo, Workload};
 pub use telemetry::{GpuCellStats, GpuSample, ServerCellStats, ServerSample, TelemetrySources};

@@ -207,6 +207,9 @@ impl RunView {
                     None => self.cells.push((**result).clone()),
                 }
                 self.cells.sort_by_key(|c| c.cell);
+                // The run's one-line answer follows its cells (the same on the server and in
+                // every viewer folding these messages).
+                self.info.headline = crate::decide::Headline::of(&self.cells);
             }
             ServerMsg::Status { status, message } => {
                 self.info.status = *status;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::sample::{ErrorClass, RequestSample};
-use crate::spec::{CellSpec, Slo};
+use crate::spec::{CellSpec, Load, Slo};
 pub use crate::stats::Dist;
 use crate::token_hist::TokenHist;
 
@@ -160,6 +160,11 @@ impl TurnStats {
 }
 
 impl CellResult {
+    /// The cell's load level, from the pair the row carries (`concurrency`, `rate`).
+    pub fn load(&self) -> Load {
+        Load::of(self.concurrency, self.rate)
+    }
+
     /// Computes the row from all samples of one cell (warm-up ones included; they are skipped).
     /// `planned` is the number of measured requests the cell was to send.
     pub fn compute(cell: &CellSpec, samples: &[RequestSample], slo: &Slo, planned: u32) -> CellResult {
@@ -212,11 +217,10 @@ impl CellResult {
         let tokens_unknown = ok.iter().filter(|s| s.completion_tokens.is_none()).count() as u32;
         let done_markers = ok.iter().filter(|s| s.done_marker).count() as u32;
         let mut notes = Vec::new();
-        if cell.rate.is_none() && cell.concurrency > planned {
-            notes.push(format!(
-                "concurrency {} exceeds the cell's {planned} requests: at most {planned} were ever in flight",
-                cell.concurrency
-            ));
+        if let Load::Closed { concurrency } = cell.load {
+            if concurrency > planned {
+                notes.push(format!("concurrency {concurrency} exceeds the cell's {planned} requests: at most {planned} were ever in flight"));
+            }
         }
         if short_outputs > 0 {
             notes.push(format!("{short_outputs} of {} outputs shorter than max_new_tokens {}", ok.len(), cell.max_new_tokens));
@@ -229,9 +233,9 @@ impl CellResult {
 
         CellResult {
             cell: cell.index,
-            concurrency: cell.concurrency,
+            concurrency: cell.load.concurrency(),
             max_new_tokens: cell.max_new_tokens,
-            rate: cell.rate,
+            rate: cell.load.rate(),
             input_tokens: cell.input_tokens,
             total_time_s,
             requests_ok: ok.len() as u32,
@@ -414,7 +418,7 @@ mod tests {
 
     #[test]
     fn cell_result_by_hand() {
-        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None, input_tokens: None };
+        let cell = CellSpec { index: 0, load: Load::Closed { concurrency: 2 }, max_new_tokens: 5, input_tokens: None };
         let mut samples = vec![
             RequestSample { warmup: true, e2e_ms: 99_999.0, ..Default::default() },
             sample(0.0, 100.0, 1000.0, 5),
@@ -452,7 +456,7 @@ mod tests {
 
     #[test]
     fn short_outputs_missing_usage_done_markers_and_small_cells_are_noted() {
-        let cell = CellSpec { index: 0, concurrency: 32, max_new_tokens: 5, rate: None, input_tokens: None };
+        let cell = CellSpec { index: 0, load: Load::Closed { concurrency: 32 }, max_new_tokens: 5, input_tokens: None };
         let mut samples = vec![sample(0.0, 100.0, 1000.0, 5), sample(0.0, 100.0, 1000.0, 3), sample(0.0, 100.0, 1000.0, 5)];
         samples[0].done_marker = true;
         samples[2].completion_tokens = None;
@@ -482,7 +486,7 @@ mod tests {
             ..Default::default()
         };
         let samples = [s(1, 10.0, 20, false), s(1, 30.0, 22, false), s(2, 50.0, 60, false), s(2, 999.0, 0, true), s(3, 70.0, 100, false)];
-        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 4, rate: None, input_tokens: None };
+        let cell = CellSpec { index: 0, load: Load::Closed { concurrency: 2 }, max_new_tokens: 4, input_tokens: None };
         let r = CellResult::compute(&cell, &samples, &Slo::default(), 5);
         let turns: Vec<(u32, u32, Option<f64>, Option<f64>)> = r.by_turn.iter().map(|t| (t.turn, t.requests, t.ttft.p50, t.prompt_tokens_mean)).collect();
         assert_eq!(turns, vec![(1, 2, Some(20.0), Some(21.0)), (2, 1, Some(50.0), Some(60.0)), (3, 1, Some(70.0), Some(100.0))], "the failed turn is left out");
@@ -501,7 +505,7 @@ mod tests {
 
     #[test]
     fn empty_cell_is_zero_and_fails_slo() {
-        let cell = CellSpec { index: 3, concurrency: 1, max_new_tokens: 1, rate: None, input_tokens: None };
+        let cell = CellSpec { index: 3, load: Load::Closed { concurrency: 1 }, max_new_tokens: 1, input_tokens: None };
         let r = CellResult::compute(&cell, &[], &Slo::default(), 5);
         assert_eq!(r.total_time_s, 0.0);
         assert!(!r.slo_pass);
@@ -512,7 +516,7 @@ mod tests {
 
     #[test]
     fn cancelled_requests_mark_the_cell_partial_not_failed() {
-        let cell = CellSpec { index: 0, concurrency: 2, max_new_tokens: 5, rate: None, input_tokens: None };
+        let cell = CellSpec { index: 0, load: Load::Closed { concurrency: 2 }, max_new_tokens: 5, input_tokens: None };
         let samples = vec![
             sample(0.0, 100.0, 1000.0, 5),
             RequestSample { scheduled_s: 0.5, e2e_ms: 9_000.0, error: Some(ErrorClass::Cancelled), ..Default::default() },

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use crate::result::{CellResult, SloState};
-use crate::spec::{CellSpec, ExperimentSpec, FieldError};
+use crate::spec::{CellSpec, ExperimentSpec, FieldError, Load};
 
 /// The fewest measured requests an SLO search probe may send: below it a p95 is one or two
 /// requests' luck (`probe_error`).
@@ -57,8 +57,8 @@ pub fn wilson(good: u32, n: u32) -> (f64, f64) {
 impl Search {
     /// Candidates are the cells' concurrencies, or their rates when the cells have rates.
     pub fn new(cells: &[CellSpec]) -> Search {
-        let rate = cells.iter().any(|c| c.rate.is_some());
-        let mut candidates: Vec<(f64, u32)> = cells.iter().map(|c| (c.rate.unwrap_or(f64::from(c.concurrency)), c.index)).collect();
+        let rate = cells.iter().any(|c| matches!(c.load, Load::Rate { .. }));
+        let mut candidates: Vec<(f64, u32)> = cells.iter().map(|c| (c.load.level(), c.index)).collect();
         candidates.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
         candidates.dedup_by(|a, b| a.0 == b.0);
         Search { candidates, rate, met: None, missed: None, ran: Vec::new(), evidence: BTreeMap::new(), short: BTreeMap::new() }
@@ -200,7 +200,7 @@ mod tests {
     }
 
     fn cells(cs: &[u32]) -> Vec<CellSpec> {
-        cs.iter().enumerate().map(|(i, &c)| CellSpec { index: i as u32, concurrency: c, max_new_tokens: 64, rate: None, input_tokens: None }).collect()
+        cs.iter().enumerate().map(|(i, &c)| CellSpec { index: i as u32, load: Load::Closed { concurrency: c }, max_new_tokens: 64, input_tokens: None }).collect()
     }
 
     /// Runs the search against a knee: concurrencies up to `knee` meet the SLO.
@@ -209,7 +209,7 @@ mod tests {
         let mut s = Search::new(&cells);
         let mut order = Vec::new();
         while let Some(i) = s.next() {
-            let c = cells[i as usize].concurrency;
+            let c = cells[i as usize].load.concurrency();
             order.push(c);
             s.record(i, &probe(c <= knee, if c <= knee { 64 } else { 40 }, 64));
             assert!(order.len() <= cells.len(), "the search ends");
@@ -249,7 +249,7 @@ mod tests {
         let grid = cells(&[1, 2, 4, 8, 16, 32, 64, 128, 256]);
         let mut s = Search::new(&grid);
         while let Some(i) = s.next() {
-            let c = grid[i as usize].concurrency;
+            let c = grid[i as usize].load.concurrency();
             let r = CellResult { concurrency: c, requests_ok: 64, slo_pass: true, good_requests: 64, peak_concurrency: c.min(64), ..Default::default() };
             s.record(i, &r);
         }
@@ -284,10 +284,10 @@ mod tests {
 
     #[test]
     fn a_rate_search_names_rates() {
-        let cells: Vec<CellSpec> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().enumerate().map(|(i, &r)| CellSpec { index: i as u32, concurrency: 0, max_new_tokens: 64, rate: Some(r), input_tokens: None }).collect();
+        let cells: Vec<CellSpec> = [0.5, 1.0, 2.0, 4.0, 8.0].iter().enumerate().map(|(i, &r)| CellSpec { index: i as u32, load: Load::Rate { rps: r }, max_new_tokens: 64, input_tokens: None }).collect();
         let mut s = Search::new(&cells);
         while let Some(i) = s.next() {
-            let r = cells[i as usize].rate.unwrap();
+            let r = cells[i as usize].load.rate().unwrap();
             s.record(i, &probe(r <= 2.0, if r <= 2.0 { 100 } else { 50 }, 100));
         }
         assert_eq!((s.highest_met(), s.lowest_missed()), (Some(2.0), Some(4.0)));

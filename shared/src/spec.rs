@@ -284,28 +284,98 @@ impl Default for ExperimentSpec {
     }
 }
 
-/// One cell of a grid: the parameters a single measured run uses.
+/// How hard a cell loads the server: a closed loop's workers, or an open loop's arrivals.
+/// One value, so a cell is never both (or neither).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Load {
+    /// `concurrency` workers, each sending its next request when its last one ends.
+    Closed { concurrency: u32 },
+    /// Arrivals at `rps` requests/s.
+    Rate { rps: f64 },
+}
+
+impl Load {
+    /// The level on the load axis, for ordering cells: workers or requests/s.
+    pub fn level(self) -> f64 {
+        match self {
+            Load::Closed { concurrency } => f64::from(concurrency),
+            Load::Rate { rps } => rps,
+        }
+    }
+
+    /// Closed-loop workers; 0 in an open loop (as files and tables write it).
+    pub fn concurrency(self) -> u32 {
+        match self {
+            Load::Closed { concurrency } => concurrency,
+            Load::Rate { .. } => 0,
+        }
+    }
+
+    /// Open-loop requests/s; None in a closed loop.
+    pub fn rate(self) -> Option<f64> {
+        match self {
+            Load::Closed { .. } => None,
+            Load::Rate { rps } => Some(rps),
+        }
+    }
+
+    /// The pair results and files carry (`concurrency`, `rate`) read back: a rate makes it open.
+    pub fn of(concurrency: u32, rate: Option<f64>) -> Load {
+        match rate {
+            Some(rps) => Load::Rate { rps },
+            None => Load::Closed { concurrency },
+        }
+    }
+
+    /// "c16" or "2.5 rps".
+    pub fn label(self) -> String {
+        match self {
+            Load::Closed { concurrency } => format!("c{concurrency}"),
+            Load::Rate { rps } => format!("{rps} rps"),
+        }
+    }
+}
+
+/// One cell of a grid: the parameters a single measured run uses. Written as before the `Load`
+/// enum (`concurrency`, 0 in an open loop, and `rate`), so older files read back.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(from = "CellSpecFile", into = "CellSpecFile")]
 pub struct CellSpec {
     pub index: u32,
-    /// Closed loop: workers. Rate mode: 0.
-    pub concurrency: u32,
+    pub load: Load,
     pub max_new_tokens: u32,
-    /// Rate mode: requests/s. Closed loop: None.
-    pub rate: Option<f64>,
     /// Synthetic prompts of this many tokens (the spec's `input_tokens` axis); None: the workload's own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_tokens: Option<u32>,
 }
 
+/// `CellSpec` as files and the API write it.
+#[derive(Serialize, Deserialize)]
+struct CellSpecFile {
+    index: u32,
+    concurrency: u32,
+    max_new_tokens: u32,
+    rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    input_tokens: Option<u32>,
+}
+
+impl From<CellSpecFile> for CellSpec {
+    fn from(f: CellSpecFile) -> Self {
+        CellSpec { index: f.index, load: Load::of(f.concurrency, f.rate), max_new_tokens: f.max_new_tokens, input_tokens: f.input_tokens }
+    }
+}
+
+impl From<CellSpec> for CellSpecFile {
+    fn from(c: CellSpec) -> Self {
+        CellSpecFile { index: c.index, concurrency: c.load.concurrency(), max_new_tokens: c.max_new_tokens, rate: c.load.rate(), input_tokens: c.input_tokens }
+    }
+}
+
 impl CellSpec {
-    /// A short human label, e.g. `c16 × 256`, `2.5 req/s × 256`, or with synthetic prompts
+    /// A short human label, e.g. `c16 × 256`, `2.5 rps × 256`, or with synthetic prompts
     /// `c16 × 256 (2048 in)`.
     pub fn label(&self) -> String {
-        let base = match self.rate {
-            Some(r) => format!("{r} req/s × {}", self.max_new_tokens),
-            None => format!("c{} × {}", self.concurrency, self.max_new_tokens),
-        };
+        let base = format!("{} × {}", self.load.label(), self.max_new_tokens);
         match self.input_tokens {
             Some(n) => format!("{base} ({n} in)"),
             None => base,
@@ -568,17 +638,17 @@ impl ExperimentSpec {
     /// (when given), inner over max_new_tokens, as the notes' grid script does.
     pub fn cells(&self) -> Vec<CellSpec> {
         let mut out = Vec::new();
-        let axis: Vec<(u32, Option<f64>)> = match self.mode {
-            LoadMode::Closed => self.concurrency.iter().map(|&c| (c, None)).collect(),
+        let axis: Vec<Load> = match self.mode {
+            LoadMode::Closed => self.concurrency.iter().map(|&concurrency| Load::Closed { concurrency }).collect(),
             // A replay's cells by speedup, each at the trace's mean offered rate.
-            LoadMode::Rate if self.trace().is_some() => self.speedup.iter().map(|&x| (0, Some(self.trace_rate(x).unwrap_or(x)))).collect(),
-            LoadMode::Rate => self.rate.iter().map(|&r| (0, Some(r))).collect(),
+            LoadMode::Rate if self.trace().is_some() => self.speedup.iter().map(|&x| Load::Rate { rps: self.trace_rate(x).unwrap_or(x) }).collect(),
+            LoadMode::Rate => self.rate.iter().map(|&rps| Load::Rate { rps }).collect(),
         };
         let inputs: Vec<Option<u32>> = if self.input_tokens.is_empty() { vec![None] } else { self.input_tokens.iter().map(|&n| Some(n)).collect() };
-        for (concurrency, rate) in axis {
+        for load in axis {
             for &input_tokens in &inputs {
                 for &max_new_tokens in &self.max_new_tokens {
-                    out.push(CellSpec { index: out.len() as u32, concurrency, max_new_tokens, rate, input_tokens });
+                    out.push(CellSpec { index: out.len() as u32, load, max_new_tokens, input_tokens });
                 }
             }
         }
@@ -608,7 +678,7 @@ impl ExperimentSpec {
         } else {
             self.requests_per_worker
         };
-        base.max(per_worker.saturating_mul(cell.concurrency))
+        base.max(per_worker.saturating_mul(cell.load.concurrency()))
     }
 
     /// Every request the run sends, warm-ups included.
@@ -633,7 +703,7 @@ mod tests {
     #[test]
     fn grid_order_matches_the_notes_script() {
         let s = ExperimentSpec { concurrency: vec![8, 16, 32], max_new_tokens: vec![256, 512], ..Default::default() };
-        let cells: Vec<(u32, u32)> = s.cells().iter().map(|c| (c.concurrency, c.max_new_tokens)).collect();
+        let cells: Vec<(u32, u32)> = s.cells().iter().map(|c| (c.load.concurrency(), c.max_new_tokens)).collect();
         assert_eq!(cells, vec![(8, 256), (8, 512), (16, 256), (16, 512), (32, 256), (32, 512)]);
         assert_eq!(s.cells()[5].index, 5);
     }
@@ -671,7 +741,7 @@ mod tests {
     #[test]
     fn input_length_is_a_third_axis() {
         let s = ExperimentSpec { concurrency: vec![8, 16], input_tokens: vec![512, 8192], max_new_tokens: vec![128], ..Default::default() };
-        let cells: Vec<(u32, Option<u32>)> = s.cells().iter().map(|c| (c.concurrency, c.input_tokens)).collect();
+        let cells: Vec<(u32, Option<u32>)> = s.cells().iter().map(|c| (c.load.concurrency(), c.input_tokens)).collect();
         assert_eq!(cells, vec![(8, Some(512)), (8, Some(8192)), (16, Some(512)), (16, Some(8192))]);
         assert_eq!(s.cells()[1].label(), "c8 × 128 (8192 in)");
         assert!(s.validate().is_empty());
@@ -683,13 +753,25 @@ mod tests {
     }
 
     #[test]
+    fn a_cells_load_is_written_as_files_always_had_it() {
+        let closed = CellSpec { index: 0, load: Load::Closed { concurrency: 16 }, max_new_tokens: 256, input_tokens: None };
+        let open = CellSpec { index: 1, load: Load::Rate { rps: 2.5 }, max_new_tokens: 64, input_tokens: Some(512) };
+        assert_eq!(serde_json::to_value(&closed).unwrap(), serde_json::json!({"index": 0, "concurrency": 16, "max_new_tokens": 256, "rate": null}));
+        assert_eq!(serde_json::to_value(&open).unwrap(), serde_json::json!({"index": 1, "concurrency": 0, "max_new_tokens": 64, "rate": 2.5, "input_tokens": 512}));
+        for c in [closed, open] {
+            assert_eq!(serde_json::from_value::<CellSpec>(serde_json::to_value(&c).unwrap()).unwrap(), c);
+        }
+        assert_eq!((Load::Closed { concurrency: 8 }.level(), Load::Rate { rps: 0.5 }.level()), (8.0, 0.5));
+    }
+
+    #[test]
     fn rate_mode_needs_rates() {
         let s = ExperimentSpec { mode: LoadMode::Rate, ..Default::default() };
         assert_eq!(s.validate()[0].field, "rate");
         let s = ExperimentSpec { mode: LoadMode::Rate, rate: vec![1.5, 3.0], ..Default::default() };
         assert!(s.validate().is_empty());
-        assert_eq!(s.cells()[1].rate, Some(3.0));
-        assert_eq!(s.cells()[1].label(), "3 req/s × 256");
+        assert_eq!(s.cells()[1].load, Load::Rate { rps: 3.0 });
+        assert_eq!(s.cells()[1].label(), "3 rps × 256");
     }
 
     #[test]

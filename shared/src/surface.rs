@@ -238,8 +238,8 @@ impl<'a> Grid<'a> {
 
     /// The axes of the cells with a result and of the cells `planned` (the run's grid).
     pub fn planned(cells: &'a [CellResult], planned: &[CellSpec]) -> Grid<'a> {
-        let rate_mode = cells.iter().any(|c| c.rate.is_some()) || planned.iter().any(|c| c.rate.is_some());
-        let planned_x = |c: &CellSpec| if rate_mode { c.rate.unwrap_or(0.0) } else { f64::from(c.concurrency) };
+        let rate_mode = cells.iter().any(|c| c.rate.is_some()) || planned.iter().any(|c| c.load.rate().is_some());
+        let planned_x = |c: &CellSpec| if rate_mode { c.load.rate().unwrap_or(0.0) } else { f64::from(c.load.concurrency()) };
         let mut xs: Vec<f64> = cells.iter().map(|c| x_of(c, rate_mode)).chain(planned.iter().map(planned_x)).collect();
         xs.sort_by(f64::total_cmp);
         xs.dedup();
@@ -291,7 +291,7 @@ pub fn svg_of(view: &RunView) -> String {
 pub fn svg_grid(cells: &[CellResult], planned: &[CellSpec], title: &str) -> String {
     let g = Grid::planned(cells, planned);
     let planned_at = |x: f64, y: Row| {
-        planned.iter().any(|c| Row::planned(c) == y && if g.rate_mode { c.rate == Some(x) } else { f64::from(c.concurrency) == x })
+        planned.iter().any(|c| Row::planned(c) == y && if g.rate_mode { c.load.rate() == Some(x) } else { f64::from(c.load.concurrency()) == x })
     };
     let left = if g.has_inputs() { 130.0 } else { 90.0 };
     let (tile_w, tile_h, top) = (96.0, 40.0, 56.0);

@@ -258,7 +258,7 @@ impl Engine {
     async fn replay(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, trace: &[crate::workload::trace::TraceRequest], cell: &CellSpec) -> (RequestSet, Vec<String>) {
         let spec = &info.spec;
         let (maker, mut notes) = self.prompt_maker(info, auth).await;
-        let speedup = match (cell.rate, spec.trace_rate(1.0)) {
+        let speedup = match (cell.load.rate(), spec.trace_rate(1.0)) {
             (Some(r), Some(base)) if base > 0.0 => r / base,
             _ => 1.0,
         };

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use caplab_shared::{CellSpec, ErrorClass, ExperimentSpec, LoadMode, RequestSample};
+use caplab_shared::{CellSpec, ErrorClass, ExperimentSpec, Load, RequestSample};
 use rand::SeedableRng;
 use rand_distr::{Distribution, Gamma};
 use tokio::sync::mpsc::UnboundedSender;
@@ -88,14 +88,14 @@ impl CellCtx {
 
 /// Sends the cell's requests and returns when all have ended (or the run was stopped).
 pub async fn drive(ctx: Arc<CellCtx>, spec: ExperimentSpec, cell: CellSpec, tx: UnboundedSender<RequestSample>) {
-    match spec.mode {
-        LoadMode::Closed if ctx.turns > 1 => conversations(ctx, cell.concurrency, tx).await,
-        LoadMode::Closed => closed_loop(ctx, cell.concurrency, tx).await,
-        LoadMode::Rate => {
+    match cell.load {
+        Load::Closed { concurrency } if ctx.turns > 1 => conversations(ctx, concurrency, tx).await,
+        Load::Closed { concurrency } => closed_loop(ctx, concurrency, tx).await,
+        Load::Rate { rps } => {
             // A replay's arrivals are the trace's; otherwise drawn for the rate.
             let offsets = match &ctx.set.arrivals {
                 Some(trace) => trace.clone(),
-                None => arrival_offsets(cell.rate.unwrap_or(1.0), spec.burstiness, ctx.total, spec.seed.wrapping_add(u64::from(cell.index))),
+                None => arrival_offsets(rps, spec.burstiness, ctx.total, spec.seed.wrapping_add(u64::from(cell.index))),
             };
             open_loop(ctx, offsets, spec.max_in_flight, tx).await
         }

@@ -164,7 +164,7 @@ fn short_title(view: &RunView, chart: &str) -> String {
 
 /// "c16 × 256" or "4 rps × 256".
 fn cell_label(c: &CellResult) -> String {
-    let base = c.rate.map_or(format!("c{} × {}", c.concurrency, c.max_new_tokens), |r| format!("{r} rps × {}", c.max_new_tokens));
+    let base = format!("{} × {}", c.load().label(), c.max_new_tokens);
     c.input_tokens.map_or(base.clone(), |n| format!("{base} ({n} in)"))
 }
 
