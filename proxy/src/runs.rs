@@ -31,6 +31,8 @@ pub struct Run {
     requests: Mutex<Requests>,
     /// Its final files are written (or it was read from them): it may be deleted.
     settled: AtomicBool,
+    /// Wakes whoever waits for `settled` (`wait_settled`).
+    settled_now: tokio::sync::Notify,
     pub cancel: CancellationToken,
 }
 
@@ -103,6 +105,7 @@ impl Run {
             tx,
             requests: Mutex::default(),
             settled: AtomicBool::new(false),
+            settled_now: tokio::sync::Notify::new(),
             cancel: parent.child_token(),
         })
     }
@@ -120,10 +123,24 @@ impl Run {
     /// Marks the run's files as final: nothing will write them again.
     pub fn settle(&self) {
         self.settled.store(true, Ordering::Release);
+        self.settled_now.notify_waiters();
     }
 
     pub fn is_settled(&self) -> bool {
         self.settled.load(Ordering::Acquire)
+    }
+
+    /// Waits until the run's files are final, at most `limit`; whether they are.
+    pub async fn wait_settled(&self, limit: std::time::Duration) -> bool {
+        let woken = self.settled_now.notified();
+        tokio::pin!(woken);
+        // Registered before the check: a settle between the two still wakes it.
+        woken.as_mut().enable();
+        if self.is_settled() {
+            return true;
+        }
+        let _ = tokio::time::timeout(limit, woken).await;
+        self.is_settled()
     }
 
     /// Applies `msg` to the view and sends it to every viewer, atomically with `subscribe`.
@@ -772,6 +789,24 @@ mod tests {
             reg.save(&run).unwrap();
         }
         run
+    }
+
+    #[tokio::test]
+    async fn a_delete_waits_for_the_files_without_polling() {
+        let dir = temp_dir("settle");
+        let reg = Registry::writing_to(dir.clone());
+        let run = make_run(&reg, 4, false);
+        assert!(!run.wait_settled(std::time::Duration::from_millis(30)).await, "not settled: the wait gives up at its limit");
+        let later = run.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            later.settle();
+        });
+        let t = std::time::Instant::now();
+        assert!(run.wait_settled(std::time::Duration::from_secs(10)).await);
+        assert!(t.elapsed() < std::time::Duration::from_secs(2), "woken when settled, not at the limit");
+        assert!(run.wait_settled(std::time::Duration::ZERO).await, "already settled: at once");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

@@ -146,13 +146,7 @@ pub async fn delete_run(State(st): State<Arc<AppState>>, Path(id): Path<String>)
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     // A run that has just ended may still be writing its files: let it finish first.
-    for _ in 0..200 {
-        if run.is_settled() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    if !run.is_settled() {
+    if !run.wait_settled(std::time::Duration::from_secs(5)).await {
         return Err(ApiError::Conflict(format!("run {id} is still saving its files: try again in a moment")));
     }
     st.lab.registry.delete(&id).map_err(|e| ApiError::Internal(format!("could not delete run {id}'s files: {e}")))?;
