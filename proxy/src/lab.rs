@@ -57,8 +57,8 @@ impl Lab {
         }
     }
 
-    /// The run with this id, or the words that say there is none.
-    pub fn find(&self, id: &str) -> Result<Arc<Run>, String> {
+    /// The run with this id (a finished one is read back from its files: blocking work).
+    pub fn find(&self, id: &str) -> Result<Arc<Run>, crate::runs::FilesError> {
         self.registry.find(id)
     }
 
@@ -203,7 +203,7 @@ impl Lab {
                 Err(e) => tracing::error!(
                     "run {} could not be saved as caplab stops ({}): its {held} requests held in memory are lost; the rest are in its folder, and the next start lists it",
                     run.id,
-                    crate::runs::disk_words(&e)
+                    crate::store::disk_words(&e)
                 ),
             }
         }
@@ -231,7 +231,7 @@ fn save_or_say_why(registry: &Registry, run: &Arc<Run>) {
     match registry.save(run) {
         Ok(path) => tracing::info!("run {} saved in {}", run.id, path.display()),
         Err(e) => {
-            let cause = crate::runs::disk_words(&e);
+            let cause = crate::store::disk_words(&e);
             tracing::error!("could not save run {} ({cause}): it stays in memory and is tried again when caplab stops", run.id);
             let before = run.info().message.map(|m| format!("{m}; ")).unwrap_or_default();
             let message = format!(

@@ -19,6 +19,7 @@ pub mod secrets;
 pub mod server;
 pub mod sim;
 pub mod spec_input;
+pub mod store;
 pub mod target;
 pub mod targets;
 pub mod telemetry;

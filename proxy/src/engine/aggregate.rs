@@ -64,7 +64,9 @@ impl<'a> Aggregator<'a> {
             }
             self.cell_samples.push(s);
         }
-        self.run.record(&self.cell_samples[first_new..]);
+        // The append is disk work: the runtime's other tasks (the requests being timed) move to
+        // another worker while it runs.
+        crate::store::blocking(|| self.run.record(&self.cell_samples[first_new..]));
         while self.recent.front().is_some_and(|r| now - r.0 > WINDOW) {
             self.recent.pop_front();
         }

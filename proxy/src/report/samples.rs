@@ -42,7 +42,7 @@ pub fn read(reader: impl Read) -> Samples {
 /// The samples of the run saved in `folder`, or None when it keeps no request (an imported
 /// run) or its `requests.csv` cannot be read.
 pub fn of_folder(folder: &Path) -> Option<Samples> {
-    let file = std::fs::File::open(folder.join("requests.csv")).ok()?;
+    let file = crate::store::files::requests(folder).ok()?;
     Some(read(std::io::BufReader::new(file))).filter(|s| !s.is_empty())
 }
 

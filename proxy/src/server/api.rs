@@ -122,12 +122,15 @@ pub async fn start_run(State(st): State<Arc<AppState>>, body: Bytes) -> Result<R
     Ok((StatusCode::CREATED, Json(info)).into_response())
 }
 
-fn find(st: &AppState, id: &str) -> Result<Arc<Run>, ApiError> {
-    st.lab.find(id).map_err(ApiError::NotFound)
+/// The run with this id; a finished one is read back from its files off the runtime that
+/// times requests.
+async fn find(st: &Arc<AppState>, id: &str) -> Result<Arc<Run>, ApiError> {
+    let (st, id) = (st.clone(), id.to_string());
+    tokio::task::spawn_blocking(move || st.lab.find(&id)).await.map_err(|e| ApiError::Internal(e.to_string()))?.map_err(ApiError::from)
 }
 
 pub async fn get_run(State(st): State<Arc<AppState>>, Extension(role): Extension<Role>, Path(id): Path<String>) -> Result<Json<RunView>, ApiError> {
-    let mut view = find(&st, &id)?.view();
+    let mut view = find(&st, &id).await?.view();
     if role == Role::Viewer {
         view.info = view.info.for_viewer();
     }
@@ -141,7 +144,7 @@ pub async fn delete_run(State(st): State<Arc<AppState>>, Path(id): Path<String>)
     if !info.status.is_terminal() {
         return Err(ApiError::Conflict(format!("run {id} is still running: stop it first")));
     }
-    let Ok(run) = find(&st, &id) else {
+    let Ok(run) = find(&st, &id).await else {
         st.lab.registry.delete(&id).map_err(|e| ApiError::Internal(format!("could not delete run {id}'s files: {e}")))?;
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
@@ -159,7 +162,7 @@ pub async fn limits(State(st): State<Arc<AppState>>) -> Json<crate::limits::Limi
 }
 
 pub async fn stop_run(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let run = find(&st, &id)?;
+    let run = find(&st, &id).await?;
     let info = run.info();
     if info.status.is_terminal() {
         return Err(ApiError::Conflict(format!("run {id} has already ended ({})", info.status.as_str())));
@@ -211,7 +214,7 @@ fn file_stem(info: &RunInfo) -> String {
 pub async fn requests_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
     use futures_util::StreamExt;
     use tokio::io::AsyncReadExt;
-    let run = find(&st, &id)?;
+    let run = find(&st, &id).await?;
     let info = run.info();
     let (on_disk, tail) = run.requests_csv().map_err(|e| ApiError::Internal(format!("cannot read run {id}'s requests: {e}")))?;
     let name = format!("{}_requests.csv", file_stem(&info));
@@ -223,20 +226,20 @@ pub async fn requests_csv(State(st): State<Arc<AppState>>, Path(id): Path<String
 }
 
 pub async fn summary_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let view = find(&st, &id)?.view();
+    let view = find(&st, &id).await?.view();
     let bytes = export::summary_csv(&view.info, &view.cells).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(download(format!("{}_summary.csv", file_stem(&view.info)), "text/csv; charset=utf-8", bytes))
 }
 
 pub async fn results_json(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let view = find(&st, &id)?.view();
+    let view = find(&st, &id).await?.view();
     let bytes = serde_json::to_vec_pretty(&view).map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(download(format!("{}_results.json", file_stem(&view.info)), "application/json", bytes))
 }
 
 /// A time series saved beside the run (`server_metrics.csv`, `gpu.csv`), streamed from disk.
 pub async fn series_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>, name: &'static str) -> Result<Response, ApiError> {
-    let run = find(&st, &id)?;
+    let run = find(&st, &id).await?;
     let info = run.info();
     let path = run.folder().map(|f| f.join(name)).filter(|p| p.exists()).ok_or_else(|| {
         let why = match name {
@@ -253,7 +256,7 @@ pub async fn series_csv(State(st): State<Arc<AppState>>, Path(id): Path<String>,
 /// A chart of the run as it stands (`surface`: the OOM surface; `frontier`: throughput vs
 /// latency), as an SVG file.
 pub async fn chart_svg(State(st): State<Arc<AppState>>, Path(id): Path<String>, chart: &'static str) -> Result<Response, ApiError> {
-    let view = find(&st, &id)?.view();
+    let view = find(&st, &id).await?.view();
     let svg = if chart == "surface" { export::surface_svg(&view) } else { export::frontier_svg(&view) };
     Ok(download(format!("{}_{chart}.svg", file_stem(&view.info)), "image/svg+xml", svg.into_bytes()))
 }
@@ -316,10 +319,9 @@ async fn report_input(st: &Arc<AppState>, q: &ReportQuery) -> Result<(Vec<RunVie
     };
     // Reading the runs' files is blocking work: off the runtime that times requests.
     let lab = st.clone();
-    let views = tokio::task::spawn_blocking(move || ids.iter().map(|id| lab.lab.find(id).map(|r| r.view())).collect::<Result<Vec<_>, String>>())
+    let views = tokio::task::spawn_blocking(move || ids.iter().map(|id| lab.lab.find(id).map(|r| r.view())).collect::<Result<Vec<_>, _>>())
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::NotFound)?;
+        .map_err(|e| ApiError::Internal(e.to_string()))??;
     let Some(key) = q.predict.as_deref().map(str::trim).filter(|k| !k.is_empty()) else { return Ok((views, prices)) };
     let mut with_predicted = views.clone();
     for v in &views {
@@ -501,7 +503,7 @@ pub async fn run_report_html(State(st): State<Arc<AppState>>, Path(id): Path<Str
     let prices = prices_of(q.prices.as_deref())?;
     let lab = st.clone();
     let (info, page) = tokio::task::spawn_blocking(move || {
-        let run = lab.lab.find(&id).map_err(ApiError::NotFound)?;
+        let run = lab.lab.find(&id)?;
         let view = run.view();
         let page = crate::report::run_html(&view, run.folder().as_deref(), &prices);
         Ok::<_, ApiError>((view.info, page))
@@ -541,7 +543,7 @@ pub struct PredictQuery {
 /// A finished run's grid predicted on another GPU by the calibrated simulator, with its frontier
 /// drawn beside the measured one (`sim::predict`).
 pub async fn predict(State(st): State<Arc<AppState>>, Path(id): Path<String>, Query(q): Query<PredictQuery>) -> Result<Json<caplab_shared::prediction::Prediction>, ApiError> {
-    let view = find(&st, &id)?.view();
+    let view = find(&st, &id).await?.view();
     let cal = crate::sim::calibrate::default_calibration();
     let answer = tokio::task::spawn_blocking(move || crate::sim::predict::predict(&view, &q.gpu, Some(q.model.as_str()), cal))
         .await

@@ -38,7 +38,10 @@ pub async fn watch(
     conn: Option<Extension<super::listen::ConnHandle>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let run = st.lab.find(&id).map_err(ApiError::NotFound)?;
+    let run = {
+        let (st, id) = (st.clone(), id.clone());
+        tokio::task::spawn_blocking(move || st.lab.find(&id)).await.map_err(|e| ApiError::Internal(e.to_string()))??
+    };
     let Ok(place) = st.ws_slots.clone().try_acquire_owned() else {
         return Err(ApiError::Unavailable(
             "this caplab has as many live views open as it allows (--max-websockets): close a tab, or ask the operator to raise it".into(),

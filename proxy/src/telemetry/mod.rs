@@ -94,17 +94,6 @@ fn opt(v: Option<f64>) -> String {
     v.map(|v| format!("{:?}", (v * 1000.0).round() / 1000.0)).unwrap_or_default()
 }
 
-/// Opens `name` in the run's folder for appending, with `header` when it is new.
-fn series_file(run: &Run, name: &str, header: &str) -> Option<std::fs::File> {
-    let path = run.folder()?.join(name);
-    let fresh = !path.exists();
-    let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path).ok()?;
-    if fresh {
-        file.write_all(header.as_bytes()).ok()?;
-    }
-    Some(file)
-}
-
 impl Telemetry {
     /// Starts reading the target's `/metrics` and the GPUs for `run` (times from `start`).
     pub async fn start(run: Arc<Run>, client: &reqwest::Client, target: &TargetInfo, auth: Option<HeaderValue>, start: Instant) -> Telemetry {
@@ -150,8 +139,8 @@ impl Telemetry {
         run.publish(ServerMsg::Telemetry { sources });
         let has_server = first.is_some();
         let state = State {
-            server_csv: has_server.then(|| series_file(&run, "server_metrics.csv", SERVER_CSV_HEADER)).flatten(),
-            gpu_csv: (simulated_gpu || gpu_source.is_some()).then(|| series_file(&run, "gpu.csv", GPU_CSV_HEADER)).flatten(),
+            server_csv: has_server.then(|| run.series("server_metrics.csv", SERVER_CSV_HEADER)).flatten(),
+            gpu_csv: (simulated_gpu || gpu_source.is_some()).then(|| run.series("gpu.csv", GPU_CSV_HEADER)).flatten(),
             first,
             ..State::default()
         };
