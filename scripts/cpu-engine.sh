@@ -12,7 +12,7 @@
 #   scripts/cpu-engine.sh install       # only the venv and the model
 #   scripts/cpu-engine.sh transformers model   # the model name its requests must use (its path)
 #
-# Knobs: PORT (default: a free one), MAX_MODEL_LEN (2048), KV_GIB (1), MODEL_NAME (tiny, vLLM),
+# Knobs: PORT (default: a free one), MAX_MODEL_LEN (2048), KV_GIB (1), MODEL_NAME (tiny, vLLM), CB_NUM_BLOCKS (1024 blocks of 16 tokens, transformers),
 # VLLM_EXTRA_ARGS (e.g. "--max-num-seqs 8 --num-gpu-blocks-override 16"), VLLM_CPU_OMP_THREADS_BIND
 # (default: all cores but the last), MODEL_ARGS (make_test_model.py flags), READY_TIMEOUT (600 s).
 set -euo pipefail
@@ -124,7 +124,9 @@ else
   export OMP_NUM_THREADS="${OMP_NUM_THREADS:-$(( CORES > 1 ? CORES - 1 : 1 ))}"
   # The model is given as FORCE_MODEL: loaded at start, used for every request; requests name
   # it by its path, as on the GPU (the server's /v1/models does not list a local folder).
-  setsid nohup "$VENV/bin/transformers" serve --continuous-batching --device cpu --host 127.0.0.1 --port "$PORT" \
+  # Its KV cache is sized explicitly: left to itself, continuous batching on a CPU took 20 GB of
+  # this 24 GB machine's memory and was killed by the OOM killer while a build ran beside it.
+  setsid nohup "$VENV/bin/transformers" serve --continuous-batching --cb-num-blocks "${CB_NUM_BLOCKS:-1024}" --device cpu --host 127.0.0.1 --port "$PORT" \
     "$MODEL_DIR" > "$LOG" 2>&1 < /dev/null &
 fi
 echo $! > "$PIDFILE"
