@@ -8,6 +8,7 @@ mod aggregate;
 mod breaker;
 pub mod request;
 mod schedule;
+pub mod tokens;
 pub mod sse;
 
 use std::sync::Arc;
@@ -223,7 +224,7 @@ impl Engine {
     /// lengths can only be estimates.
     async fn prompt_maker(&self, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>) -> (crate::workload::synthetic::Synthetic, Vec<String>) {
         let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: info.spec.model.clone() };
-        let maker = crate::workload::synthetic::Synthetic::measure(&tokenizer, info.spec.workload).await;
+        let maker = crate::workload::synthetic::Synthetic::measure(&tokens::TargetCounter { tokenizer }, info.spec.workload).await;
         let notes = maker.approximate.iter().cloned().collect();
         (maker, notes)
     }

@@ -4,7 +4,7 @@
 
 use caplab_shared::{ExperimentSpec, FieldError, TargetInfo, Workload};
 
-use super::tokens::Tokenizer;
+use super::tokens::CountTokens;
 use super::{summarize_prompt, Inputs};
 
 /// How many of the longest items (by characters) are counted: the target's tokenizer is asked
@@ -15,7 +15,7 @@ const LONGEST: usize = 8;
 /// room for one output token, as a refusal of the `inputs` field; None when all fit, when the
 /// inputs are the built-in ones or a trace, or when the target has no context or no tokenizer
 /// (those prompts are sent, and a server that refuses them says so per request).
-pub async fn too_long(spec: &ExperimentSpec, inputs: &Inputs, target: &TargetInfo, tokenizer: &Tokenizer) -> Option<FieldError> {
+pub async fn too_long(spec: &ExperimentSpec, inputs: &Inputs, target: &TargetInfo, tokenizer: &impl CountTokens) -> Option<FieldError> {
     let given = spec.inputs.as_ref().filter(|i| !i.is_trace())?;
     let ctx = target.max_model_len?;
     // (item number from 1, the text the tokenizer is asked about)

@@ -8,7 +8,7 @@
 use caplab_shared::Workload;
 use rand::{Rng, SeedableRng};
 
-use super::tokens::Tokenizer;
+use super::tokens::CountTokens;
 
 /// Candidate one-token words (with their leading space).
 const WORDS: [&str; 64] = [
@@ -43,7 +43,7 @@ pub struct Synthetic {
 impl Synthetic {
     /// Measures the target's tokenizer: which words are one token, and the overhead. Without a
     /// tokenizer, one token per word and no overhead, flagged approximate.
-    pub async fn measure(tokenizer: &Tokenizer, workload: Workload) -> Synthetic {
+    pub async fn measure(tokenizer: &impl CountTokens, workload: Workload) -> Synthetic {
         let approximate = |why: String| Synthetic { workload, vocab: WORDS.to_vec(), overhead: 0, approximate: Some(why) };
         let count = |words: &[&str]| {
             let text: String = words.concat();

@@ -1,0 +1,60 @@
+//! Counting a prompt's tokens as the target counts them: its tokenize endpoint
+//! (`workload::tokens`), else one streamed request for a single output token, whose
+//! `usage.prompt_tokens` is the server's own count (`transformers serve` and unrecognised
+//! OpenAI-compatible servers have no tokenize endpoint), at the cost of a one-token generation.
+
+use caplab_shared::Workload;
+use serde_json::json;
+
+use crate::workload::tokens::{CountTokens, Tokenizer};
+
+/// The target's count: its tokenize endpoint, else its `usage`.
+pub struct TargetCounter {
+    pub tokenizer: Tokenizer,
+}
+
+impl CountTokens for TargetCounter {
+    fn count(&self, workload: Workload, text: &str) -> impl std::future::Future<Output = Result<u32, String>> + Send {
+        async move {
+            match self.tokenizer.count(workload, text).await {
+                Ok(n) => Ok(n),
+                Err(no_endpoint) => self.via_usage(workload, text).await.map_err(|e| format!("{no_endpoint}; {e}")),
+            }
+        }
+    }
+}
+
+impl TargetCounter {
+    /// The count from one streamed request for a single output token: the server's `usage`.
+    async fn via_usage(&self, workload: Workload, text: &str) -> Result<u32, String> {
+        let (path, mut body) = match workload {
+            Workload::Batch => ("/v1/completions", json!({ "prompt": text, "max_tokens": 1 })),
+            Workload::Chat => {
+                let mut b = json!({ "messages": [{ "role": "user", "content": text }] });
+                b[self.tokenizer.server.chat_max_tokens_field()] = json!(1);
+                ("/v1/chat/completions", b)
+            }
+        };
+        body["model"] = json!(self.tokenizer.model);
+        body["stream"] = json!(true);
+        body["stream_options"] = json!({ "include_usage": true });
+        let url = format!("{}{path}", self.tokenizer.base_url.trim_end_matches('/'));
+        let (live, cancel, redactor) = (super::LiveCounters::default(), tokio_util::sync::CancellationToken::new(), crate::secrets::Redactor::for_auth(self.tokenizer.auth.as_ref()));
+        let call = super::request::Call {
+            client: &self.tokenizer.client,
+            url: &url,
+            timeout: std::time::Duration::from_secs(60),
+            live: &live,
+            cancel: &cancel,
+            usage_required: true,
+            auth: self.tokenizer.auth.as_ref(),
+            redactor: &redactor,
+        };
+        let sample = super::request::execute(&call, bytes::Bytes::from(body.to_string()), tokio::time::Instant::now()).await;
+        match (sample.error, sample.prompt_tokens) {
+            (None, Some(n)) => Ok(n),
+            (Some(class), _) => Err(format!("a one-token request to count them failed ({}: {})", class.as_str(), sample.error_message.unwrap_or_default())),
+            (None, None) => Err("a one-token request to count them had no usage".into()),
+        }
+    }
+}
