@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use caplab_shared::{RequestSample, RunInfo};
 
-use super::{disk_words, files::write_atomic};
+use super::{disk_words, files::write_atomic, JournalError};
 use crate::export;
 
 #[derive(Default)]
@@ -75,7 +75,7 @@ impl Journal {
 
     /// Appends a batch. A file that cannot take it (a full disk) is cut back to its last whole
     /// row and closed; the batch, and every later one, is kept in memory; the error says why.
-    pub fn record(&mut self, info: &RunInfo, batch: &[RequestSample]) -> Result<(), String> {
+    pub fn record(&mut self, info: &RunInfo, batch: &[RequestSample]) -> Result<(), JournalError> {
         let mut failed = None;
         if let Some(file) = self.file.as_mut() {
             match append_whole(file, &mut self.whole, info, batch) {
@@ -85,7 +85,7 @@ impl Journal {
                 }
                 Err(e) => {
                     let cause = disk_words(&e);
-                    failed = Some(format!("cannot append to {} ({cause})", self.path.as_deref().unwrap_or(Path::new("its journal")).display()));
+                    failed = Some(JournalError::Append { path: self.path.as_deref().unwrap_or(Path::new("its journal")).display().to_string(), cause: cause.clone() });
                     self.fault.get_or_insert(cause);
                     self.file = None;
                 }

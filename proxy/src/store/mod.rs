@@ -7,6 +7,14 @@ mod journal;
 
 pub use journal::Journal;
 
+/// Why the journal could not keep a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// The file would not take it (the cause in `disk_words`' words: a full disk says so).
+    #[error("cannot append to {path} ({cause})")]
+    Append { path: String, cause: String },
+}
+
 /// Runs `work` (disk I/O) from async code without holding up the runtime's other tasks: on a
 /// multi-thread runtime (caplab's) they move to another worker while it runs; elsewhere (a
 /// test's single-thread runtime, no runtime) it simply runs.
