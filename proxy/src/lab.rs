@@ -100,7 +100,7 @@ impl Lab {
         info.name = target.name.clone();
         let spec = prepare(spec, &info).map_err(Refusal::Invalid)?;
         let tokenizer = crate::workload::tokens::Tokenizer { client: self.engine.client.clone(), base_url: info.url.clone(), auth: target.auth.clone(), server: info.server, model: spec.model.clone() };
-        let counter = crate::engine::tokens::TargetCounter { tokenizer };
+        let counter = crate::engine::tokens::TargetCounter::new(tokenizer);
         if let Some(e) = crate::workload::context::too_long(&spec, &self.engine.inputs_for(&spec), &info, &counter).await {
             return Err(Refusal::Invalid(vec![e]));
         }

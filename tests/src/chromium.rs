@@ -16,6 +16,23 @@ pub struct Browser {
     _driver: tokio::process::Child,
     /// Where the browser saves downloads.
     pub downloads: PathBuf,
+    /// Its own profile folder, which also names its processes.
+    profile: PathBuf,
+}
+
+impl Drop for Browser {
+    /// chromedriver dies with the browser (`kill_on_drop`), but the Chromium it started would
+    /// live on, orphaned: hundreds of them piled up over a day of test runs. They are ended by
+    /// the profile folder their command lines name, and the folder removed.
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", "--"])
+            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
 }
 
 /// A TCP port free right now on 127.0.0.1.
@@ -60,7 +77,7 @@ pub async fn browser_with(extra_args: &[&str]) -> Browser {
     for _ in 0..50 {
         let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
         match builder.capabilities(caps.clone()).connect(&url).await {
-            Ok(client) => return Browser { client, _driver: driver, downloads },
+            Ok(client) => return Browser { client, _driver: driver, downloads, profile },
             Err(e) => last_err = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -224,7 +224,7 @@ impl Engine {
     /// lengths can only be estimates.
     async fn prompt_maker(&self, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>) -> (crate::workload::synthetic::Synthetic, Vec<String>) {
         let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: info.spec.model.clone() };
-        let maker = crate::workload::synthetic::Synthetic::measure(&tokens::TargetCounter { tokenizer }, info.spec.workload).await;
+        let maker = crate::workload::synthetic::Synthetic::measure(&tokens::TargetCounter::new(tokenizer), info.spec.workload).await;
         let notes = maker.approximate.iter().cloned().collect();
         (maker, notes)
     }

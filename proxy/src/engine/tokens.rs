@@ -1,25 +1,45 @@
 //! Counting a prompt's tokens as the target counts them: its tokenize endpoint
-//! (`workload::tokens`), else one streamed request for a single output token, whose
+//! (`workload::tokens`), else the model's own `tokenizer.json` when this machine has it
+//! (completion prompts), else one streamed request for a single output token, whose
 //! `usage.prompt_tokens` is the server's own count (`transformers serve` and unrecognised
 //! OpenAI-compatible servers have no tokenize endpoint), at the cost of a one-token generation.
 
 use caplab_shared::Workload;
 use serde_json::json;
 
-use crate::workload::tokens::{CountTokens, Tokenizer};
+use crate::workload::tokens::{CountTokens, LocalTokenizer, Tokenizer};
 
-/// The target's count: its tokenize endpoint, else its `usage`.
+/// The target's count: its tokenize endpoint, else the model's tokenizer file, else its `usage`.
 pub struct TargetCounter {
     pub tokenizer: Tokenizer,
+    /// The served model's `tokenizer.json`, when this machine has it (`LocalTokenizer::find`),
+    /// looked for once, and only for a target without a tokenize endpoint.
+    local: std::sync::OnceLock<Option<LocalTokenizer>>,
+}
+
+impl TargetCounter {
+    pub fn new(tokenizer: Tokenizer) -> TargetCounter {
+        TargetCounter { tokenizer, local: std::sync::OnceLock::new() }
+    }
+
+    /// Counts with the model's own tokenizer file, if there is one (read from disk once).
+    fn with_local(&self, workload: Workload, text: &str) -> Option<u32> {
+        // Reading the file and encoding a long prompt are blocking work.
+        crate::store::blocking(|| self.local.get_or_init(|| LocalTokenizer::find(&self.tokenizer.model)).as_ref()?.count(workload, text).ok())
+    }
 }
 
 impl CountTokens for TargetCounter {
     fn count(&self, workload: Workload, text: &str) -> impl std::future::Future<Output = Result<u32, String>> + Send {
         async move {
-            match self.tokenizer.count(workload, text).await {
-                Ok(n) => Ok(n),
-                Err(no_endpoint) => self.via_usage(workload, text).await.map_err(|e| format!("{no_endpoint}; {e}")),
+            let no_endpoint = match self.tokenizer.count(workload, text).await {
+                Ok(n) => return Ok(n),
+                Err(e) => e,
+            };
+            if let Some(n) = self.with_local(workload, text) {
+                return Ok(n);
             }
+            self.via_usage(workload, text).await.map_err(|e| format!("{no_endpoint}; {e}"))
         }
     }
 }
