@@ -126,6 +126,9 @@ impl Lab {
         if let Some(w) = kept.workload.filter(|w| *w != spec.workload) {
             return vec![FieldError::new("inputs", format!("{} holds {} inputs ({}); this is a {} run", kept.name, w.as_str(), kept.format, spec.workload.as_str()))];
         }
+        if spec.recorded_output_lengths && self.engine.store.get(&given.id).is_none_or(|(_, inputs)| inputs.answers.iter().all(String::is_empty)) {
+            return vec![FieldError::new("recorded_output_lengths", format!("{} ({}) holds no recorded answers to take output lengths from: give a ShareGPT file with gpt turns", kept.name, kept.format))];
+        }
         spec.inputs = Some(InputsRef { file: given.file, ..kept });
         vec![]
     }

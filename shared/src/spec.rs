@@ -192,6 +192,10 @@ pub struct ExperimentSpec {
     /// Output lengths drawn per request from this distribution (`max_tokens` of each request;
     /// exact where the server can be made to, as with `ignore_eos`), instead of max_new_tokens.
     pub output_dist: Option<LengthDist>,
+    /// Chat from a ShareGPT file: each request's `max_tokens` is its conversation's recorded
+    /// answer's length in tokens, as the target counts it (as `vllm bench serve` does), instead
+    /// of max_new_tokens.
+    pub recorded_output_lengths: bool,
     /// Synthetic prompts: their first this many tokens are shared (as a system prompt would
     /// be), so the server's prefix cache can serve them; 0 = every prompt its own from the start.
     pub prefix_tokens: u32,
@@ -260,6 +264,7 @@ impl Default for ExperimentSpec {
             input_tokens: vec![],
             input_dist: None,
             output_dist: None,
+            recorded_output_lengths: false,
             prefix_tokens: 0,
             prefix_groups: 1,
             turns: 1,
@@ -530,6 +535,11 @@ impl ExperimentSpec {
             self.input_dist.is_none() || (self.input_tokens.is_empty() && self.inputs.is_none()),
             "input_dist",
             "give a length distribution, the input_tokens axis or your own inputs: one of them".into(),
+        );
+        check(
+            !self.recorded_output_lengths || (self.workload == Workload::Chat && self.inputs.is_some() && self.output_dist.is_none() && self.max_new_tokens.len() == 1),
+            "recorded_output_lengths",
+            "output lengths from recorded answers need chat on your own ShareGPT file, one max_new_tokens (it is not used) and no output_dist".into(),
         );
         check(
             self.output_dist.is_none() || self.max_new_tokens.len() == 1,

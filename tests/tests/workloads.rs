@@ -171,6 +171,51 @@ async fn synthetic_prompts_have_exactly_the_tokens_asked_for() {
     assert!(view.cells[0].notes.iter().any(|n| n.contains("too short")), "{:?}", view.cells[0].notes);
 }
 
+/// ShareGPT's recorded answers set each request's output length (`recorded_output_lengths`, as
+/// `vllm bench serve` takes them): its answer's tokens as the target counts them; a record
+/// without an answer asks for max_new_tokens; inputs without answers are refused.
+#[tokio::test]
+async fn recorded_answers_set_each_requests_output_length() {
+    let caplab = Caplab::start(FAST_SIM).await.unwrap();
+    let api = client();
+    let upload = |name: &str, text: String| {
+        let (api, url, name) = (api.clone(), caplab.api("inputs"), name.to_string());
+        async move { api.post(url).json(&json!({"name": name, "workload": "chat", "text": text})).send().await.unwrap().json::<caplab_shared::InputsRef>().await.unwrap() }
+    };
+    let (short, long) = ("Batching shares the GPU.".repeat(2), "The KV cache holds every token of every sequence in flight. ".repeat(4));
+    let share = json!([
+        {"conversations": [{"from": "human", "value": "What does batching do?"}, {"from": "gpt", "value": short}]},
+        {"conversations": [{"from": "human", "value": "And the KV cache?"}, {"from": "gpt", "value": long}]},
+        {"conversations": [{"from": "human", "value": "No answer recorded here."}]}
+    ]);
+    let share = upload("share.json", share.to_string()).await;
+    let id = start_run(&api, &caplab, json!({"workload": "chat", "concurrency": [1], "max_new_tokens": [64], "requests": 3, "recorded_output_lengths": true, "inputs": {"id": share.id}})).await.unwrap();
+    let view = wait_for_end(&api, &caplab, &id, Duration::from_secs(60)).await.unwrap();
+    assert!(view.cells[0].notes.iter().any(|n| n.starts_with("output lengths from the 2 recorded answers")), "{:?}", view.cells[0].notes);
+    // What the target counts for each answer, less what it counts for nothing at all.
+    let sim = view.info.target.url.clone();
+    let count = |text: String| {
+        let (api, url) = (api.clone(), format!("{sim}/tokenize"));
+        async move { api.post(url).json(&json!({"model": "sim-qwen2.5-1.5b", "prompt": text})).send().await.unwrap().json::<serde_json::Value>().await.unwrap()["count"].as_u64().unwrap() as u32 }
+    };
+    let base = count(String::new()).await;
+    let expected = [count(short).await - base, count(long).await - base, 64];
+    let csv_text = api.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
+    let mut rdr = csv::Reader::from_reader(csv_text.as_bytes());
+    let h = rdr.headers().unwrap().clone();
+    let (req, out) = (h.iter().position(|x| x == "request").unwrap(), h.iter().position(|x| x == "completion_tokens").unwrap());
+    let mut got: Vec<(u32, u32)> = rdr.records().map(|r| r.unwrap()).map(|r| (r[req].parse().unwrap(), r[out].parse().unwrap())).collect();
+    got.sort();
+    assert_eq!(got.iter().map(|g| g.1).collect::<Vec<_>>(), expected, "each request its own answer's length");
+    assert!(expected[1] > expected[0] + 20);
+    // A file without recorded answers has none to give.
+    let lines = upload("lines.txt", "one prompt\nanother\n".into()).await;
+    let resp = api.post(caplab.api("runs")).json(&json!({"workload": "chat", "max_new_tokens": [64], "recorded_output_lengths": true, "inputs": {"id": lines.id}})).send().await.unwrap();
+    assert_eq!(resp.status(), 422);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["fields"][0]["field"], "recorded_output_lengths", "{body}");
+}
+
 /// Your own prompt longer than the target's context is refused before anything is sent, naming
 /// the prompt and both numbers; prompts that fit run.
 #[tokio::test]

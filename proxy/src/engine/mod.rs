@@ -172,6 +172,8 @@ impl Engine {
             (set, notes) = self.replay(set, info, auth.clone(), &inputs.trace, cell).await;
         } else if spec.input_dist.is_some() || spec.output_dist.is_some() {
             (set, notes) = self.drawn_lengths(set, info, auth.clone(), cell).await;
+        } else if spec.recorded_output_lengths {
+            (set, notes) = self.recorded_lengths(set, info, auth.clone(), cell).await;
         }
         let url = format!("{}{}", target.url, set.path);
         let set_is_replay = set.arrivals.is_some();
@@ -251,6 +253,36 @@ impl Engine {
             .map(|(i, &t)| crate::workload::trace::TraceRequest { at_s: 0.0, input_tokens: t, output_tokens: outputs.as_ref().map_or(cell.max_new_tokens, |o| o[i]), hash_ids: vec![] })
             .collect();
         (set.with_lengths(maker, lengths, seed, spec.workload), notes)
+    }
+
+    /// The cell's requests with each one's `max_tokens` the length of its conversation's recorded
+    /// answer (ShareGPT), counted by the target as a completion prompt without its special tokens
+    /// (the count of an empty prompt is taken off), each answer once.
+    async fn recorded_lengths(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, cell: &CellSpec) -> (RequestSet, Vec<String>) {
+        use crate::workload::tokens::CountTokens;
+        let (spec, inputs) = (&info.spec, self.inputs_for(&info.spec));
+        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
+        let counter = tokens::TargetCounter::new(tokenizer);
+        let n = (spec.warmup + self.cell_requests(spec, cell)) as usize;
+        let used = n.min(inputs.answers.len());
+        let base = counter.count(caplab_shared::Workload::Batch, "").await.unwrap_or(0);
+        let mut lengths = Vec::with_capacity(used);
+        let mut unknown = 0;
+        for answer in &inputs.answers[..used] {
+            match counter.count(caplab_shared::Workload::Batch, answer).await {
+                Ok(t) if !answer.is_empty() => lengths.push(t.saturating_sub(base).max(1)),
+                _ => {
+                    unknown += 1;
+                    lengths.push(cell.max_new_tokens);
+                }
+            }
+        }
+        let mean = lengths.iter().map(|&t| f64::from(t)).sum::<f64>() / lengths.len().max(1) as f64;
+        let mut notes = vec![format!("output lengths from the {} recorded answers, as the target counts them (mean {mean:.0} tokens)", used - unknown)];
+        if unknown > 0 {
+            notes.push(format!("{unknown} answers were empty or could not be counted: those requests asked for max_new_tokens {}", cell.max_new_tokens));
+        }
+        (set.with_output_lengths(lengths), notes)
     }
 
     /// The cell's requests as a replay of `trace` at the cell's speedup: each request's recorded

@@ -54,12 +54,16 @@ pub struct Inputs {
     /// A trace to replay (arrival times and lengths; prompts are made to its lengths).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trace: Vec<trace::TraceRequest>,
+    /// Chat from ShareGPT: each conversation's recorded answer (its first gpt turn after the
+    /// prompt; empty where it has none), one per entry of `chats`, for `recorded_output_lengths`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<String>,
 }
 
 impl Default for Inputs {
     /// The built-in ones: the notes' five `[DOC]` documents and the chat prompts in `data/`.
     fn default() -> Self {
-        Inputs { documents: parse_documents(DOCS), chats: parse_prompts(CHAT_PROMPTS).into_iter().map(|p| vec![Message::user(p)]).collect(), trace: vec![] }
+        Inputs { documents: parse_documents(DOCS), chats: parse_prompts(CHAT_PROMPTS).into_iter().map(|p| vec![Message::user(p)]).collect(), trace: vec![], answers: vec![] }
     }
 }
 

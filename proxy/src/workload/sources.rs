@@ -28,6 +28,8 @@ pub struct Parsed {
     pub chats: Vec<Vec<Message>>,
     /// A trace: when each request arrived, with its lengths (`super::trace`).
     pub trace: Vec<super::trace::TraceRequest>,
+    /// ShareGPT: each conversation's recorded answer, beside `chats` (empty for other formats).
+    pub answers: Vec<String>,
 }
 
 impl Parsed {
@@ -36,11 +38,11 @@ impl Parsed {
     }
 
     fn documents(format: &'static str, documents: Vec<String>) -> Parsed {
-        Parsed { format, documents, chats: vec![], trace: vec![] }
+        Parsed { format, documents, chats: vec![], trace: vec![], answers: vec![] }
     }
 
     fn chats(format: &'static str, chats: Vec<Vec<Message>>) -> Parsed {
-        Parsed { format, documents: vec![], chats, trace: vec![] }
+        Parsed { format, documents: vec![], chats, trace: vec![], answers: vec![] }
     }
 }
 
@@ -59,13 +61,16 @@ pub fn parse(file: &str, bytes: &[u8], workload: Workload) -> Result<Parsed, Sou
     // A trace is a trace whichever workload replays it.
     if super::trace::kind(trimmed).is_some() {
         let (format, trace) = super::trace::parse(trimmed).map_err(err)?;
-        return Ok(Parsed { format, documents: vec![], chats: vec![], trace });
+        return Ok(Parsed { format, documents: vec![], chats: vec![], trace, answers: vec![] });
     }
     let parsed = match workload {
         Workload::Batch if trimmed.starts_with('{') => Parsed::documents("JSONL documents", jsonl(trimmed, document_of).map_err(err)?),
         Workload::Batch if trimmed.contains("[DOC]") => Parsed::documents("[DOC] documents", super::parse_documents(trimmed)),
         Workload::Batch => Parsed::documents("one document", vec![trimmed.to_string()]),
-        Workload::Chat if trimmed.starts_with('[') => Parsed::chats("ShareGPT", sharegpt(trimmed).map_err(err)?),
+        Workload::Chat if trimmed.starts_with('[') => {
+            let (chats, answers) = sharegpt(trimmed).map_err(err)?;
+            Parsed { answers, ..Parsed::chats("ShareGPT", chats) }
+        }
         Workload::Chat if trimmed.starts_with('{') => Parsed::chats("JSONL messages", jsonl(trimmed, messages_of).map_err(err)?),
         Workload::Chat => Parsed::chats("prompt lines", super::parse_prompts(trimmed).into_iter().map(|p| vec![Message::user(p)]).collect()),
     };
@@ -156,22 +161,27 @@ fn content_text(v: Option<&Value>) -> Option<String> {
 }
 
 /// ShareGPT: `[{"conversations": [{"from": "human", "value": …}, {"from": "gpt", …}]}, …]`; the
-/// first human turn of each record is its prompt (as `vllm bench serve` takes it).
-fn sharegpt(text: &str) -> Result<Vec<Vec<Message>>, String> {
+/// first human turn of each record is its prompt (as `vllm bench serve` takes it), and the first
+/// gpt turn after it its recorded answer (empty when it has none).
+fn sharegpt(text: &str) -> Result<(Vec<Vec<Message>>, Vec<String>), String> {
     let records: Vec<Value> = serde_json::from_str(text).map_err(|e| format!("not a JSON array of ShareGPT records ({e})"))?;
-    let mut out = Vec::new();
+    let (mut chats, mut answers) = (Vec::new(), Vec::new());
+    let from = |t: &Value, who: &[&str]| t.get("from").and_then(Value::as_str).is_some_and(|f| who.contains(&f));
     for (i, r) in records.iter().enumerate() {
         let turns = r.get("conversations").or_else(|| r.get("conversation")).and_then(Value::as_array).ok_or(format!("record {}: no \"conversations\" list", i + 1))?;
-        let human = turns
-            .iter()
-            .find(|t| t.get("from").and_then(Value::as_str).is_some_and(|f| f == "human" || f == "user"))
-            .and_then(|t| t.get("value").and_then(Value::as_str))
+        let at = turns.iter().position(|t| from(t, &["human", "user"]) && t.get("value").and_then(Value::as_str).is_some_and(|v| !v.trim().is_empty()));
+        let human = at
+            .and_then(|k| turns[k].get("value").and_then(Value::as_str))
             .map(str::trim)
-            .filter(|v| !v.is_empty())
             .ok_or(format!("record {}: no human turn (\"from\": \"human\" with a \"value\")", i + 1))?;
-        out.push(vec![Message::user(human.to_string())]);
+        let answer = at
+            .and_then(|k| turns[k + 1..].iter().find(|t| from(t, &["gpt", "assistant", "chatgpt", "bard"])))
+            .and_then(|t| t.get("value").and_then(Value::as_str))
+            .unwrap_or_default();
+        chats.push(vec![Message::user(human.to_string())]);
+        answers.push(answer.to_string());
     }
-    Ok(out)
+    Ok((chats, answers))
 }
 
 #[cfg(test)]
@@ -205,6 +215,7 @@ mod tests {
         assert_eq!(jsonl.chats[0], vec![Message { role: "system".into(), content: "be brief".into() }, Message::user("hi".into())]);
         let share = ok(r#"[{"id": "x", "conversations": [{"from": "system", "value": "s"}, {"from": "human", "value": "first"}, {"from": "gpt", "value": "answer"}, {"from": "human", "value": "second"}]}]"#, Workload::Chat);
         assert_eq!((share.format, share.chats.clone()), ("ShareGPT", vec![vec![Message::user("first".into())]]));
+        assert_eq!(share.answers, vec!["answer".to_string()], "the recorded answer after the first human turn");
     }
 
     #[test]

@@ -38,7 +38,7 @@ impl InputStore {
 
     /// Keeps `parsed` (read from a file named `name`) for `workload`; the same content gives the same id.
     pub fn put(&self, name: &str, workload: Workload, parsed: Parsed) -> std::io::Result<InputsRef> {
-        let inputs = Inputs { documents: parsed.documents.clone(), chats: parsed.chats.clone(), trace: parsed.trace.clone() };
+        let inputs = Inputs { documents: parsed.documents.clone(), chats: parsed.chats.clone(), trace: parsed.trace.clone(), answers: parsed.answers.clone() };
         let canonical = serde_json::to_vec(&(workload, &inputs)).map_err(std::io::Error::other)?;
         let digest = Sha256::digest(&canonical);
         let id: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
