@@ -95,7 +95,8 @@ fn RunHeader() -> impl IntoView {
             let t = &v.info.target;
             let model = s.model_beside_gpu().map_or(String::new(), |m| format!(" · {m}"));
             let target = if t.url.is_empty() { String::new() } else { format!(" · target {} ({})", t.url, t.server.label()) };
-            format!("{} · {}{model} · {}{target}", s.workload.as_str(), s.mode.as_str(), s.gpu)
+            let talk = s.conversation_words().map_or(String::new(), |w| format!(" · {w}"));
+            format!("{} · {}{talk}{model} · {}{target}", s.workload.as_str(), s.mode.as_str(), s.gpu)
         })
         .unwrap_or_default()
     };
@@ -132,7 +133,7 @@ fn RunHeader() -> impl IntoView {
                     <button id="stop" class="danger" on:click=stop>"Stop"</button>
                 </Show>
             </div>
-            <p class="muted">{what}</p>
+            <p class="muted" id="run-what">{what}</p>
             {move || imported().map(|from| view! { <p class="imported-banner" id="imported-banner">{format!("IMPORTED: these numbers were measured by another tool ({from}), not by caplab. Only what the file holds is shown: no timeline, no server or GPU telemetry.")}</p> })}
             <Show when=move || imported().is_none()>
                 <div class="progress" title="requests finished / requests planned">

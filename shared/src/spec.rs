@@ -607,6 +607,14 @@ impl ExperimentSpec {
         errs
     }
 
+    /// "3-turn conversations, 2 s think time" for a run of conversations; None for single requests.
+    pub fn conversation_words(&self) -> Option<String> {
+        (self.turns > 1).then(|| {
+            let think = if self.think_time_s > 0.0 { format!(", {} s think time", self.think_time_s) } else { String::new() };
+            format!("{}-turn conversations{think}", self.turns)
+        })
+    }
+
     /// The model, where a label beside the GPU's should name it: not when the GPU label names
     /// it already (a simulated GPU's "NVIDIA A100 80GB SXM · Qwen/… (simulated)"), so it is said once.
     pub fn model_beside_gpu(&self) -> Option<&str> {

@@ -23,7 +23,7 @@ pub struct Browser {
 impl Drop for Browser {
     /// chromedriver dies with the browser (`kill_on_drop`), but the Chromium it started would
     /// live on, orphaned: hundreds of them piled up over a day of test runs. They are ended by
-    /// the profile folder their command lines name, and the folder removed.
+    /// the profile folder their command lines name, and its folders removed.
     fn drop(&mut self) {
         let _ = std::process::Command::new("pkill")
             .args(["-f", "--"])
@@ -32,6 +32,7 @@ impl Drop for Browser {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir_all(&self.profile);
+        let _ = std::fs::remove_dir_all(&self.downloads);
     }
 }
 

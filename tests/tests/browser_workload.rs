@@ -53,4 +53,16 @@ async fn drawn_lengths_show_as_histograms_of_tokens_per_request() {
     assert!(output.iter().all(|(t, _)| t.contains("tokens")), "each bar names its range: {output:?}");
     let text = c.find(Locator::Id("tokens")).await.unwrap().text().await.unwrap();
     assert!(text.contains("prompt tokens") && text.contains("output tokens") && text.contains("24 requests"), "{text}");
+    let header = c.find(Locator::Id("run-what")).await.unwrap().text().await.unwrap();
+    assert!(!header.contains("conversations"), "single requests are not called conversations: {header}");
+
+    // A run of conversations says so where the run is named.
+    let talk = start_run(&api, &caplab, json!({"workload": "chat", "concurrency": [2], "max_new_tokens": [8], "requests": 6, "turns": 3, "think_time_s": 0.1})).await.unwrap();
+    wait_for_end(&api, &caplab, &talk, Duration::from_secs(60)).await.unwrap();
+    c.goto(&format!("{}/?token={TEST_TOKEN}#run={talk}", caplab.url)).await.unwrap();
+    let header = poll("the conversation run's header", Duration::from_secs(20), || async {
+        c.find(Locator::Id("run-what")).await.ok()?.text().await.ok().filter(|t| t.contains("conversations"))
+    })
+    .await;
+    assert!(header.contains("3-turn conversations, 0.1 s think time"), "{header}");
 }
