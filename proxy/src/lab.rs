@@ -99,8 +99,7 @@ impl Lab {
             .map_err(|e| Refusal::Invalid(vec![FieldError::new("target", e.to_string())]))?;
         info.name = target.name.clone();
         let spec = prepare(spec, &info).map_err(Refusal::Invalid)?;
-        let tokenizer = crate::workload::tokens::Tokenizer { client: self.engine.client.clone(), base_url: info.url.clone(), auth: target.auth.clone(), server: info.server, model: spec.model.clone() };
-        let counter = crate::engine::tokens::TargetCounter::new(tokenizer);
+        let counter = crate::engine::tokens::TargetCounter::for_target(&self.engine.client, &info, target.auth.clone(), &spec.model);
         if let Some(e) = crate::workload::context::too_long(&spec, &self.engine.inputs_for(&spec), &info, &counter).await {
             return Err(Refusal::Invalid(vec![e]));
         }

@@ -108,6 +108,26 @@ pub struct CellResult {
     pub completion_tokens_hist: TokenHist,
 }
 
+/// Why a cell misses `slo`, one entry per reason (empty: it passes): no successful request,
+/// failed requests, and each objective its p95 (end to end, TTFT, TPOT, in that order) breaks.
+pub fn slo_misses(slo: &Slo, ok: u32, failed: u32, p95: [Option<f64>; 3]) -> Vec<String> {
+    let mut missed = Vec::new();
+    if ok == 0 {
+        missed.push("no successful request".to_string());
+    }
+    if failed > 0 {
+        missed.push(format!("{failed} failed request{}", if failed == 1 { "" } else { "s" }));
+    }
+    for (name, bound, p95) in [("E2E", slo.e2e_ms, p95[0]), ("TTFT", slo.ttft_ms, p95[1]), ("TPOT", slo.tpot_ms, p95[2])] {
+        if let (Some(b), Some(v)) = (bound, p95) {
+            if v > b {
+                missed.push(format!("{name} p95 {v:.0} ms > {b:.0} ms"));
+            }
+        }
+    }
+    missed
+}
+
 /// One turn number of a cell's conversations: every turn resends the history, so later turns
 /// carry longer prompts, which the prefix cache may serve.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -134,12 +154,11 @@ impl TurnStats {
         turns
             .into_iter()
             .map(|(turn, of)| {
-                let prompts: Vec<f64> = of.iter().filter_map(|s| s.prompt_tokens.map(f64::from)).collect();
                 TurnStats {
                     turn,
                     requests: of.len() as u32,
                     ttft: Dist::of(&mut of.iter().filter_map(|s| s.ttft_ms).collect::<Vec<_>>()),
-                    prompt_tokens_mean: (!prompts.is_empty()).then(|| prompts.iter().sum::<f64>() / prompts.len() as f64),
+                    prompt_tokens_mean: Dist::of(&mut of.iter().filter_map(|s| s.prompt_tokens.map(f64::from)).collect::<Vec<_>>()).mean,
                 }
             })
             .collect()
@@ -193,19 +212,7 @@ impl CellResult {
         let tpot = Dist::of(&mut collect(&|s| s.tpot_ms));
 
         let failed = (measured.len() - ok.len()) as u32;
-        let mut slo_missed = Vec::new();
-        if ok.is_empty() {
-            slo_missed.push("no successful request".to_string());
-        }
-        if failed > 0 {
-            slo_missed.push(format!("{failed} failed request{}", if failed == 1 { "" } else { "s" }));
-        }
-        for (name, bound, p95) in [("E2E", slo.e2e_ms, e2e.p95), ("TTFT", slo.ttft_ms, ttft.p95), ("TPOT", slo.tpot_ms, tpot.p95)] {
-            match (bound, p95) {
-                (Some(b), Some(v)) if v > b => slo_missed.push(format!("{name} p95 {v:.0} ms > {b:.0} ms")),
-                _ => {}
-            }
-        }
+        let slo_missed = slo_misses(slo, ok.len() as u32, failed, [e2e.p95, ttft.p95, tpot.p95]);
         let slo_pass = slo_missed.is_empty();
         let meets = |bound: Option<f64>, v: Option<f64>| bound.is_none_or(|b| v.is_some_and(|v| v <= b));
         let good_requests = ok

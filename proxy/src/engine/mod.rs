@@ -225,8 +225,8 @@ impl Engine {
     /// Synthetic prompts' maker, measured with the target's own tokenizer, and a note when its
     /// lengths can only be estimates.
     async fn prompt_maker(&self, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>) -> (crate::workload::synthetic::Synthetic, Vec<String>) {
-        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: info.spec.model.clone() };
-        let maker = crate::workload::synthetic::Synthetic::measure(&tokens::TargetCounter::new(tokenizer), info.spec.workload).await;
+        let counter = tokens::TargetCounter::for_target(&self.client, &info.target, auth, &info.spec.model);
+        let maker = crate::workload::synthetic::Synthetic::measure(&counter, info.spec.workload).await;
         let notes = maker.approximate.iter().cloned().collect();
         (maker, notes)
     }
@@ -261,8 +261,7 @@ impl Engine {
     async fn recorded_lengths(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, cell: &CellSpec) -> (RequestSet, Vec<String>) {
         use crate::workload::tokens::CountTokens;
         let (spec, inputs) = (&info.spec, self.inputs_for(&info.spec));
-        let tokenizer = crate::workload::tokens::Tokenizer { client: self.client.clone(), base_url: info.target.url.clone(), auth, server: info.target.server, model: spec.model.clone() };
-        let counter = tokens::TargetCounter::new(tokenizer);
+        let counter = tokens::TargetCounter::for_target(&self.client, &info.target, auth, &spec.model);
         let n = (spec.warmup + self.cell_requests(spec, cell)) as usize;
         let used = n.min(inputs.answers.len());
         let base = counter.count(caplab_shared::Workload::Batch, "").await.unwrap_or(0);

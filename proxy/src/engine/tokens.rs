@@ -18,7 +18,9 @@ pub struct TargetCounter {
 }
 
 impl TargetCounter {
-    pub fn new(tokenizer: Tokenizer) -> TargetCounter {
+    /// The counter for `model` as served by `target`, asked through `client` with `auth`.
+    pub fn for_target(client: &reqwest::Client, target: &caplab_shared::TargetInfo, auth: Option<reqwest::header::HeaderValue>, model: &str) -> TargetCounter {
+        let tokenizer = Tokenizer { client: client.clone(), base_url: target.url.clone(), auth, server: target.server, model: model.to_string() };
         TargetCounter { tokenizer, local: std::sync::OnceLock::new() }
     }
 

@@ -306,8 +306,8 @@ impl Registry {
     /// Writes the final files; returns the index entry (the info with its headline).
     fn write_final(&self, run: &Run, path: &Path) -> std::io::Result<RunInfo> {
         std::fs::create_dir_all(path)?;
-        let mut view = run.view();
-        view.info.headline = Headline::of(&view.cells);
+        // Its headline came with its cells (`RunView::apply`).
+        let view = run.view();
         lock(&run.journal).finish(&path.join("requests.csv"), &view.info)?;
         files::write_results(path, &view)?;
         Ok(view.info)

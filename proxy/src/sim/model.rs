@@ -160,7 +160,7 @@ impl Sim {
     /// Starts the engine task (call from within the runtime).
     pub fn new(config: SimConfig) -> Arc<Sim> {
         let (tx, rx) = mpsc::unbounded_channel();
-        let prefix = Mutex::new(super::prefix_cache::PrefixCache::new((config.kv_cache_tokens / u64::from(super::prefix_cache::BLOCK_TOKENS)) as usize));
+        let prefix = Mutex::new(super::prefix_cache::PrefixCache::new((config.kv_cache_tokens / u64::from(super::profile::BLOCK_SIZE)) as usize));
         let sim = Arc::new(Sim { config, gauges: Gauges::default(), metrics: Mutex::new(Metrics::default()), prefix, submit: tx });
         tokio::spawn(run_engine(Arc::downgrade(&sim), sim.config.limits(), sim.config.timing(), rx));
         sim

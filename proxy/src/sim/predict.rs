@@ -162,14 +162,8 @@ pub fn as_run(view: &RunView, p: &Prediction) -> RunView {
             cell.server = None;
             cell.gpu = None;
             cell.by_turn.clear();
-            let mut missed = Vec::new();
-            for (name, bound, v) in [("E2E", c.slo.e2e_ms, q.e2e_p95_ms), ("TTFT", c.slo.ttft_ms, q.ttft_p95_ms), ("TPOT", c.slo.tpot_ms, q.tpot_p95_ms)] {
-                if let Some(b) = bound.filter(|b| v > *b) {
-                    missed.push(format!("{name} p95 {v:.0} ms > {b:.0} ms"));
-                }
-            }
-            cell.slo_pass = missed.is_empty() && c.requests_failed == 0;
-            cell.slo_missed = missed;
+            cell.slo_missed = caplab_shared::result::slo_misses(&c.slo, c.requests_ok, c.requests_failed, [Some(q.e2e_p95_ms), Some(q.ttft_p95_ms), Some(q.tpot_p95_ms)]);
+            cell.slo_pass = cell.slo_missed.is_empty();
             cell.good_requests = if cell.slo_pass { c.requests_ok } else { 0 };
             cell.goodput_rps = if cell.slo_pass { cell.requests_per_s } else { 0.0 };
             cell.notes = vec![format!("PREDICTED on {}: the calibrated simulator's replay of the measured cell, not a measurement", p.gpu)];

@@ -9,8 +9,9 @@
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
-/// Tokens a block holds (vLLM's default block size).
-pub const BLOCK_TOKENS: u32 = 16;
+// Tokens a block holds: the simulated KV cache's own block size.
+use super::profile::BLOCK_SIZE as BLOCK_TOKENS;
+
 /// The simulator's tokenizer: one token per 4 bytes (`model::count_tokens`).
 const BLOCK_BYTES: usize = 4 * BLOCK_TOKENS as usize;
 
