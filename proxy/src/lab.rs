@@ -99,7 +99,7 @@ impl Lab {
             .map_err(|e| Refusal::Invalid(vec![FieldError::new("target", e.to_string())]))?;
         info.name = target.name.clone();
         let spec = prepare(spec, &info).map_err(Refusal::Invalid)?;
-        let counter = crate::engine::tokens::TargetCounter::for_target(&self.engine.client, &info, target.auth.clone(), &spec.model);
+        let counter = crate::engine::tokens::TargetCounter::for_target(&self.engine, &info, target.auth.clone(), &spec.model);
         if let Some(e) = crate::workload::context::too_long(&spec, &self.engine.inputs_for(&spec), &info, &counter).await {
             return Err(Refusal::Invalid(vec![e]));
         }

@@ -4,16 +4,17 @@
 
 use std::time::Duration;
 
-use caplab::engine::request::{execute, Call, LiveCounters};
+use caplab::engine::http::{parse_uri, LoadClient};
+use caplab::engine::request::{execute, Call, LiveCounters, Worker};
 use caplab_shared::{ErrorClass, RequestSample};
 use caplab_tests::faults::replay;
 use tokio_util::sync::CancellationToken;
 
 async fn measure(body: &'static [u8], usage_required: bool) -> RequestSample {
-    let url = format!("{}/v1/chat/completions", replay(body).await);
-    let (live, cancel, client) = (LiveCounters::default(), CancellationToken::new(), reqwest::Client::new());
-    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(10), live: &live, cancel: &cancel, usage_required, auth: None, redactor: &caplab::secrets::Redactor::default() };
-    execute(&call, bytes::Bytes::from_static(b"{}"), tokio::time::Instant::now()).await
+    let uri = parse_uri(&format!("{}/v1/chat/completions", replay(body).await));
+    let (live, client) = (LiveCounters::default(), LoadClient::new());
+    let call = Call { client: &client, uri: &uri, timeout: Duration::from_secs(10), live: &live, usage_required, auth: None, redactor: &caplab::secrets::Redactor::default() };
+    execute(&call, &mut Worker::new(&CancellationToken::new()), bytes::Bytes::from_static(b"{}"), tokio::time::Instant::now()).await
 }
 
 /// (fixture, text events, completion tokens, ends with [DONE])

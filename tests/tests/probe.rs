@@ -5,7 +5,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use caplab::engine::request::{execute, Call, LiveCounters};
+use caplab::engine::http::parse_uri;
+use caplab::engine::request::{execute, Call, LiveCounters, Worker};
 use caplab::target::probe;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
@@ -62,13 +63,14 @@ async fn recording_server() -> (String, Arc<Mutex<Vec<(usize, String)>>>) {
 #[tokio::test]
 async fn the_first_request_never_reuses_a_probe_connection() {
     let (url, seen) = recording_server().await;
-    let client = reqwest::Client::new();
-    let info = probe(&client, &url, None).await.unwrap();
+    // The engine's own two clients: the probe's and the load's.
+    let engine = caplab::engine::Engine::new();
+    let info = probe(&engine.client, &url, None).await.unwrap();
     assert!(info.models.is_empty(), "its /v1/models failed");
-    let (live, cancel) = (LiveCounters::default(), CancellationToken::new());
-    let post_url = format!("{url}/v1/completions");
-    let call = Call { client: &client, url: &post_url, timeout: Duration::from_secs(5), live: &live, cancel: &cancel, usage_required: true, auth: None, redactor: &caplab::secrets::Redactor::default() };
-    let sample = execute(&call, bytes::Bytes::from_static(b"{}"), tokio::time::Instant::now()).await;
+    let live = LiveCounters::default();
+    let uri = parse_uri(&format!("{url}/v1/completions"));
+    let call = Call { client: &engine.load, uri: &uri, timeout: Duration::from_secs(5), live: &live, usage_required: true, auth: None, redactor: &caplab::secrets::Redactor::default() };
+    let sample = execute(&call, &mut Worker::new(&CancellationToken::new()), bytes::Bytes::from_static(b"{}"), tokio::time::Instant::now()).await;
     assert_eq!(sample.error, None, "{:?}", sample.error_message);
     let seen = seen.lock().unwrap().clone();
     let post_conn = seen.iter().find(|(_, l)| l.starts_with("POST")).map(|(c, _)| *c).unwrap();

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use caplab::engine::request::{execute, Call, LiveCounters};
+use caplab::engine::http::{parse_uri, LoadClient};
+use caplab::engine::request::{execute, Call, LiveCounters, Worker};
 use caplab_shared::{ErrorClass, RunStatus};
 use caplab_tests::{start_run, wait_for_end, Caplab};
 use serde_json::json;
@@ -174,15 +175,14 @@ async fn real_vllm_errors_become_distinct_classes() {
     }
     // …and when a request reaches vLLM anyway, the engine tells its two refusals apart.
     let live = LiveCounters::default();
-    let cancel = CancellationToken::new();
-    let url = format!("{}/v1/completions", vllm_url());
-    let client = reqwest::Client::new();
-    let call = Call { client: &client, url: &url, timeout: Duration::from_secs(30), live: &live, cancel: &cancel, usage_required: true, auth: None, redactor: &caplab::secrets::Redactor::default() };
-    let send = |body: serde_json::Value| execute(&call, serde_json::to_vec(&body).unwrap().into(), tokio::time::Instant::now());
-    let unknown = send(json!({"model": "no-such-model", "prompt": "hi", "max_tokens": 4, "stream": true})).await;
+    let mut worker = Worker::new(&CancellationToken::new());
+    let uri = parse_uri(&format!("{}/v1/completions", vllm_url()));
+    let client = LoadClient::new();
+    let call = Call { client: &client, uri: &uri, timeout: Duration::from_secs(30), live: &live, usage_required: true, auth: None, redactor: &caplab::secrets::Redactor::default() };
+    let unknown = execute(&call, &mut worker, serde_json::to_vec(&json!({"model": "no-such-model", "prompt": "hi", "max_tokens": 4, "stream": true})).unwrap().into(), tokio::time::Instant::now()).await;
     assert_eq!(unknown.error, Some(ErrorClass::UnknownModel), "{:?}", unknown.error_message);
     assert_eq!(unknown.http_status, Some(404));
-    let too_long = send(json!({"model": "tiny", "prompt": "hi", "max_tokens": 4096, "stream": true})).await;
+    let too_long = execute(&call, &mut worker, serde_json::to_vec(&json!({"model": "tiny", "prompt": "hi", "max_tokens": 4096, "stream": true})).unwrap().into(), tokio::time::Instant::now()).await;
     assert_eq!(too_long.error, Some(ErrorClass::ContextLength), "{:?}", too_long.error_message);
     assert_eq!(too_long.http_status, Some(400));
 

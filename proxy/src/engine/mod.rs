@@ -6,6 +6,8 @@
 
 mod aggregate;
 mod breaker;
+mod guard;
+pub mod http;
 pub mod request;
 mod schedule;
 pub mod tokens;
@@ -28,10 +30,13 @@ pub use request::LiveCounters;
 /// How often live ticks are published (the dashboard redraws on each).
 pub const TICK: Duration = Duration::from_millis(250);
 
-/// What every run shares: one pooled HTTP client, the built-in inputs and the user's.
+/// What every run shares: two pooled HTTP clients, the built-in inputs and the user's.
 #[derive(Clone)]
 pub struct Engine {
+    /// For the probe, `/metrics` and tokenize: everything but the load.
     pub client: reqwest::Client,
+    /// For the load's requests (`http.rs`).
+    pub load: http::LoadClient,
     /// The built-in documents and prompts.
     pub inputs: Arc<Inputs>,
     /// The user's own (uploaded, or read from a file by `caplab run`), by id.
@@ -57,7 +62,7 @@ impl Engine {
             .connect_timeout(Duration::from_secs(10))
             .build()
             .unwrap_or_default();
-        Engine { client, inputs: Arc::new(Inputs::default()), store: Arc::new(InputStore::new(None)) }
+        Engine { client, load: http::LoadClient::new(), inputs: Arc::new(Inputs::default()), store: Arc::new(InputStore::new(None)) }
     }
 
     /// An engine keeping the user's inputs in `dir` (the data folder's `inputs/`).
@@ -175,11 +180,11 @@ impl Engine {
         } else if spec.recorded_output_lengths {
             (set, notes) = self.recorded_lengths(set, info, auth.clone(), cell).await;
         }
-        let url = format!("{}{}", target.url, set.path);
+        let uri = http::parse_uri(&format!("{}{}", target.url, set.path));
         let set_is_replay = set.arrivals.is_some();
         let ctx = Arc::new(schedule::CellCtx {
-            client: self.client.clone(),
-            url,
+            client: self.load.clone(),
+            uri,
             set,
             timeout: Duration::from_secs_f64(spec.timeout_s),
             live: live.clone(),
@@ -225,7 +230,7 @@ impl Engine {
     /// Synthetic prompts' maker, measured with the target's own tokenizer, and a note when its
     /// lengths can only be estimates.
     async fn prompt_maker(&self, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>) -> (crate::workload::synthetic::Synthetic, Vec<String>) {
-        let counter = tokens::TargetCounter::for_target(&self.client, &info.target, auth, &info.spec.model);
+        let counter = tokens::TargetCounter::for_target(self, &info.target, auth, &info.spec.model);
         let maker = crate::workload::synthetic::Synthetic::measure(&counter, info.spec.workload).await;
         let notes = maker.approximate.iter().cloned().collect();
         (maker, notes)
@@ -261,7 +266,7 @@ impl Engine {
     async fn recorded_lengths(&self, set: RequestSet, info: &RunInfo, auth: Option<reqwest::header::HeaderValue>, cell: &CellSpec) -> (RequestSet, Vec<String>) {
         use crate::workload::tokens::CountTokens;
         let (spec, inputs) = (&info.spec, self.inputs_for(&info.spec));
-        let counter = tokens::TargetCounter::for_target(&self.client, &info.target, auth, &spec.model);
+        let counter = tokens::TargetCounter::for_target(self, &info.target, auth, &spec.model);
         let n = (spec.warmup + self.cell_requests(spec, cell)) as usize;
         let used = n.min(inputs.answers.len());
         let base = counter.count(caplab_shared::Workload::Batch, "").await.unwrap_or(0);

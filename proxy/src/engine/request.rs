@@ -5,10 +5,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use caplab_shared::{ErrorClass, RequestSample};
-use futures_util::StreamExt;
+use http_body_util::BodyExt;
+use hyper::header::{HeaderValue, LOCATION, RETRY_AFTER};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::guard::{Guard, Stopped};
+use super::http::LoadClient;
 use super::sse::{chunk_text, error_message, parse_chunk, SseParser, Usage};
 use crate::fd_limit;
 use crate::secrets::Redactor;
@@ -67,18 +70,31 @@ const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// What a request needs besides its body.
 pub struct Call<'a> {
-    pub client: &'a reqwest::Client,
-    pub url: &'a str,
+    pub client: &'a LoadClient,
+    /// Where it goes; why caplab cannot send there, if it cannot (each request then fails so).
+    pub uri: &'a Result<hyper::Uri, String>,
     pub timeout: Duration,
     pub live: &'a LiveCounters,
-    pub cancel: &'a CancellationToken,
     /// The server is known to send `usage` when asked (`ServerKind::sends_usage`): a stream
     /// without it is then a `protocol` error; otherwise it succeeds with its tokens unknown.
     pub usage_required: bool,
     /// `Authorization` for the target (its API key or URL credentials), if it needs one.
-    pub auth: Option<&'a reqwest::header::HeaderValue>,
+    pub auth: Option<&'a HeaderValue>,
     /// Takes those credentials out of anything the target sends back.
     pub redactor: &'a Redactor,
+}
+
+/// What one worker keeps from request to request: its one deadline timer and watch on the
+/// run's cancellation, and its stream's read buffers.
+pub struct Worker {
+    pub guard: Guard,
+    parser: SseParser,
+}
+
+impl Worker {
+    pub fn new(cancel: &CancellationToken) -> Self {
+        Worker { guard: Guard::new(cancel), parser: SseParser::default() }
+    }
 }
 
 struct InFlight<'a>(&'a AtomicU32);
@@ -90,28 +106,26 @@ impl Drop for InFlight<'_> {
 
 /// Sends `body` now and measures it against `scheduled` (the time it was due).
 /// Never fails: a fault of the server becomes the sample's error class.
-pub async fn execute(call: &Call<'_>, body: Bytes, scheduled: Instant) -> RequestSample {
-    measure(call, body, Measure::new(scheduled, Instant::now())).await.0
+pub async fn execute(call: &Call<'_>, worker: &mut Worker, body: Bytes, scheduled: Instant) -> RequestSample {
+    measure(call, worker, body, Measure::new(scheduled, Instant::now())).await.0
 }
 
 /// As `execute`, and keeps the reply's text (a conversation resends it with the next turn).
-pub async fn execute_keeping_reply(call: &Call<'_>, body: Bytes, scheduled: Instant) -> (RequestSample, String) {
+pub async fn execute_keeping_reply(call: &Call<'_>, worker: &mut Worker, body: Bytes, scheduled: Instant) -> (RequestSample, String) {
     let mut m = Measure::new(scheduled, Instant::now());
     m.reply = Some(String::new());
-    measure(call, body, m).await
+    measure(call, worker, body, m).await
 }
 
-async fn measure(call: &Call<'_>, body: Bytes, mut m: Measure) -> (RequestSample, String) {
+async fn measure(call: &Call<'_>, worker: &mut Worker, body: Bytes, mut m: Measure) -> (RequestSample, String) {
     let sent = m.sent;
     call.live.in_flight.fetch_add(1, Ordering::Relaxed);
     let _guard = InFlight(&call.live.in_flight);
-    let outcome = tokio::select! {
-        biased;
-        _ = call.cancel.cancelled() => Err((ErrorClass::Cancelled, "the run was stopped".to_string())),
-        _ = tokio::time::sleep_until(sent + call.timeout) => {
-            Err((ErrorClass::Timeout, format!("no complete response within {:.0} s", call.timeout.as_secs_f64())))
-        }
-        r = stream(call, body, &mut m) => r,
+    worker.parser.reset();
+    let outcome = match worker.guard.run(sent + call.timeout, stream(call, &mut worker.parser, body, &mut m)).await {
+        Ok(r) => r,
+        Err(Stopped::Cancelled) => Err((ErrorClass::Cancelled, "the run was stopped".to_string())),
+        Err(Stopped::TimedOut) => Err((ErrorClass::Timeout, format!("no complete response within {:.0} s", call.timeout.as_secs_f64()))),
     };
     let reply = m.reply.take().unwrap_or_default();
     (m.finish(outcome, call.live, call.redactor), reply)
@@ -192,47 +206,37 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (ErrorClass, String)> {
-    let mut req = call.client.post(call.url);
-    if let Some(auth) = call.auth {
-        req = req.header(reqwest::header::AUTHORIZATION, auth.clone());
-    }
-    let resp = req
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(|e| {
-            let cause = root_cause(&e);
-            // Out of file descriptors is caplab's own shortage, never the target's fault.
-            if fd_limit::is_shortage(&cause) {
-                (ErrorClass::Client, format!("{}: {cause}", fd_limit::shortage()))
-            } else {
-                (ErrorClass::Connect, cause)
-            }
-        })?;
+async fn stream(call: &Call<'_>, parser: &mut SseParser, body: Bytes, m: &mut Measure) -> Result<(), (ErrorClass, String)> {
+    let uri = call.uri.as_ref().map_err(|why| (ErrorClass::Client, why.clone()))?;
+    let resp = call.client.post_json(uri, call.auth, body).await.map_err(|e| {
+        let cause = root_cause(&e);
+        // Out of file descriptors is caplab's own shortage, never the target's fault.
+        if fd_limit::is_shortage(&cause) {
+            (ErrorClass::Client, format!("{}: {cause}", fd_limit::shortage()))
+        } else {
+            (ErrorClass::Connect, cause)
+        }
+    })?;
     let status = resp.status();
     m.status = Some(status.as_u16());
     if status.is_redirection() {
         // Where it points is the operator's to see (the log), not a file's a viewer downloads.
-        let location = resp.headers().get(reqwest::header::LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
-        call.live.log_redirect(call.url, status.as_u16(), &call.redactor.redact(&location));
+        let location = resp.headers().get(LOCATION).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()).unwrap_or_default();
+        call.live.log_redirect(&uri.to_string(), status.as_u16(), &call.redactor.redact(&location));
         return Err((ErrorClass::Redirect, redirect_message(status.as_u16())));
     }
     if !status.is_success() {
-        let retry_after = resp.headers().get(reqwest::header::RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
-        let (class, mut message) = classify_status(status.as_u16(), &read_error_body(resp).await);
+        let retry_after = resp.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).map(String::from);
+        let (class, mut message) = classify_status(status.as_u16(), &read_error_body(resp.into_body()).await);
         if let Some(r) = retry_after {
             message.push_str(&format!(" (Retry-After: {r})"));
         }
         return Err((class, message));
     }
-    let mut parser = SseParser::default();
-    let mut body = resp.bytes_stream();
+    let mut body = resp.into_body();
     let mut fault: Option<(ErrorClass, String)> = None;
-    // Set once the body has ended: an event still open then was cut off, not malformed.
-    let body_ended = std::sync::atomic::AtomicBool::new(false);
-    let mut on_data = |data: &[u8], m: &mut Measure| {
+    // `at_end`: the body has ended, so an event still open was cut off, not malformed.
+    let mut on_data = |data: &[u8], m: &mut Measure, at_end: bool| {
         if fault.is_some() {
             return;
         }
@@ -262,7 +266,7 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
             }
             Err(e) => {
                 let shown = String::from_utf8_lossy(&data[..data.len().min(200)]).into_owned();
-                fault = Some(if body_ended.load(Ordering::Relaxed) {
+                fault = Some(if at_end {
                     (ErrorClass::Stream, format!("the stream ended in the middle of an event: {shown}"))
                 } else {
                     (ErrorClass::Protocol, format!("unreadable stream chunk ({e}): {shown}"))
@@ -270,19 +274,28 @@ async fn stream(call: &Call<'_>, body: Bytes, m: &mut Measure) -> Result<(), (Er
             }
         }
     };
-    while let Some(piece) = body.next().await {
-        match piece {
-            Ok(bytes) => parser.push(&bytes, |d| on_data(d, m)),
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                let Some(bytes) = frame.data_ref() else { continue };
+                parser.push(bytes, |d| on_data(d, m, false));
+                if parser.pending() > MAX_EVENT_BYTES {
+                    return Err((ErrorClass::Protocol, format!("a stream event ran past {} KiB without ending: not a server-sent event stream", MAX_EVENT_BYTES / 1024)));
+                }
+            }
             Err(e) => return Err((ErrorClass::Stream, format!("response broke off: {}", root_cause(&e)))),
         }
     }
-    body_ended.store(true, Ordering::Relaxed);
-    parser.finish(|d| on_data(d, m));
+    parser.finish(|d| on_data(d, m, true));
     match fault {
         Some(f) => Err(f),
         None => stream_verdict(m, call.usage_required),
     }
 }
+
+/// Largest event (or line) a stream may hold unfinished. vLLM's longest, the usage chunk, is
+/// a few hundred bytes; a body that never ends a line is not an event stream.
+const MAX_EVENT_BYTES: usize = 1 << 20;
 
 /// Whether a stream that ended cleanly is complete. `[DONE]` is a convention servers follow
 /// unevenly (`transformers serve` never sends it), so the finish reason decides: a stream is
@@ -304,11 +317,11 @@ fn stream_verdict(m: &Measure, usage_required: bool) -> Result<(), (ErrorClass, 
     Ok(())
 }
 
-async fn read_error_body(resp: reqwest::Response) -> String {
+async fn read_error_body(mut body: hyper::body::Incoming) -> String {
     let mut out = Vec::new();
-    let mut body = resp.bytes_stream();
-    while let Some(Ok(piece)) = body.next().await {
-        out.extend_from_slice(&piece);
+    while let Some(Ok(frame)) = body.frame().await {
+        let Some(piece) = frame.data_ref() else { continue };
+        out.extend_from_slice(piece);
         if out.len() >= MAX_ERROR_BODY {
             out.truncate(MAX_ERROR_BODY);
             break;

@@ -12,13 +12,15 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::request::{execute, execute_keeping_reply, Call, LiveCounters};
+use super::http::LoadClient;
+use super::request::{execute, execute_keeping_reply, Call, LiveCounters, Worker};
 use crate::workload::RequestSet;
 
 /// Everything a cell's workers share.
 pub struct CellCtx {
-    pub client: reqwest::Client,
-    pub url: String,
+    pub client: LoadClient,
+    /// Where the requests go (why not, when caplab cannot send there: every request fails so).
+    pub uri: Result<hyper::Uri, String>,
     pub set: RequestSet,
     pub timeout: Duration,
     pub live: Arc<LiveCounters>,
@@ -39,7 +41,7 @@ pub struct CellCtx {
 
 impl CellCtx {
     fn call(&self) -> Call<'_> {
-        Call { client: &self.client, url: &self.url, timeout: self.timeout, live: &self.live, cancel: &self.cancel, usage_required: self.usage_required, auth: self.auth.as_ref(), redactor: &self.redactor }
+        Call { client: &self.client, uri: &self.uri, timeout: self.timeout, live: &self.live, usage_required: self.usage_required, auth: self.auth.as_ref(), redactor: &self.redactor }
     }
 
     /// Files request `i`'s sample under its cell and schedule (and stops the run if the error
@@ -55,8 +57,8 @@ impl CellCtx {
         s.scheduled_s = (scheduled - self.start).as_secs_f64();
     }
 
-    async fn one(&self, i: u32, scheduled: Instant) -> RequestSample {
-        let mut s = execute(&self.call(), self.set.body(i), scheduled).await;
+    async fn one(&self, worker: &mut Worker, i: u32, scheduled: Instant) -> RequestSample {
+        let mut s = execute(&self.call(), worker, self.set.body(i), scheduled).await;
         self.stamp(&mut s, i, scheduled);
         s
     }
@@ -64,7 +66,7 @@ impl CellCtx {
     /// Request `i` as turn `turn` (1 = first) of a conversation: its new user message after
     /// `history`, which then holds the message and the server's reply. The body is made before
     /// the request's scheduled time: building it is not counted in its latency.
-    async fn turn(&self, i: u32, turn: u32, history: &mut Vec<serde_json::Value>) -> RequestSample {
+    async fn turn(&self, worker: &mut Worker, i: u32, turn: u32, history: &mut Vec<serde_json::Value>) -> RequestSample {
         let mut v: serde_json::Value = serde_json::from_slice(&self.set.body(i)).unwrap_or_default();
         if let Some(serde_json::Value::Array(new)) = v.get_mut("messages").map(serde_json::Value::take) {
             history.extend(new);
@@ -72,7 +74,7 @@ impl CellCtx {
         v["messages"] = serde_json::Value::Array(history.clone());
         let body = bytes::Bytes::from(serde_json::to_vec(&v).unwrap_or_default());
         let scheduled = Instant::now();
-        let (mut s, reply) = execute_keeping_reply(&self.call(), body, scheduled).await;
+        let (mut s, reply) = execute_keeping_reply(&self.call(), worker, body, scheduled).await;
         self.stamp(&mut s, i, scheduled);
         s.turn = Some(turn);
         if turn > 1 {
@@ -118,15 +120,9 @@ fn backoff_after(backoff: Duration, error: Option<ErrorClass>) -> Duration {
     }
 }
 
-/// Sleeps `wait` unless the run is stopped first (false then).
-async fn pause(ctx: &CellCtx, wait: Duration) -> bool {
-    if wait.is_zero() {
-        return true;
-    }
-    tokio::select! {
-        _ = tokio::time::sleep(wait) => true,
-        _ = ctx.cancel.cancelled() => false,
-    }
+/// Sleeps `wait` on the worker's timer unless the run is stopped first (false then).
+async fn pause(worker: &mut Worker, wait: Duration) -> bool {
+    wait.is_zero() || worker.guard.sleep_until(Instant::now() + wait).await
 }
 
 /// `concurrency` workers; each sends its next request as soon as its last one ends (after a
@@ -138,16 +134,17 @@ async fn closed_loop(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<Re
         .map(|_| {
             let (ctx, next, tx) = (ctx.clone(), next.clone(), tx.clone());
             tokio::spawn(async move {
+                let mut worker = Worker::new(&ctx.cancel);
                 let mut backoff = Duration::ZERO;
                 while !ctx.cancel.is_cancelled() {
-                    if !pause(&ctx, backoff).await {
+                    if !pause(&mut worker, backoff).await {
                         break;
                     }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= ctx.total {
                         break;
                     }
-                    let sample = ctx.one(i, Instant::now()).await;
+                    let sample = ctx.one(&mut worker, i, Instant::now()).await;
                     backoff = backoff_after(backoff, sample.error);
                     if tx.send(sample).is_err() {
                         break;
@@ -172,17 +169,18 @@ async fn conversations(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<
         .map(|_| {
             let (ctx, next_block, tx) = (ctx.clone(), next_block.clone(), tx.clone());
             tokio::spawn(async move {
+                let mut worker = Worker::new(&ctx.cancel);
                 let mut backoff = Duration::ZERO;
                 'users: while !ctx.cancel.is_cancelled() {
                     let first = next_block.fetch_add(1, Ordering::Relaxed).saturating_mul(ctx.turns);
                     let mut history = Vec::new();
                     for i in first..first.saturating_add(ctx.turns).min(ctx.total) {
                         let wait = if history.is_empty() { backoff } else { backoff.max(ctx.think) };
-                        if !pause(&ctx, wait).await {
+                        if !pause(&mut worker, wait).await {
                             break 'users;
                         }
                         let turn = history.iter().filter(|m: &&serde_json::Value| m["role"] == "assistant").count() as u32 + 1;
-                        let sample = ctx.turn(i, turn, &mut history).await;
+                        let sample = ctx.turn(&mut worker, i, turn, &mut history).await;
                         backoff = backoff_after(backoff, sample.error);
                         if sample.error.is_some() {
                             history.clear();
@@ -216,6 +214,8 @@ async fn open_loop(ctx: Arc<CellCtx>, offsets: Vec<f64>, max_in_flight: u32, tx:
         }
         let (ctx, cap, tx) = (ctx.clone(), cap.clone(), tx.clone());
         tasks.spawn(async move {
+            // An arrival is a worker of its own, for one request.
+            let mut worker = Worker::new(&ctx.cancel);
             let _permit = match cap {
                 Some(sem) => tokio::select! {
                     p = sem.acquire_owned() => p.ok(),
@@ -223,7 +223,7 @@ async fn open_loop(ctx: Arc<CellCtx>, offsets: Vec<f64>, max_in_flight: u32, tx:
                 },
                 None => None,
             };
-            let _ = tx.send(ctx.one(i as u32, due).await);
+            let _ = tx.send(ctx.one(&mut worker, i as u32, due).await);
         });
         // Finished tasks are reaped as arrivals go on: a JoinSet keeps each one (its whole
         // request future, ~1.8 KB) until joined, which grew a 100,000-request cell by 180 MB.

@@ -8,6 +8,9 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, SeqAccess, Visitor};
 use serde::Deserialize;
 
+/// Buffer capacity a parser keeps between streams.
+const KEPT_CAPACITY: usize = 4096;
+
 /// Splits a byte stream into SSE events and hands each event's `data` to a callback.
 #[derive(Default)]
 pub struct SseParser {
@@ -43,6 +46,21 @@ impl SseParser {
             start = end + 1;
         }
         self.buf.drain(..start);
+    }
+
+    /// Bytes held for an event not yet complete (its unfinished line and its data so far).
+    pub fn pending(&self) -> usize {
+        self.buf.len() + self.data.len()
+    }
+
+    /// Empties the parser for the next stream, keeping its buffers (up to `KEPT_CAPACITY`
+    /// each: one long event does not pin its memory for the rest of the run).
+    pub fn reset(&mut self) {
+        for b in [&mut self.buf, &mut self.data] {
+            b.clear();
+            b.shrink_to(KEPT_CAPACITY);
+        }
+        self.has_data = false;
     }
 
     /// Ends the stream: an event not closed by a blank line is still delivered.
@@ -249,6 +267,20 @@ mod tests {
         for split in [1, 2, 3, 7, 64] {
             assert_eq!(events(VLLM_CHAT, split), whole, "split every {split} bytes");
         }
+    }
+
+    #[test]
+    fn a_reset_parser_starts_clean_and_gives_back_a_long_events_memory() {
+        let mut p = SseParser::default();
+        p.push(&vec![b'x'; 100_000], |_| panic!("no event yet"));
+        p.push(b"data: half", |_| panic!("no event yet"));
+        assert_eq!(p.pending(), 100_010, "an unfinished line is held whole");
+        p.reset();
+        assert_eq!(p.pending(), 0);
+        assert!(p.buf.capacity() <= KEPT_CAPACITY, "kept {} bytes", p.buf.capacity());
+        let mut got = Vec::new();
+        p.push(b"data: next\n\n", |d| got.push(d.to_vec()));
+        assert_eq!(got, vec![b"next".to_vec()], "nothing of the last stream leaks into the next");
     }
 
     #[test]

@@ -12,16 +12,18 @@ use crate::workload::tokens::{CountTokens, LocalTokenizer, Tokenizer};
 /// The target's count: its tokenize endpoint, else the model's tokenizer file, else its `usage`.
 pub struct TargetCounter {
     pub tokenizer: Tokenizer,
+    /// Sends the one-token request when nothing else can count.
+    load: super::http::LoadClient,
     /// The served model's `tokenizer.json`, when this machine has it (`LocalTokenizer::find`),
     /// looked for once, and only for a target without a tokenize endpoint.
     local: std::sync::OnceLock<Option<LocalTokenizer>>,
 }
 
 impl TargetCounter {
-    /// The counter for `model` as served by `target`, asked through `client` with `auth`.
-    pub fn for_target(client: &reqwest::Client, target: &caplab_shared::TargetInfo, auth: Option<reqwest::header::HeaderValue>, model: &str) -> TargetCounter {
-        let tokenizer = Tokenizer { client: client.clone(), base_url: target.url.clone(), auth, server: target.server, model: model.to_string() };
-        TargetCounter { tokenizer, local: std::sync::OnceLock::new() }
+    /// The counter for `model` as served by `target`, asked through `engine`'s clients with `auth`.
+    pub fn for_target(engine: &super::Engine, target: &caplab_shared::TargetInfo, auth: Option<reqwest::header::HeaderValue>, model: &str) -> TargetCounter {
+        let tokenizer = Tokenizer { client: engine.client.clone(), base_url: target.url.clone(), auth, server: target.server, model: model.to_string() };
+        TargetCounter { tokenizer, load: engine.load.clone(), local: std::sync::OnceLock::new() }
     }
 
     /// Counts with the model's own tokenizer file, if there is one (read from disk once).
@@ -60,19 +62,19 @@ impl TargetCounter {
         body["model"] = json!(self.tokenizer.model);
         body["stream"] = json!(true);
         body["stream_options"] = json!({ "include_usage": true });
-        let url = format!("{}{path}", self.tokenizer.base_url.trim_end_matches('/'));
-        let (live, cancel, redactor) = (super::LiveCounters::default(), tokio_util::sync::CancellationToken::new(), crate::secrets::Redactor::for_auth(self.tokenizer.auth.as_ref()));
+        let uri = super::http::parse_uri(&format!("{}{path}", self.tokenizer.base_url.trim_end_matches('/')));
+        let (live, redactor) = (super::LiveCounters::default(), crate::secrets::Redactor::for_auth(self.tokenizer.auth.as_ref()));
         let call = super::request::Call {
-            client: &self.tokenizer.client,
-            url: &url,
+            client: &self.load,
+            uri: &uri,
             timeout: std::time::Duration::from_secs(60),
             live: &live,
-            cancel: &cancel,
             usage_required: true,
             auth: self.tokenizer.auth.as_ref(),
             redactor: &redactor,
         };
-        let sample = super::request::execute(&call, bytes::Bytes::from(body.to_string()), tokio::time::Instant::now()).await;
+        let mut worker = super::request::Worker::new(&tokio_util::sync::CancellationToken::new());
+        let sample = super::request::execute(&call, &mut worker, bytes::Bytes::from(body.to_string()), tokio::time::Instant::now()).await;
         match (sample.error, sample.prompt_tokens) {
             (None, Some(n)) => Ok(n),
             (Some(class), _) => Err(format!("a one-token request to count them failed ({}: {})", class.as_str(), sample.error_message.unwrap_or_default())),
