@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 flags=$(grep -m1 '^flags' /proc/cpuinfo || true)
 has() { [[ " $flags " == *" $1 "* ]] && echo yes || echo no; }
 echo "[test] CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs) · $(nproc) cores · avx2 $(has avx2) · avx512f $(has avx512f) · avx512_bf16 $(has avx512_bf16)"
-echo "[test] disk: $(df -h --output=avail "${CARGO_TARGET_DIR:-.}" 2>/dev/null | tail -1 | xargs) free where this builds (a clean build takes about 3 GB)"
+echo "[test] disk: $(df -h --output=avail . | tail -1 | xargs) free here (a clean build of the tests takes about 2 GB)"
 # A one-off build (CI) keeps no incremental cache: it would only take disk.
 if [[ -n "${CI:-}" ]]; then export CARGO_INCREMENTAL=0; fi
 scripts/setup.sh browser

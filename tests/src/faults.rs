@@ -48,6 +48,8 @@ pub enum Fault {
     NoHeaders,
     /// A correct stream whose only text event is one 1 MiB chunk.
     BigChunk,
+    /// HTTP 200 as an event stream, whose body is one 9 MiB line that never ends.
+    EndlessLine,
 }
 
 pub struct FaultServer {
@@ -169,6 +171,10 @@ async fn generate(State(s): State<Arc<FaultServer>>, headers: axum::http::Header
         Fault::NoHeaders => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return StatusCode::OK.into_response();
+        }
+        Fault::EndlessLine => {
+            let line = format!("data: {}", "x".repeat(9 << 20));
+            return ([(header::CONTENT_TYPE, "text/event-stream")], line).into_response();
         }
         Fault::BigChunk => {
             let text = "x".repeat(1 << 20);

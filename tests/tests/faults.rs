@@ -77,24 +77,27 @@ async fn an_unrecognised_server_without_usage_is_measured_with_tokens_unknown() 
 
 /// What proxies and overloaded servers send: 429 with Retry-After (its own class), an HTML error
 /// page from Cloudflare (a server error, said so), headers that never come (a timeout), and one
-/// 1 MiB chunk (measured like any other stream).
+/// 1 MiB chunk (measured like any other stream), and a body that never ends its line (a protocol
+/// error once 8 MiB wait unfinished, not memory without bound).
 #[tokio::test]
 async fn proxy_pages_rate_limits_missing_headers_and_huge_chunks() {
     use Fault::*;
-    let (target, _server) = faults::start(vec![RateLimited, Html524, NoHeaders, BigChunk], 6, Duration::from_millis(1), true).await;
+    let (target, _server) = faults::start(vec![RateLimited, Html524, NoHeaders, BigChunk, EndlessLine], 6, Duration::from_millis(1), true).await;
     let caplab = Caplab::start(&["--target", &format!("faulty={target}")]).await.unwrap();
     let c = caplab_tests::client();
-    let spec = json!({"target": "faulty", "workload": "batch", "concurrency": [4], "max_new_tokens": [6], "requests": 4, "timeout_s": 1.0});
+    let spec = json!({"target": "faulty", "workload": "batch", "concurrency": [5], "max_new_tokens": [6], "requests": 5, "timeout_s": 1.0});
     let id = start_run(&c, &caplab, spec).await.unwrap();
     let view = wait_for_end(&c, &caplab, &id, Duration::from_secs(30)).await.unwrap();
     let cell = &view.cells[0];
     let count = |class| cell.errors.get(&class).copied().unwrap_or(0);
     assert_eq!((count(ErrorClass::RateLimited), count(ErrorClass::Server), count(ErrorClass::Timeout)), (1, 1, 1), "{:?}", cell.errors);
     assert_eq!(count(ErrorClass::BadRequest), 0, "429 is not a bad request");
+    assert_eq!(count(ErrorClass::Protocol), 1, "the endless line: {:?}", cell.errors);
     assert_eq!((cell.requests_ok, cell.completion_tokens), (1, 6), "the 1 MiB chunk is measured");
     let csv = c.get(caplab.api(&format!("runs/{id}/requests.csv"))).send().await.unwrap().text().await.unwrap();
     assert!(csv.contains("Retry-After: 7"), "{csv}");
     assert!(csv.contains("an HTML error page") && csv.contains("524: A timeout occurred"), "{csv}");
+    assert!(csv.contains("a stream event ran past 8192 KiB without ending"), "{csv}");
 }
 
 /// A target that keeps failing stops the run by itself (max_error_rate) instead of being hammered.

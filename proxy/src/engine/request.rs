@@ -295,7 +295,7 @@ async fn stream(call: &Call<'_>, parser: &mut SseParser, body: Bytes, m: &mut Me
 
 /// Largest event (or line) a stream may hold unfinished. vLLM's longest, the usage chunk, is
 /// a few hundred bytes; a body that never ends a line is not an event stream.
-const MAX_EVENT_BYTES: usize = 1 << 20;
+const MAX_EVENT_BYTES: usize = 8 << 20;
 
 /// Whether a stream that ended cleanly is complete. `[DONE]` is a convention servers follow
 /// unevenly (`transformers serve` never sends it), so the finish reason decides: a stream is

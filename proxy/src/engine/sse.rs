@@ -20,32 +20,56 @@ pub struct SseParser {
 }
 
 impl SseParser {
-    /// Feeds bytes; calls `on_data` with the data of every event completed by them.
+    /// Feeds bytes; calls `on_data` with the data of every event completed by them. The common
+    /// event, one `data:` line and its blank line within one read, is handed over from `bytes`
+    /// as it lies; only what spans reads is copied.
     pub fn push(&mut self, bytes: &[u8], mut on_data: impl FnMut(&[u8])) {
-        self.buf.extend_from_slice(bytes);
-        let mut start = 0;
-        while let Some(nl) = self.buf[start..].iter().position(|&b| b == b'\n') {
-            let end = start + nl;
-            let line = &self.buf[start..end];
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
-            if line.is_empty() {
-                if self.has_data {
-                    on_data(&self.data);
-                    self.data.clear();
-                    self.has_data = false;
-                }
-            } else if let Some(rest) = line.strip_prefix(b"data:") {
-                let rest = rest.strip_prefix(b" ").unwrap_or(rest);
-                if self.has_data {
-                    self.data.push(b'\n');
-                }
-                self.data.extend_from_slice(rest);
-                self.has_data = true;
-            }
-            // Comments (":"), "event:", "id:" and "retry:" lines carry nothing caplab uses.
-            start = end + 1;
+        let mut rest = bytes;
+        if !self.buf.is_empty() {
+            // The line begun in an earlier read: only the new bytes are searched for its end.
+            let Some(nl) = memchr::memchr(b'\n', rest) else {
+                self.buf.extend_from_slice(rest);
+                return;
+            };
+            self.buf.extend_from_slice(&rest[..nl]);
+            let line = std::mem::take(&mut self.buf);
+            self.line(&line, &mut on_data);
+            self.buf = line;
+            self.buf.clear();
+            rest = &rest[nl + 1..];
         }
-        self.buf.drain(..start);
+        while let Some(nl) = memchr::memchr(b'\n', rest) {
+            let (line, after) = (&rest[..nl], &rest[nl + 1..]);
+            if !self.has_data {
+                let blank = if after.first() == Some(&b'\n') { Some(1) } else if after.starts_with(b"\r\n") { Some(2) } else { None };
+                if let (Some(payload), Some(skip)) = (data_payload(line), blank) {
+                    on_data(payload);
+                    rest = &after[skip..];
+                    continue;
+                }
+            }
+            self.line(line, &mut on_data);
+            rest = after;
+        }
+        self.buf.extend_from_slice(rest);
+    }
+
+    /// One line of the stream, without its `\n`.
+    fn line(&mut self, line: &[u8], on_data: &mut impl FnMut(&[u8])) {
+        if line.is_empty() || line == b"\r" {
+            if self.has_data {
+                on_data(&self.data);
+                self.data.clear();
+                self.has_data = false;
+            }
+        } else if let Some(payload) = data_payload(line) {
+            if self.has_data {
+                self.data.push(b'\n');
+            }
+            self.data.extend_from_slice(payload);
+            self.has_data = true;
+        }
+        // Comments (":"), "event:", "id:" and "retry:" lines carry nothing caplab uses.
     }
 
     /// Bytes held for an event not yet complete (its unfinished line and its data so far).
@@ -74,6 +98,14 @@ impl SseParser {
             self.has_data = false;
         }
     }
+}
+
+/// What a `data:` line carries (one space after the colon is not part of it); None for any
+/// other line. `line` has no `\n`; a trailing `\r` is dropped.
+fn data_payload(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let rest = line.strip_prefix(b"data:")?;
+    Some(rest.strip_prefix(b" ").unwrap_or(rest))
 }
 
 /// Token counts from the server's `usage` object.
@@ -134,7 +166,7 @@ pub fn chunk_text(data: &[u8]) -> Option<String> {
 /// text are escaped (`\"`), so the generated text cannot fake these keys.
 fn plain_token(data: &[u8]) -> Option<ChunkInfo> {
     fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-        hay.windows(needle.len()).position(|w| w == needle)
+        memchr::memmem::find(hay, needle)
     }
     if data.first() != Some(&b'{') || find(data, b"\"finish_reason\":null").is_none() || find(data, b"\"usage\":{").is_some() || find(data, b"\"error\"").is_some() {
         return None;
@@ -266,6 +298,17 @@ mod tests {
         assert_eq!(whole.last().unwrap(), "[DONE]");
         for split in [1, 2, 3, 7, 64] {
             assert_eq!(events(VLLM_CHAT, split), whole, "split every {split} bytes");
+        }
+    }
+
+    #[test]
+    fn direct_and_buffered_events_agree_at_every_split() {
+        // Single-line events (handed over from the read), multi-line ones, CRLF, comments and
+        // fields caplab skips, and an event split from its blank line.
+        let text = "data: a\n\n: ping\r\n\r\ndata: b1\r\ndata: b2\r\n\r\nevent: x\nid: 3\ndata: {\"c\":1}\n\ndata:d\n\ndata: e\n";
+        let want = vec!["a", "b1\nb2", "{\"c\":1}", "d", "e"];
+        for split in 1..=text.len() {
+            assert_eq!(events(text, split), want, "split every {split} bytes");
         }
     }
 
