@@ -7,11 +7,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
-use futures_util::task::AtomicWaker;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -24,11 +23,18 @@ pub enum Stopped {
     TimedOut,
 }
 
+/// Moves whenever a watch fires, in any guard. Every read polls a guard, and its own flag sits in
+/// a line of memory no read touches (a cache miss at each read, with a thousand streams): the
+/// guard reads this shared, rarely written counter instead, and its own flag only when it moved.
+static FIRED_ANYWHERE: AtomicU64 = AtomicU64::new(0);
+
 /// Set when a watch fires; passes the wake-up on to the task polling the guarded future.
 #[derive(Default)]
 struct Fired {
     flag: AtomicBool,
-    task: AtomicWaker,
+    /// The task's waker. Kept (not taken) when woken: it is replaced only when the task's waker
+    /// changes, so a poll checks a pointer instead of registering anew.
+    task: Mutex<Option<Waker>>,
 }
 
 impl Wake for Fired {
@@ -38,7 +44,10 @@ impl Wake for Fired {
 
     fn wake_by_ref(self: &Arc<Self>) {
         self.flag.store(true, Ordering::Release);
-        self.task.wake();
+        FIRED_ANYWHERE.fetch_add(1, Ordering::Release);
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            task.wake_by_ref();
+        }
     }
 }
 
@@ -50,6 +59,10 @@ pub struct Guard {
     fired: Arc<Fired>,
     /// Wakes `fired`: the waker both watches are polled with.
     watch_waker: Waker,
+    /// The task waker last given to `fired`.
+    task_waker: Option<Waker>,
+    /// `FIRED_ANYWHERE` when this guard last read its flag; None: read it at the next poll.
+    seen: Option<u64>,
     /// How often the watches were polled (for the test that they are not polled per read).
     watch_polls: u64,
 }
@@ -62,6 +75,8 @@ impl Guard {
             cancelled: Box::pin(cancel.clone().cancelled_owned()),
             timer: Box::pin(tokio::time::sleep_until(Instant::now())),
             watch_waker: Waker::from(fired.clone()),
+            task_waker: None,
+            seen: None,
             fired,
             watch_polls: 0,
         }
@@ -73,12 +88,21 @@ impl Guard {
         self.timer.as_mut().reset(deadline);
         // Polls the watches at the first poll: registers them for this deadline.
         self.fired.flag.store(true, Ordering::Release);
+        self.seen = None;
         let mut fut = std::pin::pin!(fut);
         std::future::poll_fn(|cx| {
-            self.fired.task.register(cx.waker());
-            if self.fired.flag.swap(false, Ordering::AcqRel) {
-                if let Some(stop) = self.poll_watches() {
-                    return Poll::Ready(Err(stop));
+            if !self.task_waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                self.task_waker = Some(cx.waker().clone());
+                *self.fired.task.lock().unwrap_or_else(|p| p.into_inner()) = self.task_waker.clone();
+            }
+            let epoch = FIRED_ANYWHERE.load(Ordering::Acquire);
+            if self.seen != Some(epoch) {
+                self.seen = Some(epoch);
+                // A plain load first: a locked exchange at every check costs more than the read.
+                if self.fired.flag.load(Ordering::Acquire) && self.fired.flag.swap(false, Ordering::AcqRel) {
+                    if let Some(stop) = self.poll_watches() {
+                        return Poll::Ready(Err(stop));
+                    }
                 }
             }
             fut.as_mut().poll(cx).map(Ok)

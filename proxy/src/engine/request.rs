@@ -89,11 +89,13 @@ pub struct Call<'a> {
 pub struct Worker {
     pub guard: Guard,
     parser: SseParser,
+    /// Token gaps its last request had: the next one's gap list is made that long at once.
+    gaps_hint: usize,
 }
 
 impl Worker {
     pub fn new(cancel: &CancellationToken) -> Self {
-        Worker { guard: Guard::new(cancel), parser: SseParser::default() }
+        Worker { guard: Guard::new(cancel), parser: SseParser::default(), gaps_hint: 0 }
     }
 }
 
@@ -122,14 +124,20 @@ async fn measure(call: &Call<'_>, worker: &mut Worker, body: Bytes, mut m: Measu
     call.live.in_flight.fetch_add(1, Ordering::Relaxed);
     let _guard = InFlight(&call.live.in_flight);
     worker.parser.reset();
+    m.gaps.reserve(worker.gaps_hint);
     let outcome = match worker.guard.run(sent + call.timeout, stream(call, &mut worker.parser, body, &mut m)).await {
         Ok(r) => r,
         Err(Stopped::Cancelled) => Err((ErrorClass::Cancelled, "the run was stopped".to_string())),
         Err(Stopped::TimedOut) => Err((ErrorClass::Timeout, format!("no complete response within {:.0} s", call.timeout.as_secs_f64()))),
     };
     let reply = m.reply.take().unwrap_or_default();
-    (m.finish(outcome, call.live, call.redactor), reply)
+    let sample = m.finish(outcome, call.live, call.redactor);
+    worker.gaps_hint = sample.itl_gaps_ms.len().min(MAX_GAPS_HINT);
+    (sample, reply)
 }
+
+/// The most gap slots a request is given ahead (64 KiB of them).
+const MAX_GAPS_HINT: usize = 16 * 1024;
 
 /// Per-request measurement state.
 struct Measure {
@@ -145,11 +153,17 @@ struct Measure {
     done_marker: bool,
     /// The reply's text so far, when it is kept (conversations).
     reply: Option<String>,
+    /// Text events not yet in the live count, and when it was last brought up to date.
+    live_pending: u32,
+    live_flushed: Option<Instant>,
 }
+
+/// How stale a request's share of the live token count may grow (the dashboard's tick is 250 ms).
+const LIVE_FLUSH: Duration = Duration::from_millis(50);
 
 impl Measure {
     fn new(scheduled: Instant, sent: Instant) -> Self {
-        Measure { scheduled, sent, first: None, last: None, gaps: Vec::new(), events: 0, usage: None, finish_reason: None, status: None, done_marker: false, reply: None }
+        Measure { scheduled, sent, first: None, last: None, gaps: Vec::new(), events: 0, usage: None, finish_reason: None, status: None, done_marker: false, reply: None, live_pending: 0, live_flushed: None }
     }
 
     fn on_text(&mut self, now: Instant, live: &LiveCounters) {
@@ -159,14 +173,21 @@ impl Measure {
         }
         self.last = Some(now);
         self.events += 1;
-        live.output_tokens.fetch_add(1, Ordering::Relaxed);
+        self.live_pending += 1;
+        // The live count feeds a display (tok/s over seconds): it is brought up to date at most
+        // every LIVE_FLUSH, not at each event (its cache line is shared by every request).
+        if self.live_flushed.is_none_or(|t| now - t >= LIVE_FLUSH) {
+            live.output_tokens.fetch_add(i64::from(self.live_pending), Ordering::Relaxed);
+            self.live_pending = 0;
+            self.live_flushed = Some(now);
+        }
     }
 
     fn finish(mut self, outcome: Result<(), (ErrorClass, String)>, live: &LiveCounters, redactor: &Redactor) -> RequestSample {
         let end = Instant::now();
-        // The live token estimate counted events; replace them by the server's count.
+        // The live token estimate counted events; replace those it has by the server's count.
         let counted = self.usage.map_or(0, |u| i64::from(u.completion_tokens));
-        live.output_tokens.fetch_add(counted - i64::from(self.events), Ordering::Relaxed);
+        live.output_tokens.fetch_add(counted - i64::from(self.events - self.live_pending), Ordering::Relaxed);
         let (error, error_message) = match outcome {
             Ok(()) => (None, None),
             // The target's words may echo the credentials it was sent: never kept.
@@ -253,8 +274,9 @@ async fn stream(call: &Call<'_>, parser: &mut SseParser, body: Bytes, m: &mut Me
                 }
                 if info.has_text {
                     m.on_text(Instant::now(), call.live);
-                    if let (Some(reply), Some(text)) = (m.reply.as_mut(), chunk_text(data)) {
-                        reply.push_str(&text);
+                    // Only a conversation keeps the text: the plain path never parses a chunk whole.
+                    if let Some(reply) = m.reply.as_mut() {
+                        reply.push_str(&chunk_text(data).unwrap_or_default());
                     }
                 }
                 if info.finish_reason.is_some() {
