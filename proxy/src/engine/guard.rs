@@ -2,8 +2,10 @@
 //!
 //! A `select!` over a request, a fresh timeout and a fresh cancellation future polls all three
 //! on every wake-up, so each chunk read re-registered the timer and took the cancellation
-//! token's lock. Here the two watches wake a flag instead of the task: a wake-up caused by the
-//! response polls only the response; the watches are polled again only when one of them fired.
+//! token's lock. Here the two watches wake the task through a flag of their own: a wake-up
+//! caused by the response polls only the response; the watches are polled again only when one
+//! of them fired. (Timers that fire on purpose, a pause's or a think time's, move the shared
+//! counter below too: each other guard then reads its own flag once.)
 
 use std::future::Future;
 use std::pin::Pin;
