@@ -177,7 +177,9 @@ def pct(d, key):
     return None if v is None else float(v)
 
 
-def run_caplab(url, streams, requests, out, rate=None, model="bench", workload="chat"):
+def run_caplab(url, streams, requests, out, rate=None, model="bench", workload="batch", prompt="hello"):
+    """caplab run. With `prompt`, a batch run's one document (inside caplab's summarization
+    template): every tool then sends /v1/completions with a short prompt, as the raw client does."""
     spec = out / "spec.toml"
     lines = [f'workload = "{workload}"', f'model = "{model}"', f"max_new_tokens = [{TOKENS}]", f"requests = {requests}", "timeout_s = 900"]
     if rate:
@@ -186,6 +188,10 @@ def run_caplab(url, streams, requests, out, rate=None, model="bench", workload="
         lines += [f"concurrency = [{streams}]"]
     spec.write_text("\n".join(lines) + "\n")
     cmd = [str(REL / "caplab"), "run", str(spec), "--target", url, "--out", str(out / "runs")]
+    if prompt is not None:
+        docs = out / "docs.txt"
+        docs.write_text(f"[DOC]\n{prompt}\n")
+        cmd += ["--docs", str(docs)]
     rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
     runs = list((out / "runs").glob("*/run.json"))
@@ -392,7 +398,7 @@ def real_vllm_scenario(args, tokenizer, results):
         with tempfile.TemporaryDirectory() as d:
             print(f"[bench] real vLLM · {tool}", file=sys.stderr, flush=True)
             if tool == "caplab":
-                r = run_caplab(url, streams, requests, Path(d), model=model, workload="batch")
+                r = run_caplab(url, streams, requests, Path(d), model=model, prompt=None)
             elif tool == "vllm bench serve":
                 r = run_vllm_bench(url, streams, requests, Path(d), tokenizer, model=model)
             else:
@@ -413,7 +419,7 @@ def real_vllm_scenario(args, tokenizer, results):
         for i in range(args.target_repeats - 1):
             with tempfile.TemporaryDirectory() as d:
                 print(f"[bench] real vLLM · caplab again ({i + 2}/{args.target_repeats})", file=sys.stderr, flush=True)
-                again = run_caplab(url, streams, requests, Path(d), model=model, workload="batch")
+                again = run_caplab(url, streams, requests, Path(d), model=model, prompt=None)
             if "error" not in again:
                 cpu.append(again["cpu_s"])
         first["cpu_runs"] = cpu
@@ -486,7 +492,11 @@ def report(results, args, started):
               "percentile minus the server's own for the same requests in the same run (TTFT: arrival → first "
               "token handed to the connection; ITL: gaps between token chunks). Events/s: token chunks the "
               "server handed out per second while the tool ran. CPU-s: user + system seconds of the tool's whole "
-              "process tree; RSS: its peak, summed over the tree. One run per cell; the targets' 1,000-stream check below takes medians of five alternating caplab and raw-client runs.", ""]
+              "process tree; RSS: its peak, summed over the tree. One run per cell; the targets below take medians of five alternating caplab and raw-client runs.", "",
+              "Prompts, each tool's own way to the same endpoint (`/v1/completions`, 64 tokens out, `ignore_eos`): caplab a batch run of one "
+              "document, `hello`, inside its summarization template; the raw client `hello`; `vllm bench serve` its random dataset at 128 "
+              "input tokens; GuideLLM its synthetic text at 128 prompt tokens; the notes' script its built-in documents. Against the real "
+              "CPU vLLM caplab sends its built-in `[DOC]` documents.", ""]
     by = {}
     for r in results:
         by.setdefault(r["scenario"], []).append(r)
