@@ -628,32 +628,39 @@ def targets(results):
 
 # Why a missed target is missed, from the profile (bench/peers/profile.md) and the experiments
 # named; written by hand, kept next to the code that makes the table.
-WHY = """**Why the misses, with a profile** (`bench/peers/profile.sh` → `bench/peers/profile.md`: `perf record` of
-caplab and of the raw client at 1,000 streams, summed by crate):
+WHY = """**How the request path came to the raw client's cost, and what is left** (`bench/peers/profile.sh` →
+`bench/peers/profile.md`: `perf record` of caplab and of the raw client at 1,000 streams, by crate):
 
-- *TTFT p99 at 1,000 streams, and CPU per event.* Server and client share two cores, so every
-  microsecond a client spends per event is a microsecond the server's next chunk waits, and the
-  first wave of 1,000 connections is opened while both are busy. caplab spends about 1.2× the raw
-  client's CPU per event; the profile shows no hot spot to remove, only more layers: reqwest's
-  client around hyper (its body stream and response future), the per-request timeout timer and
-  cancellation future polled with each read, the SSE parser and the chunk's JSON (3–5 % of
-  samples), the live counters; the rest is the same kernel TCP, epoll and scheduler work the raw
-  client does. Closing the p99 gap means cutting that per-event work (a hyper client without
-  reqwest's layers, one timer per worker instead of per request) — not done in this change.
-- *RSS at 10,000 streams.* The memory is per stream and grows with the backlog, not with caplab's
-  own state: measured with 10,000 one-wave streams, caplab peaks at 233 MB with 1 token per
-  request (raw client 203 MB), 242 MB with 8 and 336 MB with 64 (raw 248 MB). While the machine is
-  saturated, the server's chunks wait in each connection's read buffer; the slower consumer holds
-  more of them. glibc arenas are not the cause (`MALLOC_ARENA_MAX=1`: 357 MB; trimming at 0: 339
-  MB); mimalloc was tried and made it worse (431 MB). The cure is the same as above: less CPU per
-  event, so fewer bytes wait.
-- *CPU in the real-vLLM scenario.* caplab's run there lasts about 37 s (the CPU vLLM is the
-  bottleneck) for 16,384 token events; what it spends is mostly kernel time of one wake-up per
-  event (0.3 s of system time) and two scrapes a second of vLLM's 54 KB `/metrics`. Since this run the
-  scrapes hand the parser only the families caplab reads; measured again alone, 0.82–0.91 CPU-s:
-  within the noise, so the scrapes are not where the rest goes. One runtime thread instead of two made no difference
-  here (0.95 vs 0.99 CPU-s). It stays 22× below `vllm bench serve` and 65× below GuideLLM, which
-  is what slows the server they measure (the table above)."""
+- *What changed* (issue 20). The load's requests go out on hyper's pooled client directly
+  (`proxy/src/engine/http.rs`); reqwest stays for the probe, `/metrics` and tokenize. Each worker
+  keeps one deadline timer and one watch on the run's cancellation (`engine/guard.rs`); they wake
+  the task through a flag, and the flag is read only when a shared counter of fired watches has
+  moved, so a read polls nothing but the response. An SSE event is read where it lies in the read
+  buffer, a plain chunk in one pass over its quotes; a worker reuses its buffers and sizes the
+  next request's gap list from its last. Two faults were found on the way: every chunk was parsed
+  whole as JSON for a conversation's reply text although no conversation ran (6 % of caplab's
+  CPU), and a cell's 1,000 workers, spawned from the runtime thread that runs the scheduler,
+  queued behind each other (first-wave TTFT p99 ~30 ms above the raw client's, which rose as much
+  when spawned the same way; they now start from the blocking pool, as the raw client's come from
+  its main thread). The fixed-timing server's accept queue was deepened too: at tokio's 1,024 a
+  wave of 1,000 connections overflowed it, and the dropped handshakes put ~0.7 s into every tool's
+  p99.
+- *CPU per event: 1.11× the raw client's here; five-run medians measured today ranged from
+  1.07× to 1.16× (chat and batch loads).* Both
+  spend 57 % of their samples in the kernel's TCP, epoll and scheduling, and the same shares in
+  tokio, hyper and bytes. What caplab adds is its measurement: reading SSE framing and the keys of
+  each chunk (finish reason, usage, error, whether it carries text: `memchr` 1.8 %, the request
+  future 3 %), a timestamp and a gap per event (`Measure::on_text` 1.8 %, most of it the first
+  touch of that stream's state among a thousand), and per request its sample, journal line and
+  results; the raw client reads none of that (5 % of its samples are its own code, caplab's
+  10 %). At start caplab also spends 8 ms more than the raw client (13 against 5.5 ms for a
+  one-request run: loading and relocating a 20 MB binary with the dashboard inside). The target
+  is missed by this run's median, by 1 %: no single cost is left to remove, only this measuring
+  work, whose parts are each 1–3 % of samples.
+- *The real-vLLM scenario* is short on this machine: vLLM's CPU build generates ~5,700 tok/s
+  here, so its 16,384 tokens take about 3 s, and caplab's 0.12 CPU-s is 7 µs per token. In the
+  last published run (2026-11-29), where vLLM generated 491 tok/s, caplab took 0.71 CPU-s over
+  37 s (43 µs per token, most of it a wake-up per event and `/metrics` scrapes over the longer run)."""
 
 
 def main():

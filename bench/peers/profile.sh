@@ -10,8 +10,10 @@ DIR=$(mktemp -d); trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$DIR"' EXIT
 "$REL/bench-server" --listen 127.0.0.1:0 > "$DIR/server.out" &
 until grep -q http:// "$DIR/server.out" 2>/dev/null; do sleep 0.1; done
 URL=$(grep -o 'http://[0-9.:]*' "$DIR/server.out")
-printf 'workload = "chat"\nmodel = "bench"\nconcurrency = [1000]\nmax_new_tokens = [64]\nrequests = 2000\n' > "$DIR/spec.toml"
-perf record -q -F 999 -g -o "$DIR/caplab.data" "$REL/caplab" run "$DIR/spec.toml" --target "$URL" --out "$DIR/runs" > /dev/null 2>&1
+# The benchmark's load: /v1/completions with a one-word prompt (a batch run of one document).
+printf 'workload = "batch"\nmodel = "bench"\nconcurrency = [1000]\nmax_new_tokens = [64]\nrequests = 2000\n' > "$DIR/spec.toml"
+printf '[DOC]\nhello\n' > "$DIR/docs.txt"
+perf record -q -F 999 -g -o "$DIR/caplab.data" "$REL/caplab" run "$DIR/spec.toml" --target "$URL" --out "$DIR/runs" --docs "$DIR/docs.txt" > /dev/null 2>&1
 perf record -q -F 999 -g -o "$DIR/raw.data" "$REL/raw-client" "$URL" 1000 2000 64 > /dev/null 2>&1
 for who in caplab raw; do
   perf report -i "$DIR/$who.data" --stdio --no-children --sort symbol -g none 2>/dev/null > "$DIR/$who.txt"
