@@ -660,7 +660,7 @@ WHY = """**How the request path came to the raw client's cost, and what is left*
 - *The real-vLLM scenario* is short on this machine: vLLM's CPU build generates ~5,700 tok/s
   here, so its 16,384 tokens take about 3 s, and caplab's 0.12 CPU-s is 7 µs per token. In the
   last published run (2026-11-29), where vLLM generated 491 tok/s, caplab took 0.71 CPU-s over
-  37 s (43 µs per token, most of it a wake-up per event and `/metrics` scrapes over the longer run)."""
+  37 s (43 µs per token, on the request path before this change)."""
 
 
 def main():
