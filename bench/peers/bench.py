@@ -636,7 +636,7 @@ WHY = """**How the request path came to the raw client's cost, and what is left*
   keeps one deadline timer and one watch on the run's cancellation (`engine/guard.rs`); they wake
   the task through a flag, and the flag is read only when a shared counter of fired watches has
   moved, so a read polls nothing but the response. An SSE event is read where it lies in the read
-  buffer, a plain chunk in one pass over its quotes; a worker reuses its buffers and sizes the
+  buffer, a plain chunk's keys by searchers built once (37 ns a chunk here, from 105); a worker reuses its buffers and sizes the
   next request's gap list from its last. Two faults were found on the way: every chunk was parsed
   whole as JSON for a conversation's reply text although no conversation ran (6 % of caplab's
   CPU), and a cell's 1,000 workers, spawned from the runtime thread that runs the scheduler,

