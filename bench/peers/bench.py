@@ -645,20 +645,29 @@ WHY = """**How the request path came to the raw client's cost, and what is left*
   its main thread). The fixed-timing server's accept queue was deepened too: at tokio's 1,024 a
   wave of 1,000 connections overflowed it, and the dropped handshakes put ~0.7 s into every tool's
   p99.
-- *CPU per event: 1.11× the raw client's here; five-run medians measured today ranged from
-  1.07× to 1.16× (chat and batch loads).* Both
-  spend 57 % of their samples in the kernel's TCP, epoll and scheduling, and the same shares in
-  tokio, hyper and bytes. What caplab adds is its measurement: reading SSE framing and the keys of
-  each chunk (finish reason, usage, error, whether it carries text: `memchr` 1.8 %, the request
-  future 3 %), a timestamp and a gap per event (`Measure::on_text` 1.8 %, most of it the first
-  touch of that stream's state among a thousand), and per request its sample, journal line and
-  results; the raw client reads none of that (5 % of its samples are its own code, caplab's
-  10 %). At start caplab also spends 8 ms more than the raw client (13 against 5.5 ms for a
-  one-request run: loading and relocating a 20 MB binary with the dashboard inside). The target
-  is missed by this run's median, by 1 %: no single cost is left to remove, only this measuring
-  work, whose parts are each 1–3 % of samples.
-- *The real-vLLM scenario* is short on this machine: vLLM's CPU build generates ~5,700 tok/s
-  here, so its 16,384 tokens take about 3 s, and caplab's 0.12 CPU-s is 7 µs per token. In the
+- *TTFT p99 at 1,000 streams: +8.3 ms over the raw client's in this run's medians (+4.7 ms, met,
+  in the run before it, whose only difference was the chunk-key search below).* All of that p99
+  lies in the first wave, the 1,000 connections opened at once on two cores shared with the
+  server: in caplab's `requests.csv` the second wave's p99 is the server's own (52 ms). The first
+  wave's p99 moves by ±15 ms from run to run for either tool: in six alternating single-wave runs
+  caplab's was 81–119 ms and the raw client's 73–110. caplab's per-request deadline timer and
+  cancellation watch are not what is left: with them taken out (a build for the experiment only)
+  caplab's first-wave p99 was no lower (median 100 ms against 98). What remains is below what five
+  runs resolve, and it sits where both tools open their 1,000 connections at once.
+- *CPU per event: 1.02× the raw client's here* (1.11× in the run before, 1.07–1.16× in the
+  five-run medians measured today on earlier builds). Both spend 57 % of their samples in the
+  kernel's TCP, epoll and scheduling, and the same shares in tokio, hyper and bytes. What caplab
+  adds is its measurement:
+  - reading SSE framing and each chunk's keys (finish reason, usage, error, whether it carries
+    text: 37 ns a chunk);
+  - a timestamp and a gap per event (`Measure::on_text`, most of it the first touch of that
+    stream's state among a thousand);
+  - per request, its sample, journal line and results.
+
+  At start caplab spends 8 ms more than the raw client (13 against 5.5 ms for a one-request run:
+  loading a 20 MB binary with the dashboard inside).
+- *The real-vLLM scenario* is short on this machine: vLLM's CPU build generated ~6,600 tok/s
+  while caplab ran, so its 16,384 tokens took about 2.5 s, and caplab's 0.13 CPU-s is 8 µs per token. In the
   last published run (2026-11-29), where vLLM generated 491 tok/s, caplab took 0.71 CPU-s over
   37 s (43 µs per token, on the request path before this change)."""
 
