@@ -655,7 +655,7 @@ WHY = """**How the request path came to the raw client's cost, and what is left*
   caplab's first-wave p99 was no lower (median 100 ms against 98). What remains is below what five
   runs resolve, and it sits where both tools open their 1,000 connections at once.
 - *CPU per event: 1.02× the raw client's here* (1.11× in the run before, 1.07–1.16× in the
-  five-run medians measured today on earlier builds). Both spend 57 % of their samples in the
+  five-run medians measured today on earlier builds). Both spend about 60 % of their samples in the
   kernel's TCP, epoll and scheduling, and the same shares in tokio, hyper and bytes. What caplab
   adds is its measurement:
   - reading SSE framing and each chunk's keys (finish reason, usage, error, whether it carries
