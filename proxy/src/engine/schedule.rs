@@ -107,7 +107,9 @@ pub async fn drive(ctx: Arc<CellCtx>, spec: ExperimentSpec, cell: CellSpec, tx: 
 /// A worker whose request could not reach the target (no connection, or one cut before the
 /// response ended) waits this long before its next request, doubling up to
 /// `UNREACHABLE_BACKOFF_MAX` while it stays so: a server that is restarting is not sent the
-/// rest of the cell in milliseconds. The wait is caplab's choice, not queueing: the next
+/// rest of the cell in milliseconds. So does one that failed for want of caplab's own open files
+/// (`client`): descriptors being released come back, and a run must not burn its requests (and
+/// trip its error breaker) in the meantime. The wait is caplab's choice, not queueing: the next
 /// request is scheduled when it ends.
 const UNREACHABLE_BACKOFF: Duration = Duration::from_millis(50);
 const UNREACHABLE_BACKOFF_MAX: Duration = Duration::from_secs(1);
@@ -115,14 +117,21 @@ const UNREACHABLE_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// The wait before a worker's next request after one that ended with `error`.
 fn backoff_after(backoff: Duration, error: Option<ErrorClass>) -> Duration {
     match error {
-        Some(ErrorClass::Connect | ErrorClass::Stream) => (backoff * 2).clamp(UNREACHABLE_BACKOFF, UNREACHABLE_BACKOFF_MAX),
+        Some(ErrorClass::Connect | ErrorClass::Stream | ErrorClass::Client) => (backoff * 2).clamp(UNREACHABLE_BACKOFF, UNREACHABLE_BACKOFF_MAX),
         _ => Duration::ZERO,
     }
 }
 
 /// Sleeps `wait` on the worker's timer unless the run is stopped first (false then).
 async fn pause(worker: &mut Worker, wait: Duration) -> bool {
-    wait.is_zero() || worker.guard.sleep_until(Instant::now() + wait).await
+    if wait.is_zero() {
+        // Lets the connection the last request used go back to the pool first (a task of the
+        // pool's, woken as the response ended): sent at once, the next request could miss it
+        // and open one more, a descriptor more per worker.
+        tokio::task::yield_now().await;
+        return true;
+    }
+    worker.guard.sleep_until(Instant::now() + wait).await
 }
 
 /// `concurrency` workers; each sends its next request as soon as its last one ends (after a
