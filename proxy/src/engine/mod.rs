@@ -51,9 +51,9 @@ impl Default for Engine {
 
 impl Engine {
     pub fn new() -> Self {
-        // No redirects, for the load, the probe and /metrics alike: a target answering 3xx
-        // could otherwise send caplab's requests (bodies and credentials included) to an
-        // address the operator never allowed. A 3xx is the `redirect` error class.
+        // No redirects for the probe, /metrics and tokenize, as none for the load (`http.rs`):
+        // a target answering 3xx could otherwise send caplab's requests (bodies and credentials
+        // included) to an address the operator never allowed. A 3xx is the `redirect` error class.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .tcp_nodelay(true)

@@ -89,14 +89,12 @@ impl SseParser {
 
     /// Ends the stream: an event not closed by a blank line is still delivered.
     pub fn finish(&mut self, mut on_data: impl FnMut(&[u8])) {
-        if !self.buf.is_empty() {
-            self.push(b"\n", |_| {});
-        }
-        if self.has_data {
-            on_data(&self.data);
-            self.data.clear();
-            self.has_data = false;
-        }
+        let last = std::mem::take(&mut self.buf);
+        self.line(&last, &mut on_data);
+        self.buf = last;
+        self.buf.clear();
+        // The blank line the stream did not send.
+        self.line(b"", &mut on_data);
     }
 }
 
@@ -336,6 +334,8 @@ mod tests {
     fn crlf_multiline_comments_and_unterminated_event() {
         let text = ": keep-alive\r\nevent: x\r\ndata: a\r\ndata: b\r\n\r\ndata: last";
         assert_eq!(events(text, 3), vec!["a\nb", "last"]);
+        // A stream cut after the CR of its closing CRLF still delivers its last event.
+        assert_eq!(events("data: x\n\r", usize::MAX), vec!["x"]);
     }
 
     #[test]
