@@ -171,6 +171,8 @@ pub fn cause(c: &CellResult) -> String {
         }
         if let Some(kv) = s.max_kv_usage {
             parts.push(format!("KV cache peaked at {:.0}%", kv * 100.0));
+        } else if s.max_running.is_none() && s.max_waiting.is_none() && s.requests.is_some_and(|n| n > 0.0) {
+            parts.push("no /metrics scrape caught requests running, so the server's queue and KV cache peaks are unknown".into());
         }
     }
     let state = c.slo_state();
@@ -425,6 +427,10 @@ mod tests {
         assert!(cause(&queued).contains("up to 9 requests waiting"), "{}", cause(&queued));
         let preempted = CellResult { server: Some(ServerCellStats { preemptions: Some(12.0), max_waiting: Some(3.0), ..Default::default() }), ..ok.clone() };
         assert_eq!(Outcome::of(&preempted), Outcome::Preemptions);
+        // Gauges no scrape caught under load are unknown, and said to be.
+        let unsampled = CellResult { server: Some(ServerCellStats { preemptions: Some(33.0), requests: Some(32.0), ..Default::default() }), ..ok.clone() };
+        assert!(cause(&unsampled).contains("33 preemptions; no /metrics scrape caught requests running, so the server's queue and KV cache peaks are unknown"), "{}", cause(&unsampled));
+        assert!(!cause(&preempted).contains("unknown"), "{}", cause(&preempted));
         let errors = |class| CellResult { requests_failed: 2, errors: BTreeMap::from([(class, 2)]), ..preempted.clone() };
         assert_eq!(Outcome::of(&errors(ErrorClass::Server)), Outcome::Errors);
         assert_eq!(Outcome::of(&errors(ErrorClass::ContextLength)), Outcome::ContextLength);

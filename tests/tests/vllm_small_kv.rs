@@ -58,8 +58,20 @@ async fn a_small_kv_cache_shows_waiting_requests_and_preemptions() {
     assert!(server.max_waiting.unwrap_or(0.0) >= 1.0 || queued, "{server:?}");
     assert!(server.preemptions.unwrap_or(0.0) >= 1.0, "preemptions during the cell: {server:?}");
     // The KV gauge is sampled: a busy CPU vLLM answers /metrics seconds late, so the peak seen
-    // can be a fraction of the real one; its queue-time histogram records every wait.
-    assert!(server.max_kv_usage.unwrap_or(0.0) > 0.1, "{server:?}");
+    // can be a fraction of the real one, or (on a fast CI machine, whose whole run fit between
+    // two answers) unknown: then no 0 % is claimed, and the cell's cause says why.
+    match server.max_running {
+        Some(running) => {
+            assert!(running >= 1.0, "a peak is kept only when a scrape caught the load: {server:?}");
+            assert!(server.max_kv_usage.unwrap_or(0.0) > 0.1, "{server:?}\n{why}");
+        }
+        None => {
+            assert_eq!((server.max_kv_usage, server.max_waiting), (None, None), "{server:?}");
+            let cause = caplab_shared::surface::cause(cell);
+            assert!(cause.contains("KV cache peaks are unknown"), "{cause}");
+            eprintln!("no /metrics scrape was answered while requests ran:\n{why}");
+        }
+    }
     // vLLM's E2E histogram counts every request it finished; one a stray failure cut it may not count.
     let finished = server.requests.unwrap_or(0.0);
     assert!(finished >= f64::from(cell.requests_ok) && finished <= f64::from(cell.requests_ok + cell.requests_failed), "vLLM finished {finished}, caplab saw {} ok and {} failed", cell.requests_ok, cell.requests_failed);

@@ -76,6 +76,29 @@ struct CellMaxima {
     gpu_temp: Option<f64>,
 }
 
+/// The peaks of the server's gauges (KV cache usage, waiting, running) over a cell.
+#[derive(Debug, PartialEq)]
+struct GaugePeaks {
+    kv: Option<f64>,
+    waiting: Option<f64>,
+    running: Option<f64>,
+}
+
+impl CellMaxima {
+    /// Gauges are read only when a scrape is answered, and a server whose CPU its own load
+    /// saturates (vLLM's CPU build) answers at its lulls: when no scrape of the cell found a
+    /// request running, waiting or holding KV cache, the peaks are unknown, not the 0 % that
+    /// the idle readings show (a cell with 33 preemptions once read "KV cache peaked at 0%").
+    fn gauge_peaks(&self) -> GaugePeaks {
+        let caught_load = [self.kv, self.waiting, self.running].iter().any(|v| v.is_some_and(|v| v > 0.0));
+        if caught_load {
+            GaugePeaks { kv: self.kv, waiting: self.waiting, running: self.running }
+        } else {
+            GaugePeaks { kv: None, waiting: None, running: None }
+        }
+    }
+}
+
 fn max(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.max(b)),
@@ -179,11 +202,12 @@ impl Telemetry {
     pub async fn cell_end(&self) -> (Option<ServerCellStats>, Option<GpuCellStats>) {
         let now = self.shared.scrape_and_publish().await;
         let st = lock(&self.shared.state);
+        let gauges = st.cell.gauge_peaks();
         let server = match (now, &st.cell_start) {
             (Some(now), Some(before)) => Some(ServerCellStats {
-                max_kv_usage: st.cell.kv,
-                max_waiting: st.cell.waiting,
-                max_running: st.cell.running,
+                max_kv_usage: gauges.kv,
+                max_waiting: gauges.waiting,
+                max_running: gauges.running,
                 preemptions: now.growth(before, prom::PREEMPTIONS),
                 ttft_p50_ms: now.quantile_ms_since(before, prom::TTFT, 0.5),
                 ttft_p95_ms: now.quantile_ms_since(before, prom::TTFT, 0.95),
@@ -360,6 +384,8 @@ fn is_local(url: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn only_a_target_on_this_machine_has_its_gpus_read_here() {
         assert!(super::is_local("http://127.0.0.1:8000"));
@@ -367,5 +393,16 @@ mod tests {
         assert!(super::is_local("http://[::1]:8000"));
         assert!(!super::is_local("https://abc-8000.proxy.runpod.net"));
         assert!(!super::is_local("http://10.0.0.5:8000"));
+    }
+
+    #[test]
+    fn gauge_peaks_are_unknown_when_no_scrape_caught_the_load() {
+        let idle = CellMaxima { kv: Some(0.0), waiting: Some(0.0), running: Some(0.0), ..Default::default() };
+        assert_eq!(idle.gauge_peaks(), GaugePeaks { kv: None, waiting: None, running: None });
+        let busy = CellMaxima { kv: Some(0.4), waiting: Some(0.0), running: Some(3.0), ..Default::default() };
+        assert_eq!(busy.gauge_peaks(), GaugePeaks { kv: Some(0.4), waiting: Some(0.0), running: Some(3.0) });
+        // A server that publishes only the KV gauge still has its peak.
+        let kv_only = CellMaxima { kv: Some(0.7), ..Default::default() };
+        assert_eq!(kv_only.gauge_peaks().kv, Some(0.7));
     }
 }
