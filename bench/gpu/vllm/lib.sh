@@ -4,6 +4,8 @@
 # cache lives in /root/.cache/vllm (its default), so it survives too.
 : "${VX_HOME:=/root/vx}"                     # stash: logs, results, pids, caplab
 : "${VX_SITE:=/root/site}"                   # the carried Python packages (vLLM + deps)
+: "${VX_GSITE:=/root/gsite}"                 # GuideLLM and what it needs beyond VX_SITE and the image (peers.sh)
+: "${VX_CHROME:=/root/chrome}"               # headless Chromium + chromedriver + their libraries (peers.sh --live)
 : "${VX_MODELS:=/tmp}"                       # random-weight models: VX_MODELS/model-SHAPE (make_model.py)
 : "${VX_PORT:=8000}"
 : "${PY:=python3}"                           # the image's python3 (torch 2.11.0+cu130)
@@ -166,4 +168,20 @@ small_kv() {
 toml() {
   sed "s#^model = .*#model = \"${VX_SERVED:-$VX_MODEL}\"#" "$VX_HERE/$1.toml" > "$RES/$1.toml"
   echo "$RES/$1.toml"
+}
+
+# unpack_tools DIR: what the peer comparison (peers.sh) needs besides vLLM and caplab, carried in DIR
+# (made by pack_tools.sh): GuideLLM's wheels (DIR/guidellm/*.whl, into VX_GSITE), the raw client and
+# bench-live (DIR/*.xz, into VX_HOME). Nothing if DIR has none of them.
+unpack_tools() {
+  local d=$1 f
+  if ls "$d"/guidellm/*.whl >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$VX_GSITE" "$d"/guidellm/*.whl
+    log "GuideLLM wheels into $VX_GSITE: exit $?"
+  fi
+  for f in raw-client bench-live; do
+    [ -f "$d/$f.xz" ] || continue
+    $PY -c "import lzma, sys; open(sys.argv[2], 'wb').write(lzma.open(sys.argv[1]).read())" "$d/$f.xz" "$VX_HOME/$f" && chmod +x "$VX_HOME/$f"
+    log "$f into $VX_HOME"
+  done
 }

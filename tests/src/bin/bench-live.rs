@@ -7,7 +7,11 @@
 //! Prints one JSON object.
 //!
 //!   bench-live CAPLAB_URL TARGET_NAME [REQUESTS] [RATE]
-//! caplab must run with --no-auth; TARGET_NAME is a fixed-timing server it may load.
+//!   bench-live CAPLAB_URL TARGET_NAME closed CONCURRENCY REQUESTS MAX_NEW_TOKENS MODEL EXPECTED_S
+//! caplab must run with --no-auth. The first form: an open-loop chat run at RATE requests/s, 8
+//! tokens each, against a fixed-timing server. The second (bench/gpu, a real vLLM): a closed-loop
+//! chat run of CONCURRENCY streams, `ignore_eos`; EXPECTED_S, about how long the run lasts, places
+//! the frame window (its middle 60 %) and the late viewer (at 90 %).
 
 use std::time::{Duration, Instant};
 
@@ -26,11 +30,20 @@ async fn main() {
     let args: Vec<String> = std::env::args().collect();
     let url = args.get(1).expect("CAPLAB_URL").trim_end_matches('/').to_string();
     let target = args.get(2).expect("TARGET_NAME").clone();
-    let requests: u64 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100_000);
-    let rate: f64 = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(2_000.0);
+    let num = |i: usize, default: f64| args.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(default);
+    let (spec, requests, rate, expected_s) = if args.get(3).map(String::as_str) == Some("closed") {
+        let (concurrency, requests, tokens, expected_s) = (num(4, 1024.0) as u64, num(5, 2048.0) as u64, num(6, 256.0) as u64, num(8, 40.0));
+        let model = args.get(7).expect("MODEL");
+        let spec = json!({"workload": "chat", "target": target, "model": model, "mode": "closed", "concurrency": [concurrency],
+                          "max_new_tokens": [tokens], "requests": requests, "ignore_eos": true, "warmup": 0, "timeout_s": 600});
+        (spec, requests, None, expected_s)
+    } else {
+        let (requests, rate) = (num(3, 100_000.0) as u64, num(4, 2_000.0));
+        let spec = json!({"workload": "chat", "target": target, "model": "bench", "mode": "rate", "rate": [rate],
+                          "max_new_tokens": [8], "requests": requests, "timeout_s": 600});
+        (spec, requests, Some(rate), requests as f64 / rate)
+    };
     let http = reqwest::Client::new();
-    let spec = json!({"workload": "chat", "target": target, "model": "bench", "mode": "rate", "rate": [rate],
-                      "max_new_tokens": [8], "requests": requests, "timeout_s": 600});
     let resp = http.post(format!("{url}/api/runs")).json(&spec).send().await.expect("caplab answers");
     let info: Value = resp.json().await.expect("a run");
     let id = info["id"].as_str().unwrap_or_else(|| panic!("the run was refused: {info}")).to_string();
@@ -78,7 +91,6 @@ async fn main() {
     };
     let heap_early = heap(c).await;
     c.execute(FRAME_PROBE, vec![]).await.expect("the frame probe");
-    let expected_s = requests as f64 / rate;
     let watch = Duration::from_secs_f64((expected_s * 0.6).clamp(5.0, 40.0));
     tokio::time::sleep(watch).await;
     let gaps: Vec<f64> = c.execute("return window.__gaps;", vec![]).await.ok().and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
@@ -104,8 +116,9 @@ async fn main() {
     println!(
         "{}",
         json!({
-            "run": id, "requests": requests, "rate": rate, "run_s": started.elapsed().as_secs_f64(),
-            "requests_ok": cell["requests_ok"], "offered_rate": rate, "achieved_rate": cell["requests_per_s"],
+            "run": id, "spec": spec, "requests": requests, "rate": rate, "run_s": started.elapsed().as_secs_f64(),
+            "requests_ok": cell["requests_ok"], "requests_failed": cell["requests_failed"], "offered_rate": rate, "achieved_rate": cell["requests_per_s"],
+            "output_tok_s": cell["output_tok_s"], "peak_concurrency": cell["peak_concurrency"],
             "ws_bytes_per_s": Dist::of(&mut w), "ws_total_bytes": total, "first_snapshot_bytes": first,
             "late_snapshot_bytes": snapshot, "late_snapshot_at_s": late_at,
             "frame_ms": Dist::of(&mut g), "frames": gaps.len(), "heap_early_bytes": heap_early, "heap_late_bytes": heap_late, "dom_nodes": dom_nodes,
