@@ -563,6 +563,7 @@ def report(results, args, started):
             lines.append(row)
         lines.append("")
     lines += targets(results)
+    lines += h200_section()
     lines += ["## Commands", "", "Each tool, as run (scenario placeholders: URL, N streams, R requests):", ""]
     seen = set()
     for r in results:
@@ -571,6 +572,13 @@ def report(results, args, started):
             lines.append(f"- {r['tool']}: `{' '.join(shlex.quote(str(c)) for c in r['cmd'])}`")
     lines.append("")
     return "\n".join(lines)
+
+
+def h200_section():
+    """The same comparison on a real vLLM on the H200, committed with its anchors (bench/gpu/vllm/peers.sh)."""
+    sys.path.insert(0, str(ROOT / "bench" / "gpu" / "vllm"))
+    from peers_report import section
+    return section(ROOT / "data" / "anchors" / "h200-vllm-0.26-qwen2.5-1.5b-peers" / "peers.json")
 
 
 def find(results, scenario, tool):

@@ -153,10 +153,14 @@ def run_vllm_bench(a, c, out):
 
 def run_guidellm(a, c, out):
     path = out / "guidellm.json"
+    # GuideLLM sends each row of its data once: 2 x C rows, the prompts in turn
+    rows = [json.loads(l) for l in open(a.prompts_guidellm)]
+    data = out / "prompts_guidellm.jsonl"
+    data.write_text("".join(json.dumps(rows[i % len(rows)]) + "\n" for i in range(2 * c)))
     cmd = [a.guidellm_python, "-m", "guidellm", "run",
            "--backend", f"kind=openai_http,target={a.url},request_format=/v1/chat/completions",
            "--profile", f"kind=concurrent,streams={c}", "--constraint", f"kind=max_requests,count={2 * c}",
-           "--data", f"kind=json_file,path={a.prompts_guidellm}", "--tokenizer", f"kind=huggingface_auto,model={a.tokenizer}",
+           "--data", f"kind=json_file,path={data}", "--tokenizer", f"kind=huggingface_auto,model={a.tokenizer}",
            "--output", f"kind=json,path={path}", "--disable-console-interactive"]
     env = {"PYTHONPATH": f"{a.gsite}:{a.site}"}
     rc, so, se, cpu, rss, wall = measure(cmd, env=env, timeout=a.timeout)

@@ -131,6 +131,8 @@ pub struct EngineNumbers {
 #[derive(Clone, Debug, PartialEq)]
 pub struct MeasuredCell {
     pub load: CellLoad,
+    /// The prompt length the cell asked for (the `input_tokens` axis), if it had one.
+    pub input_tokens: Option<u32>,
     pub numbers: CellNumbers,
     /// vLLM's preemptions during the cell (`vllm:num_preemptions_total`), when scraped.
     pub preemptions: Option<f64>,
@@ -292,6 +294,7 @@ pub fn read_run(dir: &Path, hints: &RunHints) -> Result<MeasuredRun, Calibration
         let get = |k: &str, q: &str| c[k][q].as_f64().unwrap_or(0.0);
         cells.push(MeasuredCell {
             load: CellLoad { concurrency: conc, requests: ok, prompt_tokens: prompt, cached_tokens: (f64::from(prompt) * hit).floor() as u32, max_new_tokens: out },
+            input_tokens: c["input_tokens"].as_u64().map(|n| n as u32),
             numbers: CellNumbers {
                 output_tok_s: c["output_tok_s"].as_f64().unwrap_or(0.0),
                 ttft_p50_ms: get("ttft", "p50"),
@@ -569,6 +572,9 @@ pub struct CellFit {
     pub workload: String,
     pub concurrency: u32,
     pub max_new_tokens: u32,
+    /// The prompt length the cell asked for, on an input-length axis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_tokens: Option<u32>,
     pub measured: CellNumbers,
     pub simulated: CellNumbers,
     /// simulated / measured − 1.
@@ -673,6 +679,7 @@ pub fn compare(runs: &[MeasuredRun], costs: &EngineCosts) -> (Vec<CellFit>, Vec<
                 workload: run.workload.clone(),
                 concurrency: m.load.concurrency,
                 max_new_tokens: m.load.max_new_tokens,
+                input_tokens: m.input_tokens,
                 measured: m.numbers,
                 simulated: *s,
                 error: s.error(&m.numbers),

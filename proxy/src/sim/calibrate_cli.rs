@@ -158,7 +158,7 @@ pub fn fit_table(cal: &Calibration) -> String {
     s
 }
 
-fn cells_table(cells: &[CellFit], what: &str) -> String {
+pub(crate) fn cells_table(cells: &[CellFit], what: &str) -> String {
     let mut s = format!(
         "| model | run | cell | out tok/s measured | {what} | error | p95 TTFT ms measured | {what} | error | p95 TPOT ms measured | {what} | error |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     );
@@ -166,10 +166,11 @@ fn cells_table(cells: &[CellFit], what: &str) -> String {
         let run = c.run.rsplit('/').find(|p| !p.is_empty()).unwrap_or(&c.run);
         let _ = writeln!(
             s,
-            "| {} | {run} | c{} × {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {run} | c{} × {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.model,
             c.concurrency,
             c.max_new_tokens,
+            c.input_tokens.map(|n| format!(" ({} in)", thousands(f64::from(n)))).unwrap_or_default(),
             thousands(c.measured.output_tok_s),
             thousands(c.simulated.output_tok_s),
             mark(c.error.output_tok_s, TOK_TARGET),

@@ -104,6 +104,27 @@ mod tests {
     }
 
     #[test]
+    fn the_input_length_anchor_is_read_at_its_prompt_lengths_and_predicted_out_of_sample() {
+        // Real vLLM counted every prompt of this run at exactly the length caplab asked for, so the
+        // replayed load is that length; the default calibration never saw these cells.
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/anchors/h200-vllm-0.26-qwen2.5-1.5b-input-lengths/chat_input_len");
+        let run = calibrate::read_run(&dir, &RunHints::default()).unwrap();
+        assert_eq!(run.cells.len(), 12);
+        for cell in &run.cells {
+            assert_eq!(Some(cell.load.prompt_tokens), cell.input_tokens, "c{}: vLLM's prompt tokens per request", cell.load.concurrency);
+        }
+        let (cells, _) = calibrate::compare(std::slice::from_ref(&run), &calibrate::default_calibration().costs);
+        let long: Vec<&CellFit> = cells.iter().filter(|c| c.concurrency >= 8 && c.input_tokens >= Some(4096)).collect();
+        assert_eq!(long.len(), 4);
+        for c in long {
+            // Where the prefill dominates the calibrated costs carry over (the README's table).
+            assert!(c.error.output_tok_s.abs() < 0.15 && c.error.ttft_p95_ms.abs() < 0.25, "{c:?}");
+        }
+        let table = crate::sim::calibrate_cli::cells_table(&cells, "simulated");
+        assert!(table.contains("c32 × 128 (16,384 in)"), "{table}");
+    }
+
+    #[test]
     fn the_calibrated_simulator_against_the_h200_vllm_anchors() {
         let cal = calibrate::default_calibration();
         let (cells, _) = calibrate::compare(&h200_runs(), &cal.costs);
