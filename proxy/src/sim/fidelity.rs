@@ -107,12 +107,17 @@ mod tests {
     fn the_input_length_anchor_is_read_at_its_prompt_lengths_and_predicted_out_of_sample() {
         // Real vLLM counted every prompt of this run at exactly the length caplab asked for, so the
         // replayed load is that length; the default calibration never saw these cells.
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/anchors/h200-vllm-0.26-qwen2.5-1.5b-input-lengths/chat_input_len");
-        let run = calibrate::read_run(&dir, &RunHints::default()).unwrap();
-        assert_eq!(run.cells.len(), 12);
-        for cell in &run.cells {
-            assert_eq!(Some(cell.load.prompt_tokens), cell.input_tokens, "c{}: vLLM's prompt tokens per request", cell.load.concurrency);
-        }
+        let read = |m: &str| {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../data/anchors/h200-vllm-0.26-{m}-input-lengths/chat_input_len"));
+            let run = calibrate::read_run(&dir, &RunHints::default()).unwrap();
+            assert_eq!(run.cells.len(), 12, "{m}");
+            for cell in &run.cells {
+                assert_eq!(Some(cell.load.prompt_tokens), cell.input_tokens, "{m} c{}: vLLM's prompt tokens per request", cell.load.concurrency);
+            }
+            run
+        };
+        read("qwen2.5-7b");
+        let run = read("qwen2.5-1.5b");
         let (cells, _) = calibrate::compare(std::slice::from_ref(&run), &calibrate::default_calibration().costs);
         let long: Vec<&CellFit> = cells.iter().filter(|c| c.concurrency >= 8 && c.input_tokens >= Some(4096)).collect();
         assert_eq!(long.len(), 4);
