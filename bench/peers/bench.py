@@ -247,7 +247,11 @@ def run_guidellm(url, streams, requests, out, tokenizer, rate=None):
            "--tokenizer", f"kind=huggingface_auto,model={tokenizer}", "--output", f"kind=json,path={path}",
            "--disable-console-interactive"]
     rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
-    res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
+    return read_guidellm(path, {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}, so, se)
+
+
+def read_guidellm(path, res, so, se):
+    """GuideLLM's JSON report at `path` folded into `res` (its output, else the error it printed)."""
     if path.exists():
         b = json.loads(path.read_text())["benchmarks"][0]
         m = b["metrics"]

@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench" / "peers"))
-from bench import measure  # noqa: E402  (the same process-tree accounting as the CPU benchmark)
+from bench import measure, read_guidellm  # noqa: E402  (the same accounting and parsing as the CPU benchmark)
 
 TOKENS = int(os.environ.get("PEERS_TOKENS", "256"))  # a rehearsal on the CPU vLLM sets fewer
 VLLM_BENCH = ("from vllm.benchmarks.serve import add_cli_args, main; "
@@ -166,16 +166,7 @@ def run_guidellm(a, c, out):
     rc, so, se, cpu, rss, wall = measure(cmd, env=env, timeout=a.timeout)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall,
            "prompts": "the same 16 prompts (a JSONL file, prompt + output_tokens_count 256: max_tokens and ignore_eos)"}
-    if path.exists():
-        b = json.loads(path.read_text())["benchmarks"][0]
-        m = b["metrics"]
-        d = lambda k, scale=1.0: {q: m[k]["successful"]["percentiles"][q] * scale for q in ("p50", "p99")}
-        out_tokens = m["output_token_count"]["successful"]["total_sum"]
-        res.update(completed=m["request_totals"]["successful"], failed=m["request_totals"]["errored"], tok_s=out_tokens / b["duration"],
-                   ttft=d("time_to_first_token_ms"), itl=d("inter_token_latency_ms"), e2e=d("request_latency", 1000.0))
-    else:
-        res["error"] = (se or so)[-800:]
-    return res
+    return read_guidellm(path, res, so, se)
 
 
 def proc_cpu_s(pid):
