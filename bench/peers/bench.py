@@ -227,10 +227,13 @@ def run_vllm_bench(url, streams, requests, out, tokenizer, rate=None, model="ben
     if not rate:
         cmd[cmd.index("--num-prompts"):cmd.index("--num-prompts")] = ["--max-concurrency", str(streams)]
     rc, so, se, cpu, rss, wall = measure(cmd, timeout=TIMEOUT)
-    res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}
-    f = out / "vllm.json"
-    if f.exists():
-        r = json.loads(f.read_text())
+    return read_vllm_bench(out / "vllm.json", {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall}, so, se)
+
+
+def read_vllm_bench(path, res, so, se):
+    """`vllm bench serve`'s result file at `path` folded into `res` (else the error it printed)."""
+    if path.exists():
+        r = json.loads(path.read_text())
         d = lambda m: {"p50": r.get(f"median_{m}_ms"), "p99": r.get(f"p99_{m}_ms")}
         res.update(completed=r["completed"], failed=r.get("failed", 0), tok_s=r["output_throughput"], ttft=d("ttft"), itl=d("itl"), e2e=d("e2el"))
     else:
@@ -382,24 +385,51 @@ def vllm_generation_total(url):
         return None
 
 
+class ServerView:
+    """vLLM's `vllm:generation_tokens_total`, read every 0.25 s while a tool runs (and once more
+    when it has ended): the tokens the server generated meanwhile, and its generation rate from
+    the first to the last increase of the counter."""
+
+    def __init__(self, url):
+        self.url, self.samples, self.stop = url, [], threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self):
+        while not self.stop.is_set():
+            v = vllm_generation_total(self.url)
+            if v is not None:
+                self.samples.append((time.monotonic(), v))
+            self.stop.wait(0.25)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+        last = vllm_generation_total(self.url)
+        if last is not None:
+            self.samples.append((time.monotonic(), last))
+
+    def summary(self):
+        s = self.samples
+        if len(s) < 2:
+            return {}
+        out = {"server_generated_tokens": s[-1][1] - s[0][1]}
+        rising = [i for i in range(1, len(s)) if s[i][1] > s[i - 1][1]]
+        if rising:
+            (t0, v0), (t1, v1) = s[rising[0] - 1], s[rising[-1]]
+            out["server_tok_s"] = (v1 - v0) / (t1 - t0)
+        return out
+
+
 def real_vllm_scenario(args, tokenizer, results):
     url = subprocess.run([str(ROOT / "scripts/cpu-engine.sh"), "vllm", "start"], capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
     model = subprocess.run([str(ROOT / "scripts/cpu-engine.sh"), "vllm", "model"], capture_output=True, text=True, check=True).stdout.strip()
     streams, requests = 64, 256
     for tool in [t for t in args.tools if t in ("caplab", "vllm bench serve", "GuideLLM")]:
-        samples = []
-        stop = threading.Event()
-
-        def sample():
-            while not stop.is_set():
-                v = vllm_generation_total(url)
-                if v is not None:
-                    samples.append((time.monotonic(), v))
-                time.sleep(0.25)
-
-        t = threading.Thread(target=sample)
-        t.start()
-        with tempfile.TemporaryDirectory() as d:
+        with tempfile.TemporaryDirectory() as d, ServerView(url) as view:
             print(f"[bench] real vLLM · {tool}", file=sys.stderr, flush=True)
             if tool == "caplab":
                 r = run_caplab(url, streams, requests, Path(d), model=model, prompt=None)
@@ -407,13 +437,7 @@ def real_vllm_scenario(args, tokenizer, results):
                 r = run_vllm_bench(url, streams, requests, Path(d), tokenizer, model=model)
             else:
                 r = run_guidellm(url, streams, requests, Path(d), tokenizer)
-        stop.set()
-        t.join()
-        # vLLM's own generation rate while tokens were being made (first to last increase).
-        rising = [i for i in range(1, len(samples)) if samples[i][1] > samples[i - 1][1]]
-        if rising:
-            (t0, v0), (t1, v1) = samples[rising[0] - 1], samples[rising[-1]]
-            r["server_tok_s"] = (v1 - v0) / (t1 - t0)
+        r.update(view.summary())
         r.update(scenario="real vLLM (CPU) C=64 N=256", tool=tool, streams=streams, requests=requests)
         results.append(r)
     # caplab's CPU there, for its target: a median over `--target-repeats` runs (the first above).

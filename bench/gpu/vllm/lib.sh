@@ -170,6 +170,12 @@ toml() {
   echo "$RES/$1.toml"
 }
 
+# unxz_exe FILE.xz DEST: an xz-compressed program, unpacked and made executable (Python's lzma: no
+# dependence on an xz binary there)
+unxz_exe() {
+  $PY -c "import lzma, sys; open(sys.argv[2], 'wb').write(lzma.open(sys.argv[1]).read())" "$1" "$2" && chmod +x "$2"
+}
+
 # unpack_tools DIR: what the peer comparison (peers.sh) needs besides vLLM and caplab, carried in DIR
 # (made by pack_tools.sh): GuideLLM's wheels (DIR/guidellm/*.whl, into VX_GSITE), the raw client and
 # bench-live (DIR/*.xz, into VX_HOME). Nothing if DIR has none of them.
@@ -181,7 +187,7 @@ unpack_tools() {
   fi
   for f in raw-client bench-live; do
     [ -f "$d/$f.xz" ] || continue
-    $PY -c "import lzma, sys; open(sys.argv[2], 'wb').write(lzma.open(sys.argv[1]).read())" "$d/$f.xz" "$VX_HOME/$f" && chmod +x "$VX_HOME/$f"
+    unxz_exe "$d/$f.xz" "$VX_HOME/$f"
     log "$f into $VX_HOME"
   done
 }

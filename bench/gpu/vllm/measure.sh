@@ -63,7 +63,7 @@ reserve=180; [ -n "$inlen" ] && reserve=60
 
 if [ -n "$unpack" ]; then
   extract "$unpack/partB.tar.xz" 2>&1 | tee -a "$RES/log.txt"
-  $PY -c "import lzma, sys; open(sys.argv[2], 'wb').write(lzma.open(sys.argv[1]).read())" "$unpack/caplab.xz" "$CAPLAB" && chmod +x "$CAPLAB"
+  unxz_exe "$unpack/caplab.xz" "$CAPLAB"
   unpack_tools "$unpack/tools"   # for peers.sh, if carried (pack_tools.sh)
   timeout 40 $PY -m compileall -q -j 16 "$VX_SITE/vllm" > /dev/null 2>&1; log "compileall exit $?"
   timeout 120 $PY -c "

@@ -32,14 +32,12 @@ import json
 import os
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT / "bench" / "peers"))
-from bench import measure, read_guidellm  # noqa: E402  (the same accounting and parsing as the CPU benchmark)
+from bench import Proc, ServerView, cpu_ticks, measure, read_guidellm, read_vllm_bench  # noqa: E402  (as the CPU benchmark measures and reads)
 
 TOKENS = int(os.environ.get("PEERS_TOKENS", "256"))  # a rehearsal on the CPU vLLM sets fewer
 VLLM_BENCH = ("from vllm.benchmarks.serve import add_cli_args, main; "
@@ -50,52 +48,6 @@ TOOLS = ["caplab", "raw-client", "vllm bench serve", "GuideLLM"]
 
 def prompts(path):
     return [l.strip() for l in open(path) if l.strip() and not l.lstrip().startswith("#")]
-
-
-def generated(url):
-    """vLLM's generation counter (summed over its labels), or None."""
-    try:
-        text = urllib.request.urlopen(url + "/metrics", timeout=5).read().decode()
-    except Exception:  # noqa: BLE001
-        return None
-    return sum(float(l.rsplit(" ", 1)[1]) for l in text.splitlines() if l.startswith("vllm:generation_tokens_total"))
-
-
-class ServerView:
-    """vLLM's generated tokens, sampled every 0.25 s while a tool runs."""
-
-    def __init__(self, url):
-        self.url, self.samples, self.stop = url, [], threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self):
-        while not self.stop.is_set():
-            v = generated(self.url)
-            if v is not None:
-                self.samples.append((time.monotonic(), v))
-            self.stop.wait(0.25)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-        last = generated(self.url)
-        if last is not None:
-            self.samples.append((time.monotonic(), last))
-
-    def summary(self):
-        s = self.samples
-        if len(s) < 2:
-            return {}
-        out = {"server_generated_tokens": s[-1][1] - s[0][1]}
-        rising = [i for i in range(1, len(s)) if s[i][1] > s[i - 1][1]]
-        if len(rising) >= 2:
-            (t0, v0), (t1, v1) = s[rising[0] - 1], s[rising[-1]]
-            out["server_tok_s"] = (v1 - v0) / (t1 - t0)
-        return out
 
 
 def run_caplab(a, c, out):
@@ -140,15 +92,7 @@ def run_vllm_bench(a, c, out):
     rc, so, se, cpu, rss, wall = measure(cmd, env={"PYTHONPATH": a.site}, timeout=a.timeout)
     res = {"cmd": cmd, "rc": rc, "cpu_s": cpu, "rss_mb": rss, "wall_s": wall,
            "prompts": "the same 16 prompts (--dataset-name custom, sampled with replacement)"}
-    f = out / "vllm.json"
-    if f.exists():
-        r = json.loads(f.read_text())
-        d = lambda m: {"p50": r.get(f"median_{m}_ms"), "p99": r.get(f"p99_{m}_ms")}
-        res.update(completed=r["completed"], failed=r.get("failed", 0), tok_s=r["output_throughput"],
-                   ttft=d("ttft"), itl=d("itl"), e2e=d("e2el"))
-    else:
-        res["error"] = (se or so)[-800:]
-    return res
+    return read_vllm_bench(out / "vllm.json", res, so, se)
 
 
 def run_guidellm(a, c, out):
@@ -169,13 +113,8 @@ def run_guidellm(a, c, out):
     return read_guidellm(path, res, so, se)
 
 
-def proc_cpu_s(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_peak_rss_mb(pid):
+def peak_rss_mb(pid):
+    """The process's peak resident memory (the kernel's high-water mark)."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             if line.startswith("VmHWM:"):
@@ -185,40 +124,31 @@ def proc_peak_rss_mb(pid):
 
 def live_path(a, c):
     """`caplab serve` at C streams with a WebSocket viewer and the dashboard in headless Chromium."""
-    import re
-    import subprocess
     data = tempfile.mkdtemp(prefix="live-", dir=a.out)
-    log = open(Path(a.out) / "caplab_serve.log", "w")
-    serve = subprocess.Popen([a.caplab, "serve", "--listen", "127.0.0.1:0", "--no-auth", "--target", f"vllm={a.url}", "--data-dir", data],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    url = None
-    for line in serve.stdout:
-        log.write(line)
-        m = re.search(r"(http://127\.0\.0\.1:[0-9]+)", line)
-        if m:
-            url = m.group(1)
-            break
-    threading.Thread(target=lambda: [log.write(l) for l in serve.stdout], daemon=True).start()
     res = {"tool": "caplab serve + dashboard (live path)", "streams": c, "requests": 2 * c, "max_tokens": TOKENS}
     try:
-        if not url:
-            res["error"] = "caplab serve printed no URL"
-            return res
-        cpu0 = proc_cpu_s(serve.pid)
+        serve = Proc([a.caplab, "serve", "--listen", "127.0.0.1:0", "--no-auth", "--target", f"vllm={a.url}", "--data-dir", data],
+                     r"(http://127\.0\.0\.1:[0-9]+)")
+    except RuntimeError as e:
+        res["error"] = str(e)
+        return res
+    hz = os.sysconf("SC_CLK_TCK")
+    try:
+        cpu0 = cpu_ticks(serve.p.pid)
         expected_s = 2 * c * TOKENS / 14_000 + 3
-        cmd = [a.bench_live, url, "vllm", "closed", str(c), str(2 * c), str(TOKENS), a.model, f"{expected_s:.0f}"]
+        cmd = [a.bench_live, serve.url, "vllm", "closed", str(c), str(2 * c), str(TOKENS), a.model, f"{expected_s:.0f}"]
         with ServerView(a.url) as view:
             rc, so, se, cpu, rss, wall = measure(cmd, timeout=min(300, a.deadline - time.time()))
         res.update(view.summary(), cmd=cmd, rc=rc, viewer_cpu_s=cpu, viewer_rss_mb=rss, wall_s=wall,
-                   caplab_serve_cpu_s=proc_cpu_s(serve.pid) - cpu0, caplab_serve_peak_rss_mb=proc_peak_rss_mb(serve.pid))
+                   caplab_serve_cpu_s=(cpu_ticks(serve.p.pid) - cpu0) / hz, caplab_serve_peak_rss_mb=peak_rss_mb(serve.p.pid))
         try:
             res.update(json.loads(so.strip().splitlines()[-1]))
         except Exception:  # noqa: BLE001
             res["error"] = (se or so)[-1500:]
         res["stderr_tail"] = se[-1500:]
     finally:
-        os.killpg(serve.pid, 15)
-        serve.wait(timeout=20)
+        serve.stop()
+        Path(serve.log.name).replace(Path(a.out) / "caplab_serve.log")
     return res
 
 

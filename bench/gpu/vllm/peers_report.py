@@ -9,17 +9,11 @@ import statistics
 import sys
 from pathlib import Path
 
-TOOLS = ["caplab", "raw-client", "vllm bench serve", "GuideLLM"]
-TOKENS = 256
 ROOT = Path(__file__).resolve().parents[3]
-
-
-def f0(v):
-    return "–" if v is None else f"{v:,.0f}"
-
-
-def f1(v):
-    return "–" if v is None else f"{v:,.1f}"
+sys.path.insert(0, str(ROOT / "bench" / "peers"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import f0, f1  # noqa: E402
+from peers import TOOLS  # noqa: E402
 
 
 def span(lo_hi, fmt):
@@ -48,6 +42,9 @@ def section(path):
     short = [r for r in tools if not complete(r)]
     kept = [r for r in tools if complete(r)]
     streams = sorted({r["streams"] for r in kept})
+    exact = all(r.get("server_generated_tokens") == r["requests"] * r["max_tokens"] for r in kept)
+    counted = ("the tokens it counted were exactly 2 × C × 256 in every run below" if exact
+               else "the tokens it counted in each run are in peers.json (`server_generated_tokens`)")
     out = ["## On a real GPU: vLLM 0.26 on an H200, four tools side by side", "",
            f"From `{p}` (made by `bench/gpu/vllm/peers.sh`, calls in bench/gpu/vllm/README.md), 2026-12-03: vLLM 0.26.0 serving "
            "a random-weight model of Qwen2.5-1.5B's exact shape (bf16, `--max-model-len 4096`, defaults otherwise) on one "
@@ -59,8 +56,7 @@ def section(path):
            "`output_tokens_count` 256 (it then sets `max_tokens` and `ignore_eos`). The tools' order turns at each C; "
            "each point ran twice (two rounds, the second in another order): both runs are shown, first · second.", "",
            "**vLLM's own rate** is its `vllm:generation_tokens_total` read every 0.25 s while the tool ran, from the first "
-           "to the last increase; the tokens it counted were exactly 2 × C × 256 in every run below. CPU-s and peak RSS: "
-           "the tool's whole process tree (as on the CPU machine).", "",
+           f"to the last increase; {counted}. CPU-s and peak RSS: the tool's whole process tree (as on the CPU machine).", "",
            "| streams | tool | requests ok | its output tok/s | vLLM's rate while it ran (tok/s) | CPU-s | peak RSS (MB) | its TTFT p50 (ms) |",
            "|---|---|---|---|---|---|---|---|"]
     for c in streams:
@@ -76,10 +72,6 @@ def section(path):
         out += [f"Left out: {len(short)} runs of GuideLLM that sent only {short[0].get('completed')} requests each (its data "
                 "file then held the 16 prompts once, and GuideLLM sends each row once); they ran again with 2 × C rows.", ""]
 
-    exact = all(r.get("server_generated_tokens") == 2 * r["streams"] * TOKENS for r in kept)
-    if not exact:
-        out[out.index(next(l for l in out if l.startswith("**vLLM's own rate**")))] = out[3].replace(
-            "the tokens it counted were exactly 2 × C × 256 in every run below", "the tokens it counted are in peers.json")
 
     def rate(tool, c):
         return [r["server_tok_s"] for r in kept if r["tool"] == tool and r["streams"] == c and r.get("server_tok_s")]
@@ -123,7 +115,7 @@ def section(path):
             continue
         ws, fr = r["ws_bytes_per_s"], r["frame_ms"]
         heap = lambda b: "–" if b is None else f"{b / 1e6:,.1f} MB"
-        out += ["### The live path at 1,024 streams on the H200", "",
+        out += [f"### The live path at {r['streams']:,} streams on the H200", "",
                 f"One `caplab serve` run of {r['streams']:,} streams (chat, 256 tokens, {r['requests']:,} requests, `ignore_eos`) "
                 f"against the same vLLM, one WebSocket viewer from the start and the dashboard open in headless Chromium "
                 f"(Debian's 156, carried) on the same host: {r['requests_ok']:,} ok, {r['requests_failed']} failed, "

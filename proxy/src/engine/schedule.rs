@@ -139,43 +139,44 @@ async fn pause(worker: &mut Worker, wait: Duration) -> bool {
 /// moment its worker became free to send it.
 async fn closed_loop(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<RequestSample>) {
     let next = Arc::new(AtomicU32::new(0));
-    let workers = spawn_all(concurrency.min(ctx.total), move || {
-            let (ctx, next, tx) = (ctx.clone(), next.clone(), tx.clone());
-            async move {
-                let mut worker = Worker::new(&ctx.cancel);
-                let mut backoff = Duration::ZERO;
-                while !ctx.cancel.is_cancelled() {
-                    if !pause(&mut worker, backoff).await {
-                        break;
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    if i >= ctx.total {
-                        break;
-                    }
-                    let sample = ctx.one(&mut worker, i, Instant::now()).await;
-                    backoff = backoff_after(backoff, sample.error);
-                    if tx.send(sample).is_err() {
-                        break;
-                    }
+    run_all(concurrency.min(ctx.total), move || {
+        let (ctx, next, tx) = (ctx.clone(), next.clone(), tx.clone());
+        async move {
+            let mut worker = Worker::new(&ctx.cancel);
+            let mut backoff = Duration::ZERO;
+            while !ctx.cancel.is_cancelled() {
+                if !pause(&mut worker, backoff).await {
+                    break;
+                }
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ctx.total {
+                    break;
+                }
+                let sample = ctx.one(&mut worker, i, Instant::now()).await;
+                backoff = backoff_after(backoff, sample.error);
+                if tx.send(sample).is_err() {
+                    break;
                 }
             }
-        })
+        }
+    })
     .await;
-    for w in workers {
-        let _ = w.await;
-    }
 }
 
-/// Starts `n` tasks made by `make` from outside the runtime's worker threads, as the first
-/// wave of a load arriving from elsewhere would start. Spawned from a worker (where the cell's
-/// scheduler runs), they queue on that worker behind one another: with 1,000 workers the first
-/// wave's TTFT p99 rose by ~30 ms, the raw client's as much when it spawned the same way.
-async fn spawn_all<F>(n: u32, make: impl Fn() -> F + Send + 'static) -> Vec<tokio::task::JoinHandle<()>>
+/// Runs `n` tasks made by `make` until all have ended. They are started from outside the
+/// runtime's worker threads, as the first wave of a load arriving from elsewhere would start.
+/// Spawned from a worker (where the cell's scheduler runs), they queue on that worker behind
+/// one another: with 1,000 workers the first wave's TTFT p99 rose by ~30 ms, the raw client's
+/// as much when it spawned the same way.
+async fn run_all<F>(n: u32, make: impl Fn() -> F + Send + 'static)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     let runtime = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || (0..n).map(|_| runtime.spawn(make())).collect()).await.unwrap_or_default()
+    let tasks: Vec<_> = tokio::task::spawn_blocking(move || (0..n).map(|_| runtime.spawn(make())).collect()).await.unwrap_or_default();
+    for t in tasks {
+        let _ = t.await;
+    }
 }
 
 /// `concurrency` users, each holding conversations of `ctx.turns` turns one after another: a
@@ -185,39 +186,36 @@ where
 /// every planned request.
 async fn conversations(ctx: Arc<CellCtx>, concurrency: u32, tx: UnboundedSender<RequestSample>) {
     let next_block = Arc::new(AtomicU32::new(0));
-    let users = spawn_all(concurrency.min(ctx.total.div_ceil(ctx.turns)), move || {
-            let (ctx, next_block, tx) = (ctx.clone(), next_block.clone(), tx.clone());
-            async move {
-                let mut worker = Worker::new(&ctx.cancel);
-                let mut backoff = Duration::ZERO;
-                'users: while !ctx.cancel.is_cancelled() {
-                    let first = next_block.fetch_add(1, Ordering::Relaxed).saturating_mul(ctx.turns);
-                    let mut history = Vec::new();
-                    for i in first..first.saturating_add(ctx.turns).min(ctx.total) {
-                        let wait = if history.is_empty() { backoff } else { backoff.max(ctx.think) };
-                        if !pause(&mut worker, wait).await {
-                            break 'users;
-                        }
-                        let turn = history.iter().filter(|m: &&serde_json::Value| m["role"] == "assistant").count() as u32 + 1;
-                        let sample = ctx.turn(&mut worker, i, turn, &mut history).await;
-                        backoff = backoff_after(backoff, sample.error);
-                        if sample.error.is_some() {
-                            history.clear();
-                        }
-                        if tx.send(sample).is_err() {
-                            break 'users;
-                        }
+    run_all(concurrency.min(ctx.total.div_ceil(ctx.turns)), move || {
+        let (ctx, next_block, tx) = (ctx.clone(), next_block.clone(), tx.clone());
+        async move {
+            let mut worker = Worker::new(&ctx.cancel);
+            let mut backoff = Duration::ZERO;
+            'users: while !ctx.cancel.is_cancelled() {
+                let first = next_block.fetch_add(1, Ordering::Relaxed).saturating_mul(ctx.turns);
+                let mut history = Vec::new();
+                for i in first..first.saturating_add(ctx.turns).min(ctx.total) {
+                    let wait = if history.is_empty() { backoff } else { backoff.max(ctx.think) };
+                    if !pause(&mut worker, wait).await {
+                        break 'users;
                     }
-                    if first.saturating_add(ctx.turns) >= ctx.total {
-                        break;
+                    let turn = history.iter().filter(|m: &&serde_json::Value| m["role"] == "assistant").count() as u32 + 1;
+                    let sample = ctx.turn(&mut worker, i, turn, &mut history).await;
+                    backoff = backoff_after(backoff, sample.error);
+                    if sample.error.is_some() {
+                        history.clear();
+                    }
+                    if tx.send(sample).is_err() {
+                        break 'users;
                     }
                 }
+                if first.saturating_add(ctx.turns) >= ctx.total {
+                    break;
+                }
             }
-        })
+        }
+    })
     .await;
-    for u in users {
-        let _ = u.await;
-    }
 }
 
 /// Requests start at `offsets` (s from cell start) whatever the server's pace; with a cap,

@@ -32,10 +32,7 @@ impl SseParser {
                 return;
             };
             self.buf.extend_from_slice(&rest[..nl]);
-            let line = std::mem::take(&mut self.buf);
-            self.line(&line, &mut on_data);
-            self.buf = line;
-            self.buf.clear();
+            self.held_line(&mut on_data);
             rest = &rest[nl + 1..];
         }
         while let Some(nl) = memchr::memchr(b'\n', rest) {
@@ -52,6 +49,14 @@ impl SseParser {
             rest = after;
         }
         self.buf.extend_from_slice(rest);
+    }
+
+    /// The line held in `buf`, which is then emptied (its memory kept for the next line).
+    fn held_line(&mut self, on_data: &mut impl FnMut(&[u8])) {
+        let line = std::mem::take(&mut self.buf);
+        self.line(&line, on_data);
+        self.buf = line;
+        self.buf.clear();
     }
 
     /// One line of the stream, without its `\n`.
@@ -89,10 +94,7 @@ impl SseParser {
 
     /// Ends the stream: an event not closed by a blank line is still delivered.
     pub fn finish(&mut self, mut on_data: impl FnMut(&[u8])) {
-        let last = std::mem::take(&mut self.buf);
-        self.line(&last, &mut on_data);
-        self.buf = last;
-        self.buf.clear();
+        self.held_line(&mut on_data);
         // The blank line the stream did not send.
         self.line(b"", &mut on_data);
     }
