@@ -52,6 +52,15 @@ async fn simulator_runs_carry_server_metrics_gpu_readings_and_a_surface() {
     // c8 × 64 lasts about 1.4 s: scrapes land inside it.
     let c8 = view.cells.iter().find(|c| c.concurrency == 8 && c.max_new_tokens == 64).unwrap();
     assert!(c8.server.as_ref().unwrap().max_running.unwrap() >= 2.0, "{:?}", c8.server);
+    assert!(c8.gpu.as_ref().unwrap().mean_util_pct.is_some_and(|u| u > 0.0), "the simulated GPU's load, read in those scrapes: {:?}", c8.gpu);
+    // A cell no scrape caught running (c1 × 16 lasts ~0.2 s) claims no peak and no utilization.
+    for cell in &view.cells {
+        let (s, g) = (cell.server.as_ref().unwrap(), cell.gpu.as_ref().unwrap());
+        if s.max_running.is_none() {
+            assert_eq!((s.max_kv_usage, s.max_waiting, g.mean_util_pct), (None, None, None), "cell {}: {s:?} {g:?}", cell.cell);
+            assert!(caplab_shared::surface::cause(cell).contains("peaks are unknown"), "{}", caplab_shared::surface::cause(cell));
+        }
+    }
 
     // Saved series, served for download.
     let (status, server_csv) = get_text(&http, &caplab, &format!("runs/{id}/server_metrics.csv")).await;

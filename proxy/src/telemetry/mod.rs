@@ -76,26 +76,14 @@ struct CellMaxima {
     gpu_temp: Option<f64>,
 }
 
-/// The peaks of the server's gauges (KV cache usage, waiting, running) over a cell.
-#[derive(Debug, PartialEq)]
-struct GaugePeaks {
-    kv: Option<f64>,
-    waiting: Option<f64>,
-    running: Option<f64>,
-}
-
 impl CellMaxima {
     /// Gauges are read only when a scrape is answered, and a server whose CPU its own load
     /// saturates (vLLM's CPU build) answers at its lulls: when no scrape of the cell found a
-    /// request running, waiting or holding KV cache, the peaks are unknown, not the 0 % that
-    /// the idle readings show (a cell with 33 preemptions once read "KV cache peaked at 0%").
-    fn gauge_peaks(&self) -> GaugePeaks {
-        let caught_load = [self.kv, self.waiting, self.running].iter().any(|v| v.is_some_and(|v| v > 0.0));
-        if caught_load {
-            GaugePeaks { kv: self.kv, waiting: self.waiting, running: self.running }
-        } else {
-            GaugePeaks { kv: None, waiting: None, running: None }
-        }
+    /// request running, waiting or holding KV cache, what the scrapes read of the load (the
+    /// server's peaks, the simulator's GPU utilization) is unknown, not the 0 % that the idle
+    /// readings show (a cell with 33 preemptions once read "KV cache peaked at 0%").
+    fn caught_load(&self) -> bool {
+        [self.kv, self.waiting, self.running].iter().any(|v| v.is_some_and(|v| v > 0.0))
     }
 }
 
@@ -202,12 +190,13 @@ impl Telemetry {
     pub async fn cell_end(&self) -> (Option<ServerCellStats>, Option<GpuCellStats>) {
         let now = self.shared.scrape_and_publish().await;
         let st = lock(&self.shared.state);
-        let gauges = st.cell.gauge_peaks();
+        let caught = st.cell.caught_load();
+        let seen = |v: Option<f64>| v.filter(|_| caught);
         let server = match (now, &st.cell_start) {
             (Some(now), Some(before)) => Some(ServerCellStats {
-                max_kv_usage: gauges.kv,
-                max_waiting: gauges.waiting,
-                max_running: gauges.running,
+                max_kv_usage: seen(st.cell.kv),
+                max_waiting: seen(st.cell.waiting),
+                max_running: seen(st.cell.running),
                 preemptions: now.growth(before, prom::PREEMPTIONS),
                 ttft_p50_ms: now.quantile_ms_since(before, prom::TTFT, 0.5),
                 ttft_p95_ms: now.quantile_ms_since(before, prom::TTFT, 0.95),
@@ -227,7 +216,9 @@ impl Telemetry {
         let gpu = (c.gpu_memory_total.is_some() || c.gpu_util_n > 0).then(|| GpuCellStats {
             max_memory_used_mib: c.gpu_memory_used,
             memory_total_mib: c.gpu_memory_total,
-            mean_util_pct: (c.gpu_util_n > 0).then(|| c.gpu_util_sum / f64::from(c.gpu_util_n)),
+            // The simulator's GPU is read in the same scrapes as its gauges (a real one by nvidia-smi,
+            // whose utilization covers the whole interval between its readings).
+            mean_util_pct: (c.gpu_util_n > 0 && (caught || !self.shared.simulated_gpu)).then(|| c.gpu_util_sum / f64::from(c.gpu_util_n)),
             max_power_w: c.gpu_power,
             max_temp_c: c.gpu_temp,
         });
@@ -398,11 +389,11 @@ mod tests {
     #[test]
     fn gauge_peaks_are_unknown_when_no_scrape_caught_the_load() {
         let idle = CellMaxima { kv: Some(0.0), waiting: Some(0.0), running: Some(0.0), ..Default::default() };
-        assert_eq!(idle.gauge_peaks(), GaugePeaks { kv: None, waiting: None, running: None });
+        assert!(!idle.caught_load(), "idle readings are no peak");
         let busy = CellMaxima { kv: Some(0.4), waiting: Some(0.0), running: Some(3.0), ..Default::default() };
-        assert_eq!(busy.gauge_peaks(), GaugePeaks { kv: Some(0.4), waiting: Some(0.0), running: Some(3.0) });
+        assert!(busy.caught_load());
         // A server that publishes only the KV gauge still has its peak.
         let kv_only = CellMaxima { kv: Some(0.7), ..Default::default() };
-        assert_eq!(kv_only.gauge_peaks().kv, Some(0.7));
+        assert!(kv_only.caught_load());
     }
 }
