@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 # Only after an edit of the dashboard's sources: rebuild it (installs the wasm toolchain once).
 scripts/build-frontend.sh --check 2>/dev/null || scripts/build-frontend.sh
 cargo build --release -p caplab
-exec target/release/caplab serve "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/caplab" serve "$@"
